@@ -1,0 +1,147 @@
+"""Load experiment configs, apply `key.path=value` overrides and validate them cheaply.
+
+Everything here runs before any model is built or compiled, so user errors surface in
+milliseconds as a `UserError` and no run directory is written.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import pathlib
+from typing import Any, Sequence
+
+import ml_collections
+from ml_collections.config_dict import FieldReference
+
+from patchscale.errors import UserError
+
+
+def load_module(path: str):
+    """Import an experiment file (`experiments/X.py`) as a module."""
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise UserError(f"config file {path!r} does not exist")
+    name = f"patchscale_experiment_{file.stem}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise UserError(f"config file {path!r} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # Any failure while importing is the user's config failing to load.
+        raise UserError(f"config file {path!r} does not load: {type(e).__name__}: {e}") from None
+    if not hasattr(module, "get_config"):
+        raise UserError(f"config file {path!r} has no get_config() function")
+    return module
+
+
+def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """`get_config()` of the experiment file, with overrides applied and the result validated."""
+    module = load_module(path)
+    try:
+        config = module.get_config()
+    except Exception as e:
+        raise UserError(f"config file {path!r}: get_config() failed: {type(e).__name__}: {e}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise UserError(f"config file {path!r}: get_config() must return an ml_collections.ConfigDict")
+    apply_overrides(config, overrides)
+    validate(config)
+    return config
+
+
+def _field_type(parent: ml_collections.ConfigDict, key: str) -> type | None:
+    """The declared type of a field, including typed placeholders that currently hold None."""
+    field = parent._fields[key]  # pylint: disable=protected-access
+    if isinstance(field, FieldReference):
+        return field.get_type()
+    return None if field is None else type(field)
+
+
+def _parse_value(text: str, target: type | None, key: str) -> Any:
+    if target is str:
+        return text
+    if target is bool:
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise UserError(f"override {key}={text!r}: expected a boolean (true/false)")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text  # A bare word: keep it as a string and let the type check decide.
+    if target is None:
+        return value
+    if target is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if target is tuple and isinstance(value, list):
+        return tuple(value)
+    if value is None or (isinstance(value, target) and not (target is int and isinstance(value, bool))):
+        return value
+    raise UserError(f"override {key}={text!r}: expected a value of type {target.__name__}")
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
+    """Apply `a.b.c=value` strings; the key must exist and the value must have its type."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"override {item!r} is not of the form key.path=value")
+        *parents, leaf = key.split(".")
+        node = config
+        for i, part in enumerate(parents):
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                raise UserError(f"override {key}: unknown config key {'.'.join(parents[: i + 1])!r}")
+            node = node[part]
+        if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+            raise UserError(f"override {key}: unknown config key {key!r}")
+        if isinstance(node[leaf], ml_collections.ConfigDict):
+            raise UserError(f"override {key}: {key!r} is a group of settings, not a value")
+        value = _parse_value(text, _field_type(node, leaf), key)
+        with config.ignore_type():
+            node[leaf] = value
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Cheap semantic checks that need neither data nor compilation."""
+    from patchscale.data import datasets  # Local imports keep `load_config` light.
+    from patchscale.models import sizes
+    from patchscale.models.mixers import registry
+
+    m, d, t = config.model, config.data, config.train
+    sizes.resolve(m)  # Raises on unknown sizes or inconsistent shapes.
+    registry.get(m.mixer)
+    if m.pool not in ("cls", "gap"):
+        raise UserError(f"model.pool={m.pool!r}: expected 'cls' or 'gap'")
+    if m.posemb not in ("learned", "sincos2d", "none"):
+        raise UserError(f"model.posemb={m.posemb!r}: expected 'learned', 'sincos2d' or 'none'")
+    if not 0.0 <= m.drop_path < 1.0:
+        raise UserError(f"model.drop_path={m.drop_path}: expected a rate in [0, 1)")
+    if m.dtype not in ("float32", "bfloat16", "float16", "auto"):
+        raise UserError(f"model.dtype={m.dtype!r}: expected float32, bfloat16, float16 or auto")
+    info = datasets.describe(d.name, d.data_dir)  # Raises on unknown datasets.
+    size = d.image_size or info.image_size
+    if size is None:
+        raise UserError(f"data.image_size must be set: dataset {d.name!r} has images of varying size")
+    if not 1 <= m.patch_size <= size or size % m.patch_size:
+        raise UserError(
+            f"model.patch_size={m.patch_size} does not divide the input size {size}"
+            f" (data.image_size); choose one of {[p for p in range(1, size + 1) if size % p == 0]}")
+    for key in ("batch_size", "eval_batch_size", "steps", "log_every", "checkpoint_every"):
+        if t[key] is not None and t[key] <= 0:
+            raise UserError(f"train.{key}={t[key]}: must be positive")
+    if t.steps is None and (t.epochs is None or t.epochs <= 0):
+        raise UserError("set train.steps or a positive train.epochs")
+    if t.eval_every is not None and t.eval_every < 0:
+        raise UserError(f"train.eval_every={t.eval_every}: must be >= 0 (0 evaluates only at the end)")
+    from patchscale import sharding  # Needs jax's device count, not a compile.
+
+    mesh_shape = sharding.mesh_shape(config.mesh)
+    batch_parallel = mesh_shape["data"] * mesh_shape["fsdp"]
+    for key in ("batch_size", "eval_batch_size"):
+        if t[key] % batch_parallel:
+            raise UserError(
+                f"train.{key}={t[key]} is not divisible by the {batch_parallel} data-parallel devices"
+                f" of the mesh {mesh_shape}")

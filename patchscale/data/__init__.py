@@ -1,0 +1,1 @@
+"""Datasets: TFDS sources, the offline MNIST importer and the grain input pipeline."""

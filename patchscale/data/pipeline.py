@@ -1,0 +1,106 @@
+"""The grain input pipeline: seeded shuffling, per-host sharding, checkpointable iteration.
+
+Training: the (optionally truncated) train split is shuffled with a new permutation every
+epoch, repeated for as many epochs as the run needs, and strided across hosts so that each
+process reads only its own examples; its iterator state is a single index, saved with every
+checkpoint, so a resumed run sees exactly the batches the uninterrupted run would have seen.
+
+Evaluation: the complete held-out split in order, in fixed-size batches; the last batch is
+padded and carries a mask, so every example is counted exactly once and none is dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Iterator
+
+import grain
+import jax
+import numpy as np
+from PIL import Image
+
+from patchscale.data import datasets
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Square-resize one uint8 (H, W, C) image; identity when it already has the size."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    channels = [np.asarray(Image.fromarray(image[..., c]).resize((size, size), Image.Resampling.BILINEAR))
+                for c in range(image.shape[-1])]
+    return np.stack(channels, axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """Example → (uint8 image of the model's input size, int32 label). Normalisation runs on device."""
+
+    image_size: int
+
+    def __call__(self, example):
+        return {"image": _resize(np.asarray(example["image"], np.uint8), self.image_size),
+                "label": np.int32(example["label"])}
+
+
+def _subset(source, limit: int | None) -> grain.MapDataset:
+    ds = grain.MapDataset.source(source)
+    if limit is not None:
+        if limit > len(ds):
+            raise ValueError(f"asked for {limit} examples but the split has {len(ds)}")
+        ds = ds[:limit]
+    return ds
+
+
+def train_length(data_config) -> int:
+    source = datasets.open_split(data_config.name, data_config.train_split, data_config.data_dir)
+    return len(_subset(source, data_config.train_examples))
+
+
+def train_iterator(data_config, image_size: int, global_batch: int, steps: int, seed: int):
+    """A checkpointable iterator of this host's share of `steps` global batches."""
+    source = datasets.open_split(data_config.name, data_config.train_split, data_config.data_dir)
+    ds = _subset(source, data_config.train_examples)
+    epochs = math.ceil(steps * global_batch / len(ds))
+    host_batch = global_batch // jax.process_count()
+    ds = (ds.shuffle(seed=seed).repeat(epochs)[jax.process_index()::jax.process_count()]
+          .map(Preprocess(image_size)).batch(host_batch, drop_remainder=True))
+    options = grain.ReadOptions(num_threads=data_config.worker_threads, prefetch_buffer_size=data_config.prefetch)
+    return iter(ds.to_iter_dataset(options))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSplit:
+    """The held-out split in fixed global batches of `global_batch` with a validity mask."""
+
+    data_config: object
+    split: str
+    image_size: int
+    global_batch: int
+
+    def __post_init__(self):
+        d = self.data_config
+        object.__setattr__(self, "_source", _subset(datasets.open_split(d.name, self.split, d.data_dir),
+                                                     d.eval_examples))
+
+    @property
+    def num_examples(self) -> int:
+        return len(self._source)
+
+    @property
+    def num_batches(self) -> int:
+        return math.ceil(self.num_examples / self.global_batch)
+
+    def batches(self) -> Iterator[dict[str, np.ndarray]]:
+        """This host's part of each global batch: a contiguous block of the batch's indices."""
+        host_batch = self.global_batch // jax.process_count()
+        first = jax.process_index() * host_batch
+        preprocess = Preprocess(self.image_size)
+        last = self.num_examples - 1
+        for b in range(self.num_batches):
+            indices = b * self.global_batch + first + np.arange(host_batch)
+            # Indices past the end repeat the last example; the mask removes them from every metric.
+            rows = [preprocess(self._source[int(min(i, last))]) for i in indices]
+            batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+            batch["mask"] = (indices <= last).astype(np.float32)
+            yield batch

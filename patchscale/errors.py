@@ -1,0 +1,9 @@
+"""Exceptions that the CLI turns into one-line messages instead of tracebacks."""
+
+
+class UserError(Exception):
+    """Bad input from the user (config, CLI argument, data, results file): exit code 2."""
+
+
+class TrainingError(Exception):
+    """A run that cannot go on (for example a non-finite loss): exit code 1."""

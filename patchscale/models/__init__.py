@@ -1,0 +1,1 @@
+"""Vision backbones built from a patch embedding, token mixers and channel mixers."""

@@ -1,0 +1,97 @@
+"""The plain backbone every token mixer plugs into (DeiT layout).
+
+image → patch embedding → [CLS] + position embedding → depth × pre-norm block
+[x + drop_path(mixer(norm(x))), x + drop_path(mlp(norm(x)))] → norm → pool (CLS or mean) → head.
+
+Randomness (drop path) is an explicit `key` argument rather than module state, so the train
+step derives it from the step number: a resumed run draws exactly the same masks.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from patchscale.models import sizes
+from patchscale.models.channel import Mlp
+from patchscale.models.initializers import trunc_normal_02
+from patchscale.models.mixers import registry
+from patchscale.models.patchify import PatchEmbed, PositionEmbedding
+
+LN_EPS = 1e-6
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def compute_dtype(name: str):
+    """`auto` is float32 on CPU and bfloat16 on accelerators."""
+    if name == "auto":
+        return jnp.float32 if jax.default_backend() == "cpu" else jnp.bfloat16
+    return DTYPES[name]
+
+
+def drop_path(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Stochastic depth: zero a whole residual branch per example and rescale the survivors."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+class Block(nnx.Module):
+    def __init__(self, shape: sizes.Shape, model_config, *, layer: int, drop_path_rate: float, dtype,
+                 rngs: nnx.Rngs):
+        norm = dict(epsilon=LN_EPS, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.norm1 = nnx.LayerNorm(shape.width, **norm)
+        self.mixer = registry.get(model_config.mixer)(shape, model_config, layer=layer, dtype=dtype, rngs=rngs)
+        self.norm2 = nnx.LayerNorm(shape.width, **norm)
+        self.mlp = Mlp(shape.width, shape.mlp_dim, dtype=dtype, rngs=rngs)
+        self.drop_path_rate = drop_path_rate
+
+    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        k1, k2 = jax.random.split(key) if key is not None else (None, None)
+        x = x + drop_path(self.mixer(self.norm1(x)), self.drop_path_rate, k1)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path_rate, k2)
+
+
+class VisionBackbone(nnx.Module):
+    def __init__(self, model_config, *, image_size: int, channels: int, num_classes: int, rngs: nnx.Rngs):
+        shape = sizes.resolve(model_config)
+        dtype = compute_dtype(model_config.dtype)
+        self.pool = model_config.pool
+        self.patch_size = model_config.patch_size
+        grid = image_size // model_config.patch_size
+        self.patch_embed = PatchEmbed(model_config.patch_size, channels, shape.width, dtype=dtype, rngs=rngs)
+        self.cls_token = (nnx.Param(jnp.zeros((1, 1, shape.width))) if self.pool == "cls" else None)
+        self.posemb = PositionEmbedding(model_config.posemb, grid, int(self.pool == "cls"), shape.width, rngs=rngs)
+        # Linear drop-path schedule 0 … rate over the blocks (the DeiT rule).
+        rates = np.linspace(0.0, model_config.drop_path, shape.depth) if shape.depth > 1 else [model_config.drop_path]
+        self.blocks = nnx.List([
+            Block(shape, model_config, layer=i, drop_path_rate=float(rates[i]), dtype=dtype, rngs=rngs)
+            for i in range(shape.depth)])
+        self.norm = nnx.LayerNorm(shape.width, epsilon=LN_EPS, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.head = nnx.Linear(shape.width, num_classes, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+                               kernel_init=trunc_normal_02, bias_init=nnx.initializers.zeros)
+        self.dtype = dtype
+
+    def __call__(self, images: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """uint8 or float images (B, H, W, C) → float32 logits (B, classes)."""
+        x = self.patch_embed(normalize(images).astype(self.dtype))
+        if self.cls_token is not None:
+            cls = jnp.broadcast_to(self.cls_token.value.astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
+            x = jnp.concatenate([cls, x], axis=1)
+        x = self.posemb(x)
+        keys = jax.random.split(key, len(self.blocks)) if key is not None else [None] * len(self.blocks)
+        for block, block_key in zip(self.blocks, keys):
+            x = block(x, block_key)
+        x = self.norm(x)
+        pooled = x[:, 0] if self.pool == "cls" else x.mean(axis=1)
+        return self.head(pooled).astype(jnp.float32)
+
+
+def normalize(images: jax.Array) -> jax.Array:
+    """uint8 pixels → float32 in [-1, 1]; float inputs are taken as already normalised."""
+    if images.dtype == jnp.uint8:
+        return images.astype(jnp.float32) / 127.5 - 1.0
+    return images.astype(jnp.float32)

@@ -1,0 +1,67 @@
+"""Patch embedding for any patch size that divides the input, and position embeddings.
+
+The embedding is a p×p stride-p convolution written as reshape + dense layer: identical
+numbers (tests compare it with `lax.conv`), and at p = 1 it is exactly the per-pixel dense
+layer channels → width without a 1×1 convolution's overheads.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from patchscale.models.initializers import torch_default, trunc_normal_02
+
+
+def patches(images: jax.Array, p: int) -> jax.Array:
+    """(B, H, W, C) → (B, H/p · W/p, p·p·C) in raster order, each patch flattened (row, col, channel)."""
+    b, h, w, c = images.shape
+    x = images.reshape(b, h // p, p, w // p, p, c)
+    x = x.transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+class PatchEmbed(nnx.Module):
+    def __init__(self, patch_size: int, channels: int, width: int, *, dtype, rngs: nnx.Rngs):
+        self.patch_size = patch_size
+        fan_in = patch_size * patch_size * channels
+        # The reference models keep PyTorch's default conv init for the patch embedding.
+        self.proj = nnx.Linear(fan_in, width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+                               kernel_init=torch_default(fan_in), bias_init=nnx.initializers.zeros)
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        return self.proj(patches(images, self.patch_size))
+
+
+def sincos_2d(grid: int, width: int, temperature: float = 10_000.0) -> np.ndarray:
+    """Fixed 2-D sine-cosine position table of shape (grid·grid, width) (MoCo v3 / big_vision)."""
+    if width % 4:
+        raise ValueError(f"sincos2d position embeddings need a width divisible by 4, got {width}")
+    y, x = np.mgrid[:grid, :grid]
+    omega = 1.0 / temperature ** (np.arange(width // 4) / (width // 4 - 1 or 1))
+    y = y.reshape(-1)[:, None] * omega[None]
+    x = x.reshape(-1)[:, None] * omega[None]
+    return np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1).astype(np.float32)
+
+
+class PositionEmbedding(nnx.Module):
+    """Learned (truncated normal, std 0.02) or fixed sin-cos table over all tokens, extra tokens included."""
+
+    def __init__(self, kind: str, grid: int, extra_tokens: int, width: int, *, rngs: nnx.Rngs):
+        self.kind = kind
+        n = grid * grid + extra_tokens
+        if kind == "learned":
+            self.table = nnx.Param(trunc_normal_02(rngs.params(), (n, width)))
+        elif kind == "sincos2d":
+            fixed = np.zeros((n, width), np.float32)
+            fixed[extra_tokens:] = sincos_2d(grid, width)
+            self.table = nnx.Variable(jnp.asarray(fixed))  # Not a Param: never trained or decayed.
+        else:
+            self.table = None
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        if self.table is None:
+            return tokens
+        return tokens + self.table.value.astype(tokens.dtype)
