@@ -25,7 +25,7 @@ def write_json_atomic(path, obj) -> None:
     path = epath.Path(path)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    tmp.rename(path)
+    tmp.replace(path)
 
 
 def read_json(path) -> dict | None:
@@ -47,7 +47,7 @@ def truncate_metrics(run_dir, last_step: int) -> None:
             if line.strip() and json.loads(line)["step"] <= last_step]
     tmp = path.parent / f".{path.name}.tmp"
     tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.rename(path)
+    tmp.replace(path)
 
 
 def git_commit() -> str:

@@ -84,7 +84,7 @@ class Trainer:
         loss, grads = jax.value_and_grad(self._loss)(state["params"], frozen, batch["image"], batch["label"], key)
         updates, opt = self.tx.update(grads, state["opt"], state["params"])
         new_state = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates), "opt": opt}
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": self.lr(state["step"])}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": self.lr(state["step"])}
         return new_state, metrics
 
     def _eval_step(self, params, frozen, batch):

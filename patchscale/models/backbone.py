@@ -79,7 +79,7 @@ class VisionBackbone(nnx.Module):
         """uint8 or float images (B, H, W, C) → float32 logits (B, classes)."""
         x = self.patch_embed(normalize(images).astype(self.dtype))
         if self.cls_token is not None:
-            cls = jnp.broadcast_to(self.cls_token.value.astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
+            cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
             x = jnp.concatenate([cls, x], axis=1)
         x = self.posemb(x)
         keys = jax.random.split(key, len(self.blocks)) if key is not None else [None] * len(self.blocks)

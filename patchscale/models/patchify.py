@@ -64,4 +64,4 @@ class PositionEmbedding(nnx.Module):
     def __call__(self, tokens: jax.Array) -> jax.Array:
         if self.table is None:
             return tokens
-        return tokens + self.table.value.astype(tokens.dtype)
+        return tokens + self.table[...].astype(tokens.dtype)

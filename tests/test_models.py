@@ -1,0 +1,78 @@
+"""Model shapes at every patch size, the patch embedding as a strided convolution, init details."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from patchscale import config as config_lib
+from patchscale import optimizer
+from patchscale.models import patchify, sizes
+from patchscale.models.backbone import VisionBackbone
+from patchscale.scaling import flops
+from tests.conftest import DEFAULT_EXPERIMENT
+
+
+def model_config(**overrides):
+    c = config_lib.load_module(str(DEFAULT_EXPERIMENT)).get_config()
+    config_lib.apply_overrides(c, ["model.size=pico", *[f"model.{k}={v}" for k, v in overrides.items()]])
+    return c.model
+
+
+@pytest.mark.parametrize("patch_size", [16, 8, 4, 2, 1])
+@pytest.mark.parametrize("pool", ["cls", "gap"])
+def test_logits_shape_at_every_patch_size(patch_size, pool):
+    m = model_config(patch_size=patch_size, pool=pool)
+    model = VisionBackbone(m, image_size=32, channels=1, num_classes=10, rngs=nnx.Rngs(0))
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 32, 32, 1)), jnp.uint8)
+    logits = model(images, jax.random.key(1))
+    assert logits.shape == (3, 10) and logits.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(logits)))
+    tokens = (32 // patch_size) ** 2 + (pool == "cls")
+    assert model.posemb.table[...].shape == (tokens, 32)
+    assert flops.tokens_per_image(m, 32) == tokens
+
+
+@pytest.mark.parametrize("patch_size", [16, 4, 2, 1])
+def test_patch_embedding_equals_strided_convolution(patch_size):
+    rng = np.random.default_rng(patch_size)
+    images = jnp.asarray(rng.normal(size=(2, 16, 16, 3)), jnp.float32)
+    embed = patchify.PatchEmbed(patch_size, 3, 8, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    embed.proj.bias[...] = jnp.asarray(rng.normal(size=8), jnp.float32)
+    kernel = embed.proj.kernel[...].reshape(patch_size, patch_size, 3, 8)  # HWIO
+    conv = jax.lax.conv_general_dilated(images, kernel, (patch_size, patch_size), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    conv = conv + embed.proj.bias[...]
+    expected = conv.reshape(2, -1, 8)  # Raster order of the output grid.
+    np.testing.assert_allclose(embed(images), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_sincos_posemb_is_fixed_and_distinct():
+    table = patchify.sincos_2d(4, 16)
+    assert table.shape == (16, 16)
+    assert len({tuple(np.round(row, 6)) for row in table}) == 16
+    m = model_config(posemb="sincos2d")
+    model = VisionBackbone(m, image_size=32, channels=1, num_classes=10, rngs=nnx.Rngs(0))
+    params = nnx.state(model, nnx.Param)
+    assert "posemb" not in params  # Not trainable.
+
+
+def test_weight_decay_mask_spares_biases_norms_and_embeddings():
+    model = VisionBackbone(model_config(), image_size=32, channels=1, num_classes=10, rngs=nnx.Rngs(0))
+    mask = nnx.to_pure_dict(optimizer.decay_mask(nnx.state(model, nnx.Param)))
+    assert mask["blocks"][0]["mixer"]["qkv"]["kernel"]
+    assert mask["patch_embed"]["proj"]["kernel"] and mask["head"]["kernel"]
+    assert not mask["blocks"][0]["mixer"]["qkv"]["bias"]
+    assert not mask["blocks"][0]["norm1"]["scale"]
+    assert not mask["posemb"]["table"] and not mask["cls_token"]
+
+
+def test_deit_sizes_and_analytic_flops_match_reference_formula():
+    assert sizes.SIZES["B"] == sizes.Shape(768, 12, 12, 3072)
+    m = model_config(patch_size=16)
+    with m.ignore_type():
+        m.size = "B"
+    n, d, depth = 14 * 14 + 1, 768, 12
+    expected = depth * (24 * n * d**2 + 4 * n**2 * d) + 2 * 224**2 * 3 * d + 2 * d * 1000
+    assert flops.forward_flops_per_image(m, 224, 3, 1000) == pytest.approx(expected)

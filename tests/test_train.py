@@ -1,0 +1,121 @@
+"""End-to-end training on a real MNIST subset: outputs, evaluation, resume after SIGKILL, NaN stop."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from patchscale import config as config_lib
+from patchscale import train
+from tests.conftest import DEFAULT_EXPERIMENT, REPO, run_cli, small_overrides
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def finished_run(mnist_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run") / "vit"
+    done = run_cli("train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir), "--workdir", run_dir)
+    assert done.returncode == 0, done.stderr
+    return run_dir, done
+
+
+def test_end_to_end_run_writes_config_metrics_summary_and_checkpoints(finished_run):
+    run_dir, done = finished_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["test_examples"] == 1050 and summary["steps"] == 40
+    assert summary["test_accuracy"] > 0.3  # 40 steps of a tiny ViT: well above chance (0.1).
+    assert np.isfinite(summary["test_loss"]) and summary["tokens_per_image"] == 5
+    assert summary["params"] == summary["params_embedding"] + summary["params_non_embedding"]
+    for key in ("forward_flops_per_image", "wall_time_s", "device_kind", "device_count", "jax_version", "git_commit"):
+        assert key in summary
+    records = read_metrics(run_dir)
+    assert [r["step"] for r in records] == [10, 20, 30, 40]
+    for key in ("train_loss", "learning_rate", "grad_norm", "step_time_s", "images_per_s"):
+        assert all(key in r for r in records)
+    assert records[-1]["test_loss"] == summary["test_loss"]
+    assert json.loads((run_dir / "config.json").read_text())["model"]["size"] == "pico"
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()) == ["20", "40"]
+    assert "[train] step 40/40 (100%)" in done.stdout and "ETA" in done.stdout
+
+
+def test_finished_run_is_not_trained_again(finished_run, mnist_dir):
+    run_dir, _ = finished_run
+    before = (run_dir / "summary.json").read_text()
+    again = run_cli("train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir), "--workdir", run_dir)
+    assert again.returncode == 0 and "already finished" in again.stdout and "[train]" not in again.stdout
+    assert (run_dir / "summary.json").read_text() == before
+
+
+def test_other_config_in_an_existing_run_directory_is_refused(finished_run, mnist_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"seed": 123}))
+    done = run_cli("train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir), "--workdir", run_dir)
+    assert done.returncode == 2 and "different config" in done.stderr
+
+
+def test_resume_after_sigkill_ends_with_identical_metrics(finished_run, mnist_dir, tmp_path):
+    reference_dir, _ = finished_run
+    run_dir = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "patchscale.cli", "train", str(DEFAULT_EXPERIMENT),
+           *small_overrides(mnist_dir), "--workdir", str(run_dir)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first_checkpoint = run_dir / "checkpoints" / "20"
+    deadline = time.time() + 300
+    while not first_checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (run_dir / "summary.json").exists()
+
+    resumed = run_cli("train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir), "--workdir", run_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    resumed_from = int(resumed.stdout.split("from step ")[1].split()[0])
+    assert 20 <= resumed_from < 40
+
+    expected = json.loads((reference_dir / "summary.json").read_text())
+    actual = json.loads((run_dir / "summary.json").read_text())
+    assert (actual["test_loss"], actual["test_accuracy"]) == (expected["test_loss"], expected["test_accuracy"])
+    strip = lambda rs: [(r["step"], r["train_loss"], r["grad_norm"], r.get("test_loss")) for r in rs]
+    assert strip(read_metrics(run_dir)) == strip(read_metrics(reference_dir))
+
+
+def test_non_finite_loss_stops_the_run_with_a_clear_error(mnist_dir, tmp_path):
+    overrides = small_overrides(mnist_dir, **{"train.learning_rate": 1e30, "train.grad_clip_norm": 1e30,
+                                              "train.warmup_epochs": 0.0})
+    done = run_cli("train", DEFAULT_EXPERIMENT, *overrides, "--workdir", tmp_path / "nan")
+    assert done.returncode == 1, done.stderr
+    assert "training loss is nan" in done.stderr.lower() and "Traceback" not in done.stderr
+    assert not (tmp_path / "nan" / "summary.json").exists()
+
+
+def test_evaluation_matches_one_pass_over_all_examples(mnist_dir, tmp_path):
+    c = config_lib.load_config(str(DEFAULT_EXPERIMENT), small_overrides(mnist_dir))
+    trainer = train.Trainer(c, tmp_path / "unused")
+    state = trainer._build()
+    trainer._compile(state)
+    batched = trainer.evaluate(state["params"])  # 1050 examples in batches of 200: a ragged last batch.
+
+    batches = list(trainer.eval_split.batches())
+    images = np.concatenate([b["image"] for b in batches])[:1050]
+    labels = np.concatenate([b["label"] for b in batches])[:1050]
+    logits = nnx.merge(trainer.graphdef, state["params"], trainer.frozen)(jnp.asarray(images))
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(labels)).mean()
+    accuracy = (jnp.argmax(logits, -1) == labels).mean()
+    assert batched["test_examples"] == 1050
+    np.testing.assert_allclose(batched["test_loss"], float(loss), rtol=1e-5)
+    np.testing.assert_allclose(batched["test_accuracy"], float(accuracy), rtol=1e-7)
