@@ -8,6 +8,7 @@ A run with a summary.json is finished and is not trained again.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -135,7 +136,7 @@ class Trainer:
                   " not training again", flush=True)
             return summary
         previous = results.read_json(self.workdir / results.CONFIG)
-        if previous is not None and previous != c.to_dict():
+        if previous is not None and previous != json.loads(json.dumps(c.to_dict())):
             raise UserError(f"{self.workdir} holds a run with a different config; choose another --workdir")
         if self.is_main:
             self.workdir.mkdir(parents=True, exist_ok=True)

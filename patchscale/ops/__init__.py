@@ -1,0 +1,1 @@
+"""Numerical kernels in pure JAX."""

@@ -1,0 +1,113 @@
+"""The Mamba-2 state-space duality (SSD) scan in pure JAX: chunked (fast) and sequential (reference).
+
+Per head h, with state S (headdim × d_state) starting at zero:
+
+    S_t = exp(dt_t · A_h) · S_{t-1} + dt_t · x_t B_tᵀ,        y_t = S_t C_t
+
+Shapes: x (batch, length, heads, headdim); dt (batch, length, heads), already positive;
+A (heads,), negative; B, C (batch, length, groups, d_state) with heads divisible by groups
+(head h reads group h // (heads / groups)); y like x. The D skip term is not included.
+
+`ssd_chunked` is the matmul form of the Mamba-2 paper: within chunks of Q tokens the outputs
+come from a masked Q×Q decay matrix (quadratic in Q, linear in length); each chunk's final
+state is passed to the next by a short `lax.scan`; each chunk then adds the contribution of
+its incoming state. Cumulative sums of dt·A, decays and states are float32 whatever the
+input dtype; the big matmuls run in the input dtype with float32 accumulation.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+F32 = jnp.float32
+
+
+def _check_shapes(x, dt, A, B, C) -> tuple[int, int]:
+    batch, length, heads, _ = x.shape
+    groups = B.shape[2]
+    if dt.shape != (batch, length, heads) or A.shape != (heads,):
+        raise ValueError(f"dt {dt.shape} and A {A.shape} do not match x {x.shape}")
+    if B.shape != C.shape or B.shape[:2] != (batch, length) or heads % groups:
+        raise ValueError(f"B {B.shape} / C {C.shape} do not match x {x.shape} (heads divisible by groups)")
+    return heads // groups, groups
+
+
+def ssd_sequential(x, dt, A, B, C):
+    """Reference: the recurrence one token at a time with `lax.scan` (float32 state)."""
+    per_group, _ = _check_shapes(x, dt, A, B, C)
+    Bh = jnp.repeat(B, per_group, axis=2).astype(F32)  # (b, l, h, n)
+    Ch = jnp.repeat(C, per_group, axis=2).astype(F32)
+    dt32 = dt.astype(F32)
+
+    def step(state, inputs):  # state (b, h, p, n)
+        x_t, dt_t, B_t, C_t = inputs
+        decay = jnp.exp(dt_t * A.astype(F32))  # (b, h)
+        state = decay[..., None, None] * state + jnp.einsum("bh,bhp,bhn->bhpn", dt_t, x_t.astype(F32), B_t)
+        return state, jnp.einsum("bhpn,bhn->bhp", state, C_t)
+
+    batch, _, heads, headdim = x.shape
+    init = jnp.zeros((batch, heads, headdim, B.shape[-1]), F32)
+    seq_first = lambda a: jnp.moveaxis(a, 1, 0)
+    _, y = jax.lax.scan(step, init, (seq_first(x), seq_first(dt32), seq_first(Bh), seq_first(Ch)))
+    return jnp.moveaxis(y, 0, 1).astype(x.dtype)
+
+
+def _segment_sums(a):
+    """a (..., Q) → (..., Q, Q) with [i, j] = a[j+1] + … + a[i] for i ≥ j and -inf above the diagonal."""
+    q = a.shape[-1]
+    cumsum = jnp.cumsum(a, axis=-1)
+    diff = cumsum[..., :, None] - cumsum[..., None, :]
+    return jnp.where(jnp.tril(jnp.ones((q, q), bool)), diff, -jnp.inf)
+
+
+def ssd_chunked(x, dt, A, B, C, *, chunk_size: int):
+    """The chunked SSD algorithm; any length (the tail chunk is padded with dt = 0, which is inert)."""
+    per_group, groups = _check_shapes(x, dt, A, B, C)
+    batch, length, heads, headdim = x.shape
+    q = chunk_size
+    pad = -length % q
+    if pad:  # dt = 0 means no decay and no input: padded steps leave the state unchanged.
+        widths = lambda a: [(0, 0), (0, pad)] + [(0, 0)] * (a.ndim - 2)
+        x, dt, B, C = (jnp.pad(a, widths(a)) for a in (x, dt, B, C))
+    chunks = (length + pad) // q
+    dtype = x.dtype
+
+    # Chunked views; heads split as (groups, heads per group) so B and C are never repeated.
+    xc = x.reshape(batch, chunks, q, groups, per_group, headdim)
+    Bc = B.reshape(batch, chunks, q, groups, -1)
+    Cc = C.reshape(batch, chunks, q, groups, -1)
+    dtc = dt.astype(F32).reshape(batch, chunks, q, groups, per_group)
+    a = dtc * A.astype(F32).reshape(groups, per_group)  # dt·A ≤ 0, (b, c, q, g, k)
+    a = jnp.moveaxis(a, 2, -1)  # (b, c, g, k, q)
+    a_cumsum = jnp.cumsum(a, axis=-1)
+    xdt = (xc * dtc[..., None].astype(dtype))  # dt folded into x: (b, c, q, g, k, p)
+
+    # 1. Within each chunk: y = (C Bᵀ ∘ decay) (dt·x).
+    decay = jnp.exp(_segment_sums(a)).astype(dtype)  # (b, c, g, k, q, q): [.., i, j] target i, source j
+    scores = jnp.einsum("bcign,bcjgn->bcgij", Cc, Bc, preferred_element_type=F32).astype(dtype)
+    y_diag = jnp.einsum("bcgij,bcgkij,bcjgkp->bcigkp", scores, decay, xdt, preferred_element_type=F32)
+
+    # 2. Each chunk's final state from its own inputs.
+    to_end = jnp.exp(a_cumsum[..., -1:] - a_cumsum).astype(dtype)  # (b, c, g, k, q)
+    chunk_states = jnp.einsum("bcjgn,bcgkj,bcjgkp->bcgkpn", Bc, to_end, xdt, preferred_element_type=F32)
+
+    # 3. Pass states across chunks (a short linear recurrence over chunks, in float32).
+    chunk_decay = jnp.exp(a_cumsum[..., -1])  # (b, c, g, k)
+
+    def carry(state, inputs):
+        decay_c, new_c = inputs
+        incoming = state
+        return decay_c[..., None, None] * state + new_c, incoming
+
+    init = jnp.zeros_like(chunk_states[:, 0])
+    _, incoming = jax.lax.scan(carry, init, (jnp.moveaxis(chunk_decay, 1, 0), jnp.moveaxis(chunk_states, 1, 0)))
+    incoming = jnp.moveaxis(incoming, 0, 1)  # (b, c, g, k, p, n): state entering each chunk
+
+    # 4. Each position's output from the state entering its chunk.
+    from_start = jnp.exp(a_cumsum).astype(dtype)  # (b, c, g, k, q)
+    y_off = jnp.einsum("bcign,bcgkpn,bcgki->bcigkp", Cc, incoming.astype(dtype), from_start,
+                       preferred_element_type=F32)
+
+    y = (y_diag + y_off).reshape(batch, chunks * q, heads, headdim)
+    return y[:, :length].astype(x.dtype)

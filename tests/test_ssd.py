@@ -1,0 +1,66 @@
+"""The chunked SSD kernel against the sequential recurrence: values and gradients, float32."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from patchscale.ops.ssd import ssd_chunked, ssd_sequential
+
+
+def inputs(batch=2, length=40, heads=4, headdim=8, groups=1, state=16, seed=0, dtype=jnp.float32):
+    r = np.random.default_rng(seed)
+    x = jnp.asarray(r.normal(size=(batch, length, heads, headdim)), dtype)
+    dt = jax.nn.softplus(jnp.asarray(r.normal(size=(batch, length, heads)) - 2.0, jnp.float32))
+    A = -jnp.asarray(r.uniform(1, 16, heads), jnp.float32)
+    B = jnp.asarray(r.normal(size=(batch, length, groups, state)), dtype)
+    C = jnp.asarray(r.normal(size=(batch, length, groups, state)), dtype)
+    return x, dt, A, B, C
+
+
+def rel_err(a, b):
+    return float(jnp.linalg.norm((a - b).ravel()) / jnp.linalg.norm(b.ravel()))
+
+
+@pytest.mark.parametrize("length, chunk, groups", [(64, 16, 1), (50, 16, 1), (7, 16, 1), (45, 8, 2), (33, 32, 4)])
+def test_chunked_matches_sequential(length, chunk, groups):
+    args = inputs(length=length, groups=groups)
+    expected = ssd_sequential(*args)
+    actual = ssd_chunked(*args, chunk_size=chunk)
+    assert actual.shape == args[0].shape and actual.dtype == jnp.float32
+    assert rel_err(actual, expected) < 1e-5
+
+
+@pytest.mark.parametrize("length, chunk, groups", [(48, 16, 1), (37, 8, 2)])
+def test_gradients_match_sequential(length, chunk, groups):
+    args = inputs(length=length, groups=groups, seed=1)
+    weights = jnp.asarray(np.random.default_rng(2).normal(size=args[0].shape), jnp.float32)
+    loss = lambda fn: (lambda *a: jnp.sum(fn(*a) * weights))
+    expected = jax.grad(loss(ssd_sequential), argnums=(0, 1, 2, 3, 4))(*args)
+    actual = jax.grad(loss(lambda *a: ssd_chunked(*a, chunk_size=chunk)), argnums=(0, 1, 2, 3, 4))(*args)
+    for name, g_actual, g_expected in zip("x dt A B C".split(), actual, expected):
+        assert bool(jnp.all(jnp.isfinite(g_actual))), name
+        assert rel_err(g_actual, g_expected) < 1e-5, name
+
+
+def test_outputs_are_causal():
+    x, dt, A, B, C = inputs(length=32)
+    y = ssd_chunked(x, dt, A, B, C, chunk_size=8)
+    x2 = x.at[:, 20:].set(100.0)
+    y2 = ssd_chunked(x2, dt, A, B, C, chunk_size=8)
+    np.testing.assert_array_equal(y[:, :20], y2[:, :20])
+    assert not np.allclose(y[:, 20:], y2[:, 20:])
+
+
+def test_bfloat16_inputs_keep_float32_state_and_close_values():
+    args32 = inputs(length=64, groups=2)
+    args16 = tuple(a.astype(jnp.bfloat16) if i in (0, 3, 4) else a for i, a in enumerate(args32))
+    y16 = ssd_chunked(*args16, chunk_size=16)
+    assert y16.dtype == jnp.bfloat16
+    assert rel_err(y16.astype(jnp.float32), ssd_sequential(*args32)) < 3e-2
+
+
+def test_shape_errors_are_clear():
+    x, dt, A, B, C = inputs(heads=4, groups=1)
+    with pytest.raises(ValueError, match="heads divisible by groups"):
+        ssd_chunked(x, dt, A, jnp.concatenate([B] * 3, 2), jnp.concatenate([C] * 3, 2), chunk_size=8)
