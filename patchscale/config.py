@@ -113,10 +113,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
     m, d, t = config.model, config.data, config.train
     sizes.resolve(m)  # Raises on unknown sizes or inconsistent shapes.
     registry.get(m.mixer)
-    if m.pool not in ("cls", "gap"):
-        raise UserError(f"model.pool={m.pool!r}: expected 'cls' or 'gap'")
-    if m.posemb not in ("learned", "sincos2d", "none"):
-        raise UserError(f"model.posemb={m.posemb!r}: expected 'learned', 'sincos2d' or 'none'")
+    from patchscale.models import backbone, channel
+    from patchscale.models.mixers import mamba2
+
+    choices = {"pool": ("cls", "gap"), "cls_position": ("first", "last"),
+               "posemb": ("learned", "sincos2d", "none"), "norm": tuple(backbone.NORMS),
+               "channel_mixer": tuple(channel.CHANNEL_MIXERS), "remat": tuple(backbone.REMAT_POLICIES)}
+    for key, allowed in choices.items():
+        if m[key] not in allowed:
+            raise UserError(f"model.{key}={m[key]!r}: expected one of {', '.join(allowed)}")
+    if m.mamba2.flip not in mamba2.FLIP_RULES:
+        raise UserError(f"model.mamba2.flip={m.mamba2.flip!r}: expected one of {', '.join(mamba2.FLIP_RULES)}")
+    if m.mixer == "mamba2":
+        try:
+            mamba2.dims(sizes.resolve(m), m.mamba2)
+        except ValueError as e:
+            raise UserError(f"model.mamba2: {e}") from None
     if not 0.0 <= m.drop_path < 1.0:
         raise UserError(f"model.drop_path={m.drop_path}: expected a rate in [0, 1)")
     if m.dtype not in ("float32", "bfloat16", "float16", "auto"):

@@ -47,16 +47,20 @@ def sincos_2d(grid: int, width: int, temperature: float = 10_000.0) -> np.ndarra
 
 
 class PositionEmbedding(nnx.Module):
-    """Learned (truncated normal, std 0.02) or fixed sin-cos table over all tokens, extra tokens included."""
+    """Learned (truncated normal, std 0.02) or fixed sin-cos table over all tokens.
 
-    def __init__(self, kind: str, grid: int, extra_tokens: int, width: int, *, rngs: nnx.Rngs):
+    `before` and `after` count the extra tokens (CLS) placed before or after the patches; the
+    sin-cos table gives them zero vectors.
+    """
+
+    def __init__(self, kind: str, grid: int, before: int, after: int, width: int, *, rngs: nnx.Rngs):
         self.kind = kind
-        n = grid * grid + extra_tokens
+        n = grid * grid + before + after
         if kind == "learned":
             self.table = nnx.Param(trunc_normal_02(rngs.params(), (n, width)))
         elif kind == "sincos2d":
             fixed = np.zeros((n, width), np.float32)
-            fixed[extra_tokens:] = sincos_2d(grid, width)
+            fixed[before:before + grid * grid] = sincos_2d(grid, width)
             self.table = nnx.Variable(jnp.asarray(fixed))  # Not a Param: never trained or decayed.
         else:
             self.table = None

@@ -11,19 +11,32 @@ from patchscale.errors import UserError
 class Shape:
     width: int
     depth: int
-    heads: int
+    heads: int  # Attention heads (Mamba-2 derives its heads from width, expand and headdim).
     mlp_dim: int
 
 
-# DeiT (REFERENCE.md) plus small shapes for tests and CPU runs.
+def _adventurer(width: int, depth: int) -> Shape:
+    """Adventurer: SwiGLU hidden 2.5×width; heads listed for attention-mixer comparisons (64-dim)."""
+    return Shape(width, depth, max(width // 64, 1), int(2.5 * width))
+
+
 SIZES = {
+    # DeiT (REFERENCE.md).
     "Ti": Shape(192, 12, 3, 768),
     "S": Shape(384, 12, 6, 1536),
     "B": Shape(768, 12, 12, 3072),
     "L": Shape(1024, 24, 16, 4096),
     "H": Shape(1280, 32, 16, 5120),
-    "mu": Shape(64, 4, 4, 256),  # The CPU workhorse: ~0.2 M parameters.
-    "pico": Shape(32, 2, 2, 64),  # Tests.
+    # Adventurer (REFERENCE.md).
+    "adv-Ti": _adventurer(256, 12),
+    "adv-S": _adventurer(512, 12),
+    "adv-B": _adventurer(768, 12),
+    "adv-L": _adventurer(1024, 24),
+    # Small shapes for CPU runs and tests.
+    "mu": Shape(64, 4, 4, 256),  # ~0.2 M parameters: the CPU workhorse.
+    "adv-mu": Shape(64, 4, 1, 160),
+    "pico": Shape(32, 2, 2, 64),
+    "adv-pico": Shape(32, 2, 1, 80),
 }
 
 

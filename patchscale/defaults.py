@@ -1,0 +1,75 @@
+"""The base config every experiment starts from: every key a run can take, with its default.
+
+Experiment files (`experiments/*.py`) call `base_config()` and change what they need; an
+override on the command line must name a key that exists here.
+"""
+
+from ml_collections import ConfigDict
+from ml_collections.config_dict import placeholder
+
+
+def base_config() -> ConfigDict:
+    c = ConfigDict()
+    c.seed = 0
+
+    c.model = ConfigDict()
+    c.model.size = "mu"  # Named shape (models/sizes.py); width/depth/heads/mlp_dim below override it.
+    c.model.width = placeholder(int)
+    c.model.depth = placeholder(int)
+    c.model.heads = placeholder(int)
+    c.model.mlp_dim = placeholder(int)
+    c.model.mixer = "attention"  # Any registered token mixer: attention | mamba2 | linear_attention | …
+    c.model.patch_size = 4
+    c.model.pool = "cls"  # cls | gap
+    c.model.cls_position = "first"  # first (DeiT) | last (Adventurer)
+    c.model.posemb = "learned"  # learned | sincos2d | none
+    c.model.norm = "layernorm"  # layernorm (DeiT, eps 1e-6) | rmsnorm (Adventurer, eps 1e-5)
+    c.model.channel_mixer = "mlp"  # mlp (GELU) | swiglu
+    c.model.drop_path = 0.0
+    c.model.dtype = "auto"  # auto (float32 on CPU, bfloat16 on accelerators) | float32 | bfloat16
+    c.model.remat = "none"  # none | full (keep only block inputs) | dots (also keep matmul outputs)
+    c.model.attention_impl = placeholder(str)  # None lets JAX choose; or "xla" | "cudnn"
+    c.model.mamba2 = ConfigDict()
+    c.model.mamba2.d_state = 64
+    c.model.mamba2.expand = 2
+    c.model.mamba2.headdim = 64
+    c.model.mamba2.groups = 1
+    c.model.mamba2.conv_width = 4
+    c.model.mamba2.chunk_size = 128  # Q: the SSD's intra-chunk block size.
+    c.model.mamba2.flip = "alternate"  # alternate (intended: every other block) | released (blocks 2, 3) | none
+    c.model.mamba2.heading_average = True
+
+    c.data = ConfigDict()
+    c.data.name = "mnist"  # The embedded default; any prepared TFDS image-classification dataset works.
+    c.data.data_dir = placeholder(str)  # TFDS data dir; None means TFDS's default (~/tensorflow_datasets).
+    c.data.train_split = "train"
+    c.data.eval_split = "test"
+    c.data.train_examples = placeholder(int)  # Use only the first N training examples.
+    c.data.eval_examples = placeholder(int)  # Evaluate on the first N held-out examples (None: all).
+    c.data.image_size = placeholder(int)  # Resize to this size (None: the dataset's own).
+    c.data.worker_threads = 2
+    c.data.prefetch = 4
+
+    c.train = ConfigDict()
+    c.train.batch_size = 128
+    c.train.eval_batch_size = 1000
+    c.train.epochs = 6.0
+    c.train.steps = placeholder(int)  # Overrides epochs when set.
+    c.train.learning_rate = 1e-3
+    c.train.end_learning_rate = 1e-5
+    c.train.warmup_epochs = 0.5
+    c.train.weight_decay = 0.05
+    c.train.b1 = 0.9
+    c.train.b2 = 0.999
+    c.train.grad_clip_norm = 1.0
+    c.train.label_smoothing = 0.1
+    c.train.log_every = 50
+    c.train.eval_every = 0  # Steps between evaluations; 0 evaluates only at the end.
+    c.train.checkpoint_every = 500
+    c.train.keep_checkpoints = 2
+
+    c.mesh = ConfigDict()
+    c.mesh.data = -1  # -1: all remaining devices.
+    c.mesh.fsdp = 1
+    c.mesh.tensor = 1
+    return c

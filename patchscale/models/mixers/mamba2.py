@@ -1,0 +1,170 @@
+"""Adventurer's token mixer: Mamba-2 (mamba_ssm 2.0.4 `Mamba2`) with a heading average and flipping.
+
+For the N patch tokens (+ CLS) of a block:
+
+1. flip the patch tokens if this block flips (the CLS token keeps its place);
+2. prepend the *heading average*, the mean of all tokens, so the first scanned token
+   already summarises the image;
+3. Mamba-2: in_proj → [z, x, B, C, dt]; causal depthwise conv (width 4, bias) + SiLU over
+   x, B, C; dt = softplus(dt + dt_bias) in float32; y = SSD(x, dt, −exp(A_log), B, C) + D·x;
+   gated RMSNorm rmsnorm(y · silu(z)); out_proj;
+4. drop the output at the average's position and undo the flip.
+
+Flipping: `flip="alternate"` flips every other block (n % 2 == 1, the authors' intended
+rule, the default); `flip="released"` reproduces the released code (n // 2 == 1: only
+blocks 2 and 3); `flip="none"` never flips.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from patchscale.models.initializers import torch_default
+from patchscale.models.mixers.registry import register
+from patchscale.models.sizes import Shape
+from patchscale.ops.ssd import ssd_chunked
+
+FLIP_RULES = {
+    "alternate": lambda layer: layer % 2 == 1,
+    "released": lambda layer: layer // 2 == 1,
+    "none": lambda layer: False,
+}
+RMS_EPS = 1e-5
+
+
+def dims(shape: Shape, cfg) -> dict[str, int]:
+    """Inner width, heads and the in_proj output split of a Mamba-2 layer."""
+    d_inner = cfg.expand * shape.width
+    if d_inner % cfg.headdim:
+        raise ValueError(f"Mamba-2 inner width {d_inner} is not divisible by headdim {cfg.headdim}")
+    heads = d_inner // cfg.headdim
+    if heads % cfg.groups:
+        raise ValueError(f"Mamba-2 heads {heads} are not divisible by groups {cfg.groups}")
+    bc = cfg.groups * cfg.d_state
+    return {"d_inner": d_inner, "heads": heads, "bc": bc, "conv_channels": d_inner + 2 * bc,
+            "in_proj": 2 * d_inner + 2 * bc + heads}
+
+
+def _dt_bias_init(key, shape, dtype=jnp.float32, dt_min=1e-3, dt_max=1e-1, floor=1e-4):
+    """dt ~ exp(U(log dt_min, log dt_max)) clamped at `floor`; store softplus⁻¹(dt) as the bias."""
+    dt = jnp.exp(jax.random.uniform(key, shape, dtype, math.log(dt_min), math.log(dt_max)))
+    dt = jnp.maximum(dt, floor)
+    return dt + jnp.log(-jnp.expm1(-dt))
+
+
+def _a_log_init(key, shape, dtype=jnp.float32):
+    return jnp.log(jax.random.uniform(key, shape, dtype, 1.0, 16.0))
+
+
+def causal_depthwise_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """y_t = b + Σ_k kernel[k] · x_{t-(K-1)+k} per channel, zero before the start. x (B, L, C), kernel (K, C)."""
+    width = kernel.shape[0]
+    padded = jnp.pad(x, ((0, 0), (width - 1, 0), (0, 0)))
+    length = x.shape[1]
+    out = bias.astype(x.dtype)
+    for k in range(width):
+        out = out + padded[:, k:k + length] * kernel[k].astype(x.dtype)
+    return out
+
+
+class GatedRMSNorm(nnx.Module):
+    """rmsnorm(y · silu(z)) · w over the whole inner width, statistics in float32."""
+
+    def __init__(self, width: int, *, dtype):
+        self.scale = nnx.Param(jnp.ones((width,), jnp.float32))
+        self.dtype = dtype
+
+    def __call__(self, y: jax.Array, z: jax.Array) -> jax.Array:
+        h = (y * jax.nn.silu(z)).astype(jnp.float32)
+        h = h * jax.lax.rsqrt(jnp.mean(h * h, axis=-1, keepdims=True) + RMS_EPS)
+        return (h * self.scale[...]).astype(self.dtype)
+
+
+@register("mamba2")
+class Mamba2(nnx.Module):
+    causal = None  # The heading average lets every output see every token.
+
+    def __init__(self, shape: Shape, model_config, *, layer: int, dtype, rngs: nnx.Rngs):
+        cfg = model_config.mamba2
+        if cfg.flip not in FLIP_RULES:
+            raise ValueError(f"model.mamba2.flip={cfg.flip!r}: expected one of {', '.join(FLIP_RULES)}")
+        d = dims(shape, cfg)
+        self.d_inner, self.heads, self.headdim = d["d_inner"], d["heads"], cfg.headdim
+        self.groups, self.d_state, self.chunk_size = cfg.groups, cfg.d_state, cfg.chunk_size
+        self.flip = FLIP_RULES[cfg.flip](layer)
+        self.heading_average = cfg.heading_average
+        if not self.heading_average:
+            self.causal = "backward" if self.flip else "forward"
+        self.cls_last = model_config.pool == "cls" and model_config.cls_position == "last"
+        self.cls_first = model_config.pool == "cls" and model_config.cls_position == "first"
+        self.dtype = dtype
+        width = shape.width
+
+        self.in_proj = nnx.Linear(width, d["in_proj"], use_bias=False, dtype=dtype, param_dtype=jnp.float32,
+                                  kernel_init=torch_default(width), rngs=rngs)
+        conv_init = torch_default(cfg.conv_width)  # PyTorch Conv1d default with fan_in = kernel width.
+        self.conv_kernel = nnx.Param(conv_init(rngs.params(), (cfg.conv_width, d["conv_channels"])))
+        self.conv_bias = nnx.Param(conv_init(rngs.params(), (d["conv_channels"],)))
+        self.dt_bias = nnx.Param(_dt_bias_init(rngs.params(), (self.heads,)))
+        self.A_log = nnx.Param(_a_log_init(rngs.params(), (self.heads,)))
+        self.D = nnx.Param(jnp.ones((self.heads,), jnp.float32))
+        self.norm = GatedRMSNorm(self.d_inner, dtype=dtype)
+        out_init = torch_default(self.d_inner)
+        depth_scale = 1.0 / math.sqrt(shape.depth)  # The reference rescales out_proj by 1/√depth.
+        self.out_proj = nnx.Linear(self.d_inner, width, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
+                                   kernel_init=lambda k, s, t=jnp.float32: out_init(k, s, t) * depth_scale,
+                                   rngs=rngs)
+
+    def _reorder(self, x: jax.Array) -> jax.Array:
+        """Reverse the patch tokens, leaving a CLS token at its end; its own inverse."""
+        if not self.flip:
+            return x
+        if self.cls_last:
+            return jnp.concatenate([x[:, -2::-1], x[:, -1:]], axis=1)
+        if self.cls_first:
+            return jnp.concatenate([x[:, :1], x[:, :0:-1]], axis=1)
+        return x[:, ::-1]
+
+    def __call__(self, u: jax.Array) -> jax.Array:
+        u = self._reorder(u)
+        if self.heading_average:
+            u = jnp.concatenate([u.mean(axis=1, keepdims=True, dtype=jnp.float32).astype(u.dtype), u], axis=1)
+        y = self.mamba(u)
+        if self.heading_average:
+            y = y[:, 1:]
+        return self._reorder(y)
+
+    def mamba(self, u: jax.Array) -> jax.Array:
+        """The Mamba-2 layer itself: (B, L, width) → (B, L, width), causal in L."""
+        b, length, _ = u.shape
+        z, xbc, dt = jnp.split(self.in_proj(u), [self.d_inner, 2 * self.d_inner + 2 * self.groups * self.d_state],
+                               axis=-1)
+        xbc = jax.nn.silu(causal_depthwise_conv(xbc, self.conv_kernel[...], self.conv_bias[...]))
+        x, B, C = jnp.split(xbc, [self.d_inner, self.d_inner + self.groups * self.d_state], axis=-1)
+        x = x.reshape(b, length, self.heads, self.headdim)
+        dt = jax.nn.softplus(dt.astype(jnp.float32) + self.dt_bias[...])
+        A = -jnp.exp(self.A_log[...])
+        y = ssd_chunked(x, dt, A, B.reshape(b, length, self.groups, self.d_state),
+                        C.reshape(b, length, self.groups, self.d_state), chunk_size=min(self.chunk_size, length))
+        y = y + x * self.D[...].astype(x.dtype)[:, None]
+        y = self.norm(y.reshape(b, length, self.d_inner), z)
+        return self.out_proj(y)
+
+    @staticmethod
+    def flops_per_image(shape: Shape, tokens: int, model_config) -> float:
+        """REFERENCE.md's per-token Mamba-2 count, over the tokens plus the heading average."""
+        cfg = model_config.mamba2
+        d = dims(shape, cfg)
+        n = tokens + int(cfg.heading_average)
+        q = min(cfg.chunk_size, n)
+        gn, d_inner = cfg.groups * cfg.d_state, d["d_inner"]
+        per_token = (2 * shape.width * d["in_proj"] + 2 * cfg.conv_width * d["conv_channels"]
+                     + 2 * q * (gn + d_inner) + 4 * cfg.d_state * d_inner + 2 * cfg.d_state * d_inner / q
+                     + 2 * d_inner * shape.width)
+        return float(n * per_token)
+
+
