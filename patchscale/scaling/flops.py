@@ -2,13 +2,13 @@
 
 For the ViT with N tokens, width D, depth L and MLP hidden M this is
 L·(8·N·D² + 4·N·D·M + 4·N²·D) + 2·R²·C·D + 2·D·classes, i.e. the reference's
-L·(24·N·D² + 4·N²·D) + … at M = 4D. Each token mixer supplies its own term.
+L·(24·N·D² + 4·N²·D) + … at M = 4D. Each token mixer and channel mixer supplies its own term.
 """
 
 from __future__ import annotations
 
 from patchscale.models import sizes
-from patchscale.models.channel import Mlp
+from patchscale.models.channel import CHANNEL_MIXERS
 from patchscale.models.mixers import registry
 
 
@@ -22,7 +22,7 @@ def forward_flops_per_image(model_config, image_size: int, channels: int, num_cl
     shape = sizes.resolve(model_config)
     tokens = tokens_per_image(model_config, image_size)
     mixer = registry.get(model_config.mixer).flops_per_image(shape, tokens, model_config)
-    channel = tokens * Mlp.flops_per_token(shape.width, shape.mlp_dim)
+    channel = tokens * CHANNEL_MIXERS[model_config.channel_mixer].flops_per_token(shape.width, shape.mlp_dim)
     patch_embed = 2.0 * image_size**2 * channels * shape.width  # Independent of the patch size.
     head = 2.0 * shape.width * num_classes
     return shape.depth * (mixer + channel) + patch_embed + head
