@@ -13,33 +13,18 @@ import math
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from etils import epath
-from flax import nnx
 
-from patchscale import checkpoint, optimizer, results, sharding
+from patchscale import checkpoint, results, sharding
 from patchscale.data import datasets, pipeline
 from patchscale.errors import TrainingError, UserError
-from patchscale.models.backbone import VisionBackbone
+from patchscale.program import Program, param_counts
 from patchscale.scaling import flops
-
-EMBEDDING_PARAMS = ("patch_embed", "posemb", "cls_token")
-
 
 def _fmt_time(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def param_counts(params) -> dict[str, int]:
-    total = embedding = 0
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        total += leaf.size
-        if str(getattr(path[0], "key", path[0])) in EMBEDDING_PARAMS:
-            embedding += leaf.size
-    return {"params": total, "params_embedding": embedding, "params_non_embedding": total - embedding}
 
 
 class Trainer:
@@ -58,68 +43,16 @@ class Trainer:
         self.eval_split = pipeline.EvalSplit(d, d.eval_split, self.image_size, t.eval_batch_size)
         self.total_steps = t.steps or math.ceil(t.epochs * self.num_train / t.batch_size)
         self.warmup_steps = round(t.warmup_epochs * self.num_train / t.batch_size)
-        self.mesh = sharding.make_mesh(config.mesh)
-
-    # ----------------------------------------------------------------- model and steps
-    def _build(self):
-        c = self.config
-        model = VisionBackbone(c.model, image_size=self.image_size, channels=self.info.channels,
-                               num_classes=self.info.num_classes, rngs=nnx.Rngs(c.seed))
-        self.graphdef, params, self.frozen = nnx.split(model, nnx.Param, ...)
-        self.tx = optimizer.make(c.train, self.total_steps, self.warmup_steps)
-        self.lr = optimizer.schedule(c.train, self.total_steps, self.warmup_steps)
-        state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt": self.tx.init(params)}
-        replicated = sharding.replicated(self.mesh)
-        self.state_sharding = jax.tree.map(lambda _: replicated, state)
-        self.frozen = jax.device_put(self.frozen, jax.tree.map(lambda _: replicated, self.frozen))
-        return jax.device_put(state, self.state_sharding)
-
-    def _loss(self, params, frozen, images, labels, key):
-        model = nnx.merge(self.graphdef, params, frozen)
-        logits = model(images, key)
-        targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), self.config.train.label_smoothing)
-        return optax.softmax_cross_entropy(logits, targets).mean()
-
-    def _train_step(self, state, frozen, batch):
-        key = jax.random.fold_in(jax.random.key(self.config.seed + 1), state["step"])
-        loss, grads = jax.value_and_grad(self._loss)(state["params"], frozen, batch["image"], batch["label"], key)
-        updates, opt = self.tx.update(grads, state["opt"], state["params"])
-        new_state = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates), "opt": opt}
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": self.lr(state["step"])}
-        return new_state, metrics
-
-    def _eval_step(self, params, frozen, batch):
-        logits = nnx.merge(self.graphdef, params, frozen)(batch["image"])
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])  # No smoothing.
-        correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
-        mask = batch["mask"]
-        return {"loss_sum": (ce * mask).sum(), "correct": (correct * mask).sum(), "count": mask.sum()}
-
-    def _compile(self, state):
-        batch_sharding = sharding.batch_sharding(self.mesh)
-        replicated = sharding.replicated(self.mesh)
-        frozen_sharding = jax.tree.map(lambda _: replicated, self.frozen)
-        gb, s, ch = self.config.train.batch_size, self.image_size, self.info.channels
-        train_batch = {"image": jax.ShapeDtypeStruct((gb, s, s, ch), jnp.uint8, sharding=batch_sharding),
-                       "label": jax.ShapeDtypeStruct((gb,), jnp.int32, sharding=batch_sharding)}
-        eb = self.config.train.eval_batch_size
-        eval_batch = {"image": jax.ShapeDtypeStruct((eb, s, s, ch), jnp.uint8, sharding=batch_sharding),
-                      "label": jax.ShapeDtypeStruct((eb,), jnp.int32, sharding=batch_sharding),
-                      "mask": jax.ShapeDtypeStruct((eb,), jnp.float32, sharding=batch_sharding)}
-        start = time.perf_counter()
-        train_step = jax.jit(self._train_step, in_shardings=(self.state_sharding, frozen_sharding, batch_sharding),
-                             out_shardings=(self.state_sharding, replicated), donate_argnums=0)
-        eval_step = jax.jit(self._eval_step, in_shardings=(self.state_sharding["params"], frozen_sharding,
-                                                           batch_sharding), out_shardings=replicated)
-        self.train_step = train_step.lower(state, self.frozen, train_batch).compile()
-        self.eval_step = eval_step.lower(state["params"], self.frozen, eval_batch).compile()
-        return time.perf_counter() - start
+        self.program = Program(config, self.image_size, self.info.channels, self.info.num_classes,
+                               self.total_steps, self.warmup_steps, sharding.make_mesh(config.mesh))
+        self.mesh = self.program.mesh
 
     # ----------------------------------------------------------------- evaluation
     def evaluate(self, params) -> dict[str, float]:
         totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
         for batch in self.eval_split.batches():
-            out = jax.device_get(self.eval_step(params, self.frozen, sharding.global_batch(batch, self.mesh)))
+            batch = sharding.global_batch(batch, self.mesh)
+            out = jax.device_get(self.program.eval_step(params, self.program.frozen, batch))
             for k in totals:
                 totals[k] += float(out[k])
         if int(totals["count"]) != self.eval_split.num_examples:
@@ -143,14 +76,12 @@ class Trainer:
             results.write_json_atomic(self.workdir / results.CONFIG, c.to_dict())
 
         wall_start = time.time()
-        state = self._build()
-        compile_seconds = self._compile(state)
+        state = self.program.init_state()
+        compile_seconds = self.program.compile(state)
         gb = t.batch_size
         data = pipeline.train_iterator(c.data, self.image_size, gb, self.total_steps, c.seed)
         ckpt = checkpoint.manager(self.workdir / results.CHECKPOINTS, t.keep_checkpoints)
-        abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                state, self.state_sharding)
-        restored_step, restored = checkpoint.restore_latest(ckpt, abstract, data)
+        restored_step, restored = checkpoint.restore_latest(ckpt, self.program.abstract_state(state), data)
         if restored is not None:
             state = restored
             print(f"patchscale: resuming {self.workdir} from step {restored_step}", flush=True)
@@ -166,7 +97,7 @@ class Trainer:
         eval_metrics = None
         for step in range(start + 1, self.total_steps + 1):
             batch = sharding.global_batch(next(data), self.mesh)
-            state, metrics = self.train_step(state, self.frozen, batch)
+            state, metrics = self.program.train_step(state, self.program.frozen, batch)
             pending.append((step, metrics))
             interval_steps += 1
             last = step == self.total_steps

@@ -108,14 +108,14 @@ def test_trains_inside_the_jitted_sharded_train_step(mixer, mnist_dir, tmp_path)
                                               "model.mamba2.d_state": 16, "model.patch_size": 8})
     c = config_lib.load_config(str(DEFAULT_EXPERIMENT), overrides)
     trainer = train.Trainer(c, tmp_path)
-    state = trainer._build()
-    trainer._compile(state)
+    state = trainer.program.init_state()
+    trainer.program.compile(state)
     rng = np.random.default_rng(0)
     batch = {"image": rng.integers(0, 256, (64, 32, 32, 1)).astype(np.uint8),
              "label": rng.integers(0, 10, 64).astype(np.int32)}
     losses = []
     for _ in range(5):  # Overfit one batch: the loss must go down.
-        state, metrics = trainer.train_step(state, trainer.frozen, train.sharding.global_batch(batch, trainer.mesh))
+        state, metrics = trainer.program.train_step(state, trainer.program.frozen, train.sharding.global_batch(batch, trainer.mesh))
         losses.append(float(metrics["loss"]))
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert int(state["step"]) == 5

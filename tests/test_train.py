@@ -1,13 +1,11 @@
 """End-to-end training on a real MNIST subset: outputs, evaluation, resume after SIGKILL, NaN stop."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -106,14 +104,14 @@ def test_non_finite_loss_stops_the_run_with_a_clear_error(mnist_dir, tmp_path):
 def test_evaluation_matches_one_pass_over_all_examples(mnist_dir, tmp_path):
     c = config_lib.load_config(str(DEFAULT_EXPERIMENT), small_overrides(mnist_dir))
     trainer = train.Trainer(c, tmp_path / "unused")
-    state = trainer._build()
-    trainer._compile(state)
+    state = trainer.program.init_state()
+    trainer.program.compile(state)
     batched = trainer.evaluate(state["params"])  # 1050 examples in batches of 200: a ragged last batch.
 
     batches = list(trainer.eval_split.batches())
     images = np.concatenate([b["image"] for b in batches])[:1050]
     labels = np.concatenate([b["label"] for b in batches])[:1050]
-    logits = nnx.merge(trainer.graphdef, state["params"], trainer.frozen)(jnp.asarray(images))
+    logits = nnx.merge(trainer.program.graphdef, state["params"], trainer.program.frozen)(jnp.asarray(images))
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(labels)).mean()
     accuracy = (jnp.argmax(logits, -1) == labels).mean()
     assert batched["test_examples"] == 1050

@@ -1,0 +1,115 @@
+"""The model, optimizer and jitted steps of a run, without data or files.
+
+`Program` is shared by the training loop (train.py) and the benchmarks: it builds the
+train state, compiles the train and eval steps ahead of time with explicit shardings on the
+mesh (the train state is donated), and exposes the compiled executables so callers can read
+their memory and cost analyses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from patchscale import optimizer, sharding
+from patchscale.models.backbone import VisionBackbone
+
+EMBEDDING_PARAMS = ("patch_embed", "posemb", "cls_token")
+
+
+def param_counts(params) -> dict[str, int]:
+    total = embedding = 0
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        total += leaf.size
+        if str(getattr(path[0], "key", path[0])) in EMBEDDING_PARAMS:
+            embedding += leaf.size
+    return {"params": total, "params_embedding": embedding, "params_non_embedding": total - embedding}
+
+
+@dataclasses.dataclass
+class Program:
+    config: object
+    image_size: int
+    channels: int
+    num_classes: int
+    total_steps: int
+    warmup_steps: int
+    mesh: jax.sharding.Mesh
+
+    def init_state(self):
+        """Build the model and optimizer; returns the train state placed on the mesh."""
+        c = self.config
+        model = VisionBackbone(c.model, image_size=self.image_size, channels=self.channels,
+                               num_classes=self.num_classes, rngs=nnx.Rngs(c.seed))
+        self.graphdef, params, frozen = nnx.split(model, nnx.Param, ...)
+        self.tx = optimizer.make(c.train, self.total_steps, self.warmup_steps)
+        self.lr = optimizer.schedule(c.train, self.total_steps, self.warmup_steps)
+        state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt": self.tx.init(params)}
+        replicated = sharding.replicated(self.mesh)
+        self.state_sharding = jax.tree.map(lambda _: replicated, state)
+        self.frozen_sharding = jax.tree.map(lambda _: replicated, frozen)
+        self.frozen = jax.device_put(frozen, self.frozen_sharding)  # Non-trainable (sin-cos tables).
+        return jax.device_put(state, self.state_sharding)
+
+    def abstract_state(self, state):
+        return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state,
+                            self.state_sharding)
+
+    # ------------------------------------------------------------- the steps (pure functions)
+    def _loss(self, params, frozen, images, labels, key):
+        logits = nnx.merge(self.graphdef, params, frozen)(images, key)
+        targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), self.config.train.label_smoothing)
+        return optax.softmax_cross_entropy(logits, targets).mean()
+
+    def _train_step(self, state, frozen, batch):
+        # Per-step randomness from the step number: a resumed run draws the same drop-path masks.
+        key = jax.random.fold_in(jax.random.key(self.config.seed + 1), state["step"])
+        loss, grads = jax.value_and_grad(self._loss)(state["params"], frozen, batch["image"], batch["label"], key)
+        updates, opt = self.tx.update(grads, state["opt"], state["params"])
+        new_state = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates), "opt": opt}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": self.lr(state["step"])}
+        return new_state, metrics
+
+    def _eval_step(self, params, frozen, batch):
+        logits = nnx.merge(self.graphdef, params, frozen)(batch["image"])
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])  # No smoothing.
+        correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+        mask = batch["mask"]
+        return {"loss_sum": (ce * mask).sum(), "correct": (correct * mask).sum(), "count": mask.sum()}
+
+    # ------------------------------------------------------------- compilation
+    def batch_spec(self, batch_size: int, with_mask: bool = False):
+        s, ch = self.image_size, self.channels
+        data = sharding.batch_sharding(self.mesh)
+        spec = {"image": jax.ShapeDtypeStruct((batch_size, s, s, ch), jnp.uint8, sharding=data),
+                "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=data)}
+        if with_mask:
+            spec["mask"] = jax.ShapeDtypeStruct((batch_size,), jnp.float32, sharding=data)
+        return spec
+
+    def compile_train_step(self, state):
+        data, replicated = sharding.batch_sharding(self.mesh), sharding.replicated(self.mesh)
+        step = jax.jit(self._train_step, in_shardings=(self.state_sharding, self.frozen_sharding, data),
+                       out_shardings=(self.state_sharding, replicated), donate_argnums=0)
+        self.train_step = step.lower(state, self.frozen, self.batch_spec(self.config.train.batch_size)).compile()
+        return self.train_step
+
+    def compile_eval_step(self, state):
+        data, replicated = sharding.batch_sharding(self.mesh), sharding.replicated(self.mesh)
+        step = jax.jit(self._eval_step, in_shardings=(self.state_sharding["params"], self.frozen_sharding, data),
+                       out_shardings=replicated)
+        spec = self.batch_spec(self.config.train.eval_batch_size, with_mask=True)
+        self.eval_step = step.lower(state["params"], self.frozen, spec).compile()
+        return self.eval_step
+
+    def compile(self, state) -> float:
+        """Compile both steps; returns the seconds it took."""
+        start = time.perf_counter()
+        self.compile_train_step(state)
+        self.compile_eval_step(state)
+        return time.perf_counter() - start
