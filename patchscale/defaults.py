@@ -47,6 +47,7 @@ def base_config() -> ConfigDict:
     c.data.train_examples = placeholder(int)  # Use only the first N training examples.
     c.data.eval_examples = placeholder(int)  # Evaluate on the first N held-out examples (None: all).
     c.data.image_size = placeholder(int)  # Resize to this size (None: the dataset's own).
+    c.data.random_shift = 0  # Training augmentation: random translation by up to this many pixels.
     c.data.worker_threads = 2
     c.data.prefetch = 4
 

@@ -121,3 +121,27 @@ def test_pipeline_shards_by_process_index(mnist_dir, monkeypatch):
     digests = [{hashlib.md5(x.tobytes()).hexdigest() for x in part} for part in parts]
     assert not digests[0] & digests[1]  # The two hosts read disjoint examples …
     assert digests[0] | digests[1] == {hashlib.md5(x.tobytes()).hexdigest() for x in full}  # … that make the batch.
+
+
+def test_random_shift_translates_with_zero_fill():
+    image = np.zeros((6, 6, 1), np.uint8)
+    image[2, 3] = 9
+    shift = pipeline.RandomShift(2)
+    for seed in range(20):
+        out = shift({"image": image, "label": 1}, np.random.default_rng(seed))["image"]
+        (y,), (x,) = np.nonzero(out[..., 0])[0], np.nonzero(out[..., 0])[1]
+        assert abs(y - 2) <= 2 and abs(x - 3) <= 2 and out.sum() == 9
+
+
+def test_augmented_batches_are_reproducible_after_resume(mnist_dir):
+    d = data_config(mnist_dir, train_examples=256, random_shift=2)
+    it = pipeline.train_iterator(d, 32, 32, steps=6, seed=0)
+    next(it)
+    state = it.get_state()
+    expected = [next(it)["image"] for _ in range(3)]
+    resumed = pipeline.train_iterator(d, 32, 32, steps=6, seed=0)
+    resumed.set_state(state)
+    np.testing.assert_array_equal(np.stack(expected), np.stack([next(resumed)["image"] for _ in range(3)]))
+    plain = pipeline.train_iterator(data_config(mnist_dir, train_examples=256), 32, 32, steps=6, seed=0)
+    next(plain)
+    assert not np.array_equal(next(plain)["image"], expected[0])  # The shift really changes the images.

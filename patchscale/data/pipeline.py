@@ -43,6 +43,26 @@ class Preprocess:
                 "label": np.int32(example["label"])}
 
 
+@dataclasses.dataclass(frozen=True)
+class RandomShift:
+    """Translate the image by up to `max_shift` pixels in each direction, filling with zeros.
+
+    grain seeds the generator from the pipeline seed and the element's index, so the shift of
+    every example is reproducible and a resumed run draws exactly the same ones.
+    """
+
+    max_shift: int
+
+    def __call__(self, example, rng: np.random.Generator):
+        dy, dx = rng.integers(-self.max_shift, self.max_shift + 1, size=2)
+        image = example["image"]
+        h, w = image.shape[:2]
+        shifted = np.zeros_like(image)
+        shifted[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            image[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        return {**example, "image": shifted}
+
+
 def _subset(source, limit: int | None) -> grain.MapDataset:
     ds = grain.MapDataset.source(source)
     if limit is not None:
@@ -64,7 +84,10 @@ def train_iterator(data_config, image_size: int, global_batch: int, steps: int, 
     epochs = math.ceil(steps * global_batch / len(ds))
     host_batch = global_batch // jax.process_count()
     ds = (ds.shuffle(seed=seed).repeat(epochs)[jax.process_index()::jax.process_count()]
-          .map(Preprocess(image_size)).batch(host_batch, drop_remainder=True))
+          .map(Preprocess(image_size)))
+    if data_config.random_shift:
+        ds = ds.random_map(RandomShift(data_config.random_shift), seed=seed + 1)
+    ds = ds.batch(host_batch, drop_remainder=True)
     options = grain.ReadOptions(num_threads=data_config.worker_threads, prefetch_buffer_size=data_config.prefetch)
     return iter(ds.to_iter_dataset(options))
 
