@@ -115,16 +115,20 @@ class Trainer:
                               grad_norm=float(host["grad_norm"]), step_time_s=elapsed / interval_steps,
                               images_per_s=interval_steps * gb / elapsed)
             pending = []
+            paused = time.perf_counter()  # Evaluation and checkpointing do not count as step time.
             if eval_now:
                 eval_metrics = self.evaluate(state["params"])
                 record.update(eval_metrics)
-            if self.is_main and len(record) > 1:
-                results.append_metrics(self.workdir, record)
-            if log_now:
+            if len(record) > 1:
+                if self.is_main:
+                    results.append_metrics(self.workdir, record)
                 self._progress(step, record)
-                interval_start, interval_steps = time.perf_counter(), 0
             if save_now:
                 checkpoint.save(ckpt, step, state, data)
+            if log_now:
+                interval_start, interval_steps = time.perf_counter(), 0
+            else:
+                interval_start += time.perf_counter() - paused
 
         if eval_metrics is None:  # Resumed after the last step's checkpoint: evaluate once more.
             eval_metrics = self.evaluate(state["params"])
@@ -147,11 +151,14 @@ class Trainer:
         return losses
 
     def _progress(self, step: int, record: dict) -> None:
-        remaining = (self.total_steps - step) * record["step_time_s"]
-        extra = f" | test loss {record['test_loss']:.4f} acc {record['test_accuracy']:.4f}" if "test_loss" in record else ""
-        print(f"[train] step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%)"
-              f" | loss {record['train_loss']:.4f} | lr {record['learning_rate']:.2e}"
-              f" | {record['images_per_s']:.0f} img/s{extra} | ETA {_fmt_time(remaining)}", flush=True)
+        line = f"[train] step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%)"
+        if "train_loss" in record:
+            remaining = (self.total_steps - step) * record["step_time_s"]
+            line += (f" | loss {record['train_loss']:.4f} | lr {record['learning_rate']:.2e}"
+                     f" | {record['images_per_s']:.0f} img/s | ETA {_fmt_time(remaining)}")
+        if "test_loss" in record:
+            line += f" | test loss {record['test_loss']:.4f} acc {record['test_accuracy']:.4f}"
+        print(line, flush=True)
 
     def _summary(self, state, eval_metrics, wall_start, compile_seconds) -> dict:
         m = self.config.model

@@ -29,7 +29,7 @@ def small_overrides(data_dir: str, **extra) -> list[str]:
     base = {
         "data.data_dir": data_dir, "model.size": "pico", "model.patch_size": 16, "train.learning_rate": 3e-3,
         "data.train_examples": 2048, "data.eval_examples": 1050, "train.batch_size": 64,
-        "train.eval_batch_size": 200, "train.steps": 40, "train.log_every": 10,
+        "train.eval_batch_size": 200, "train.steps": 60, "train.log_every": 10,
         "train.checkpoint_every": 20, "train.warmup_epochs": 0.1, "data.random_shift": 2,
     }
     base.update(extra)

@@ -32,20 +32,20 @@ def finished_run(mnist_dir, tmp_path_factory):
 def test_end_to_end_run_writes_config_metrics_summary_and_checkpoints(finished_run):
     run_dir, done = finished_run
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["test_examples"] == 1050 and summary["steps"] == 40
-    assert summary["test_accuracy"] > 0.3  # 40 steps of a tiny ViT: well above chance (0.1).
+    assert summary["test_examples"] == 1050 and summary["steps"] == 60
+    assert summary["test_accuracy"] > 0.25  # 60 steps of a tiny ViT: well above chance (0.1).
     assert np.isfinite(summary["test_loss"]) and summary["tokens_per_image"] == 5
     assert summary["params"] == summary["params_embedding"] + summary["params_non_embedding"]
     for key in ("forward_flops_per_image", "wall_time_s", "device_kind", "device_count", "jax_version", "git_commit"):
         assert key in summary
     records = read_metrics(run_dir)
-    assert [r["step"] for r in records] == [10, 20, 30, 40]
+    assert [r["step"] for r in records] == [10, 20, 30, 40, 50, 60]
     for key in ("train_loss", "learning_rate", "grad_norm", "step_time_s", "images_per_s"):
         assert all(key in r for r in records)
     assert records[-1]["test_loss"] == summary["test_loss"]
     assert json.loads((run_dir / "config.json").read_text())["model"]["size"] == "pico"
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()) == ["20", "40"]
-    assert "[train] step 40/40 (100%)" in done.stdout and "ETA" in done.stdout
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()) == ["40", "60"]
+    assert "[train] step 60/60 (100%)" in done.stdout and "ETA" in done.stdout
 
 
 def test_finished_run_is_not_trained_again(finished_run, mnist_dir):
@@ -83,7 +83,7 @@ def test_resume_after_sigkill_ends_with_identical_metrics(finished_run, mnist_di
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
     resumed_from = int(resumed.stdout.split("from step ")[1].split()[0])
-    assert 20 <= resumed_from < 40
+    assert 20 <= resumed_from < 60
 
     expected = json.loads((reference_dir / "summary.json").read_text())
     actual = json.loads((run_dir / "summary.json").read_text())
