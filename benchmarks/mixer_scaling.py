@@ -4,9 +4,12 @@
 
 Adventurer-Ti (Mamba-2, width 256, 12 blocks, remat per block) next to a ViT of the same width
 and depth (attention, 4 heads, MLP 1024, remat per block), at p = 1 on 3-channel images of
-side 32, 48, 64, 96, 128 (1,024 … 16,384 tokens). Every step processes about the same number
-of tokens (batch = tokens_per_step / length), so time per token is comparable across lengths.
-Memory is XLA's `temp_size_in_bytes` of the compiled train step (activations and scratch).
+side 32, 48, 64, 96, 128 (1,024 … 16,384 tokens). Every step processes at least
+--tokens-per-step tokens (batch = max(1, tokens_per_step / length)), so time per token is comparable across lengths.
+Memory: XLA's `temp_size_in_bytes` of the compiled train step (activations and scratch, as
+scheduled by this backend), and the bytes JAX saves for the backward pass (the residuals of
+`jax.vjp` of the loss, parameters they reference included), which per-block remat reduces to
+the block inputs whatever the backend's scheduler does.
 Then one 224×224 image at p = 1 (50,176 tokens): compiled memory of the train step, and its time.
 Lengths whose estimated step time exceeds --max-step-seconds are compiled (memory) but not run.
 """
@@ -42,6 +45,18 @@ def make_program(model: str, image_size: int, batch: int, extra: list[str]) -> P
     return Program(c, image_size, 3, 1000, total_steps=100, warmup_steps=1, mesh=sharding.make_mesh(c.mesh))
 
 
+def saved_for_backward(program: Program, state, batch: int) -> int:
+    """Bytes of the residuals `jax.vjp` keeps for the backward pass (shapes only, nothing runs)."""
+    spec = program.batch_spec(batch)
+
+    def backward_closure(params, frozen, images, labels):
+        loss = lambda p: program._loss(p, frozen, images, labels, jax.random.key(0))
+        return jax.vjp(loss, params)[1]
+
+    residuals = jax.eval_shape(backward_closure, state["params"], program.frozen, spec["image"], spec["label"])
+    return int(sum(np.prod(leaf.shape) * leaf.dtype.itemsize for leaf in jax.tree.leaves(residuals)))
+
+
 def measure(model: str, image_size: int, batch: int, repeats: int, max_step_seconds: float,
             flop_rate: float | None, extra: list[str]) -> dict:
     program = make_program(model, image_size, batch, extra)
@@ -50,7 +65,8 @@ def measure(model: str, image_size: int, batch: int, repeats: int, max_step_seco
     tokens = flops.tokens_per_image(program.config.model, image_size)
     train_flops = batch * flops.train_flops_per_image(program.config.model, image_size, 3, 1000)
     row = {"model": model, "image_size": image_size, "tokens": tokens, "batch": batch,
-           "train_flops_per_step": train_flops, **memory(compiled)}
+           "train_flops_per_step": train_flops, **memory(compiled),
+           "saved_for_backward_bytes": saved_for_backward(program, state, batch)}
     row["temp_bytes_per_image"] = row["temp_bytes"] / batch
     estimate = train_flops / flop_rate if flop_rate else None
     if estimate is not None and estimate > max_step_seconds:
@@ -76,7 +92,7 @@ def measure(model: str, image_size: int, batch: int, repeats: int, max_step_seco
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sides", type=int, nargs="+", default=[32, 48, 64, 96, 128])
-    parser.add_argument("--tokens-per-step", type=int, default=16384)
+    parser.add_argument("--tokens-per-step", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-step-seconds", type=float, default=60.0)
     parser.add_argument("--models", nargs="+", default=list(MODELS))
@@ -106,7 +122,8 @@ def format_row(row: dict) -> str:
     timing = (f"{row['median_s']:.2f}s/step  {row['seconds_per_token'] * 1e6:.1f} µs/token"
               f"  {row['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s" if "median_s" in row else row["skipped_timing"])
     return (f"{row['model']:>14}  {row['tokens']:>6} tokens  batch {row['batch']:>2}  "
-            f"temp {row['temp_bytes'] / 2**20:8.1f} MiB ({row['temp_bytes_per_image'] / 2**20:8.1f} MiB/image)  {timing}")
+            f"temp {row['temp_bytes'] / 2**20:8.1f} MiB ({row['temp_bytes_per_image'] / 2**20:8.1f} MiB/image)"
+            f"  saved {row['saved_for_backward_bytes'] / 2**20:7.1f} MiB  {timing}")
 
 
 if __name__ == "__main__":

@@ -83,14 +83,17 @@ def ssd_chunked(x, dt, A, B, C, *, chunk_size: int):
     a_cumsum = jnp.cumsum(a, axis=-1)
     xdt = (xc * dtc[..., None].astype(dtype))  # dt folded into x: (b, c, q, g, k, p)
 
-    # 1. Within each chunk: y = (C Bᵀ ∘ decay) (dt·x).
-    decay = jnp.exp(_segment_sums(a)).astype(dtype)  # (b, c, g, k, q, q): [.., i, j] target i, source j
-    scores = jnp.einsum("bcign,bcjgn->bcgij", Cc, Bc, preferred_element_type=F32).astype(dtype)
-    y_diag = jnp.einsum("bcgij,bcgkij,bcjgkp->bcigkp", scores, decay, xdt, preferred_element_type=F32)
+    # 1. Within each chunk: y = (C Bᵀ ∘ decay) (dt·x). Every contraction is a plain batched
+    #    matmul over one index: no intermediate larger than Q×Q per head is ever formed.
+    decay = jnp.exp(_segment_sums(a))  # (b, c, g, k, q, q): [.., i, j] target i, source j
+    scores = jnp.einsum("bcign,bcjgn->bcgij", Cc, Bc, preferred_element_type=F32)
+    weights = (scores[:, :, :, None] * decay).astype(dtype)  # (b, c, g, k, i, j)
+    y_diag = jnp.einsum("bcgkij,bcjgkp->bcigkp", weights, xdt, preferred_element_type=F32)
 
     # 2. Each chunk's final state from its own inputs.
-    to_end = jnp.exp(a_cumsum[..., -1:] - a_cumsum).astype(dtype)  # (b, c, g, k, q)
-    chunk_states = jnp.einsum("bcjgn,bcgkj,bcjgkp->bcgkpn", Bc, to_end, xdt, preferred_element_type=F32)
+    to_end = jnp.exp(a_cumsum[..., -1:] - a_cumsum)  # (b, c, g, k, q)
+    x_to_end = xdt * jnp.moveaxis(to_end, -1, 2)[..., None].astype(dtype)  # (b, c, q, g, k, p)
+    chunk_states = jnp.einsum("bcjgn,bcjgkp->bcgkpn", Bc, x_to_end, preferred_element_type=F32)
 
     # 3. Pass states across chunks (a short linear recurrence over chunks, in float32).
     chunk_decay = jnp.exp(a_cumsum[..., -1])  # (b, c, g, k)
@@ -104,10 +107,10 @@ def ssd_chunked(x, dt, A, B, C, *, chunk_size: int):
     _, incoming = jax.lax.scan(carry, init, (jnp.moveaxis(chunk_decay, 1, 0), jnp.moveaxis(chunk_states, 1, 0)))
     incoming = jnp.moveaxis(incoming, 0, 1)  # (b, c, g, k, p, n): state entering each chunk
 
-    # 4. Each position's output from the state entering its chunk.
-    from_start = jnp.exp(a_cumsum).astype(dtype)  # (b, c, g, k, q)
-    y_off = jnp.einsum("bcign,bcgkpn,bcgki->bcigkp", Cc, incoming.astype(dtype), from_start,
-                       preferred_element_type=F32)
+    # 4. Each position's output from the state entering its chunk, decayed to the position.
+    from_start = jnp.exp(a_cumsum)  # (b, c, g, k, q)
+    y_off = jnp.einsum("bcign,bcgkpn->bcigkp", Cc, incoming.astype(dtype), preferred_element_type=F32)
+    y_off = y_off * jnp.moveaxis(from_start, -1, 2)[..., None]
 
     y = (y_diag + y_off).reshape(batch, chunks * q, heads, headdim)
     return y[:, :length].astype(x.dtype)
