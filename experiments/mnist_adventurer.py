@@ -2,12 +2,20 @@
 
     patchscale train experiments/mnist_adventurer.py
 
-The same data, schedule and command line as experiments/mnist_vit.py; only the block changes.
+The same data, recipe and command line as experiments/mnist_vit.py; only the block changes.
 A 64-wide, 4-block Adventurer (size adv-mu: d_inner 128, 2 heads of 64, d_state 64).
 Measured numbers are in README.md.
 """
 
-from patchscale.defaults import base_config
+import importlib.util
+import pathlib
+
+
+def _mnist_vit_config():
+    spec = importlib.util.spec_from_file_location("mnist_vit", pathlib.Path(__file__).with_name("mnist_vit.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
 
 
 def adventurer(config, size: str = "adv-mu"):
@@ -23,4 +31,4 @@ def adventurer(config, size: str = "adv-mu"):
 
 def get_config(arg=None):
     del arg
-    return adventurer(base_config())
+    return adventurer(_mnist_vit_config())
