@@ -69,18 +69,39 @@ def _parse_value(text: str, target: type | None, key: str) -> Any:
             return False
         raise UserError(f"override {key}={text!r}: expected a boolean (true/false)")
     try:
-        value = ast.literal_eval(text)
+        return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        value = text  # A bare word: keep it as a string and let the type check decide.
-    if target is None:
-        return value
+        return text  # A bare word: keep it as a string; set_value checks the type.
+
+
+def _resolve_key(config: ml_collections.ConfigDict, key: str) -> tuple[ml_collections.ConfigDict, str]:
+    """The ConfigDict holding `key` and the leaf name; `UserError` if the key does not exist."""
+    *parents, leaf = key.split(".")
+    node = config
+    for i, part in enumerate(parents):
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            raise UserError(f"override {key}: unknown config key {'.'.join(parents[: i + 1])!r}")
+        node = node[part]
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+        raise UserError(f"override {key}: unknown config key {key!r}")
+    if isinstance(node[leaf], ml_collections.ConfigDict):
+        raise UserError(f"override {key}: {key!r} is a group of settings, not a value")
+    return node, leaf
+
+
+def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+    """Set an existing key to a value of its type (ints are accepted for floats)."""
+    node, leaf = _resolve_key(config, key)
+    target = _field_type(node, leaf)
     if target is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if target is tuple and isinstance(value, list):
-        return tuple(value)
-    if value is None or (isinstance(value, target) and not (target is int and isinstance(value, bool))):
-        return value
-    raise UserError(f"override {key}={text!r}: expected a value of type {target.__name__}")
+        value = tuple(value)
+    if not (value is None or target is None or (isinstance(value, target)
+                                                 and not (target is int and isinstance(value, bool)))):
+        raise UserError(f"override {key}={value!r}: expected a value of type {target.__name__}")
+    with config.ignore_type():
+        node[leaf] = value
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
@@ -89,19 +110,8 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise UserError(f"override {item!r} is not of the form key.path=value")
-        *parents, leaf = key.split(".")
-        node = config
-        for i, part in enumerate(parents):
-            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-                raise UserError(f"override {key}: unknown config key {'.'.join(parents[: i + 1])!r}")
-            node = node[part]
-        if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-            raise UserError(f"override {key}: unknown config key {key!r}")
-        if isinstance(node[leaf], ml_collections.ConfigDict):
-            raise UserError(f"override {key}: {key!r} is a group of settings, not a value")
-        value = _parse_value(text, _field_type(node, leaf), key)
-        with config.ignore_type():
-            node[leaf] = value
+        node, leaf = _resolve_key(config, key)
+        set_value(config, key, _parse_value(text, _field_type(node, leaf), key))
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

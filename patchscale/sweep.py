@@ -1,0 +1,170 @@
+"""Sweeps: expand an experiment into named runs, split them across hosts, run what is not done.
+
+An experiment file defines `get_config(arg=None)` and, optionally, `get_sweep()` returning a
+list of override dicts (one per run; `product(...)` builds the usual Cartesian product).
+Every run lives in `<results>/runs/<name>/`, where the name is built from the overrides that
+make it differ (for example `attention-mu-p4-s0`). A run is
+
+* finished when its summary.json exists (skipped),
+* failed when its failed.json exists (skipped unless --retry-failed; the error is in the file),
+* partial when it has checkpoints (resumed), or new.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from typing import Any, Iterable
+
+import ml_collections
+
+from patchscale import config as config_lib
+from patchscale.errors import UserError
+
+FAILED = "failed.json"
+SHORT_NAMES = {"model.mixer": "", "model.size": "", "model.patch_size": "p", "seed": "s",
+               "data.image_size": "r", "model.width": "w", "model.depth": "d"}
+NAME_ORDER = ["model.mixer", "model.size", "model.width", "model.depth", "data.image_size", "model.patch_size"]
+
+
+def product(**axes: Iterable[Any]) -> list[dict[str, Any]]:
+    """`product(**{"model.patch_size": [16, 8], "seed": [0, 1]})` → four override dicts."""
+    keys = list(axes)
+    return [dict(zip(keys, values)) for values in itertools.product(*(list(axes[k]) for k in keys))]
+
+
+@dataclasses.dataclass
+class Point:
+    name: str
+    overrides: dict[str, Any]
+    config: ml_collections.ConfigDict
+
+
+def run_name(config: ml_collections.ConfigDict, varying: Iterable[str]) -> str:
+    """Readable and unique within a sweep: mixer, size and patch size always, other varying keys after."""
+    keys = sorted(set(varying) | {"model.mixer", "model.size", "model.patch_size", "seed"},
+                  key=lambda k: (NAME_ORDER.index(k) if k in NAME_ORDER else len(NAME_ORDER), k == "seed", k))
+    parts = []
+    for key in keys:
+        value = _get(config, key)
+        prefix = SHORT_NAMES.get(key, key.split(".")[-1] + "=")
+        parts.append(f"{prefix}{value}")
+    return re.sub(r"[^A-Za-z0-9=._+-]", "_", "-".join(parts))
+
+
+def _get(config, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def expand(path: str, cli_overrides: Iterable[str] = ()) -> list[Point]:
+    """All runs of the experiment, validated, in the order `get_sweep()` lists them."""
+    module = config_lib.load_module(path)
+    sweep = module.get_sweep() if hasattr(module, "get_sweep") else [{}]
+    if not isinstance(sweep, list) or not all(isinstance(item, dict) for item in sweep) or not sweep:
+        raise UserError(f"{path}: get_sweep() must return a non-empty list of override dicts")
+    varying = {key for item in sweep for key in item if len({repr(other.get(key)) for other in sweep}) > 1}
+    points, names = [], {}
+    for item in sweep:
+        config = module.get_config()
+        try:
+            for key, value in item.items():
+                config_lib.set_value(config, key, value)
+            config_lib.apply_overrides(config, cli_overrides)
+            config_lib.validate(config)
+        except UserError as e:
+            raise UserError(f"{path}: sweep point {item}: {e}") from None
+        name = run_name(config, varying)
+        if name in names:
+            raise UserError(f"{path}: sweep points {names[name]} and {item} have the same run name {name!r}")
+        names[name] = item
+        points.append(Point(name, item, config))
+    return points
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return 0, 1
+    match = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not match or not 0 <= int(match[1]) < int(match[2]):
+        raise UserError(f"--shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/4")
+    return int(match[1]), int(match[2])
+
+
+def shard(points: list[Point], index: int, count: int) -> list[Point]:
+    """A deterministic 1/count of the points: every count-th, starting at index."""
+    return points[index::count]
+
+
+def status(run_dir) -> str:
+    from etils import epath
+
+    from patchscale import results
+
+    run_dir = epath.Path(run_dir)
+    if (run_dir / results.SUMMARY).exists():
+        return "finished"
+    if (run_dir / FAILED).exists():
+        return "failed"
+    if (run_dir / results.CHECKPOINTS).exists():
+        return "partial"
+    return "new"
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def run(points: list[Point], results_dir, *, retry_failed: bool = False) -> dict[str, str]:
+    """Run every point not finished (and not failed, unless retrying); returns name → final status.
+
+    A run that raises (a non-finite loss, a crash) is recorded in its failed.json and the sweep
+    goes on; a user error (bad data dir, say) stops the sweep, since it would fail every run.
+    """
+    import time
+    import traceback
+
+    from etils import epath
+
+    from patchscale import results, train
+    from patchscale.errors import TrainingError
+
+    results_dir = epath.Path(results_dir)
+    outcome: dict[str, str] = {}
+    todo = []
+    for point in points:
+        state = status(results_dir / "runs" / point.name)
+        if state == "finished" or (state == "failed" and not retry_failed):
+            outcome[point.name] = state
+            print(f"[sweep] {point.name}: {state}, skipped", flush=True)
+        else:
+            todo.append(point)
+    start = time.time()
+    for k, point in enumerate(todo, 1):
+        run_dir = results_dir / "runs" / point.name
+        eta = ""
+        if k > 1:
+            per_run = (time.time() - start) / (k - 1)
+            eta = f", sweep ETA {_format_seconds(per_run * (len(todo) - k + 1))}"
+        print(f"[sweep] run {k}/{len(todo)}: {point.name}{eta}", flush=True)
+        (run_dir / FAILED).unlink(missing_ok=True)
+        try:
+            train.train(point.config, run_dir)
+            outcome[point.name] = "finished"
+        except UserError:
+            raise
+        except (TrainingError, Exception) as e:  # noqa: BLE001 - any crash of one run is recorded, not fatal.
+            run_dir.mkdir(parents=True, exist_ok=True)
+            results.write_json_atomic(run_dir / FAILED, {
+                "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),
+                "overrides": point.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            outcome[point.name] = "failed"
+            print(f"[sweep] {point.name} failed: {type(e).__name__}: {e}", flush=True)
+    done = sum(s == "finished" for s in outcome.values())
+    print(f"[sweep] {done}/{len(points)} runs finished, {sum(s == 'failed' for s in outcome.values())} failed",
+          flush=True)
+    return outcome
