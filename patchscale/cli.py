@@ -1,4 +1,4 @@
-"""The `patchscale` command: train, data prepare (sweep, fit, plot and bench come later)."""
+"""The `patchscale` command: train, sweep, data prepare."""
 
 from __future__ import annotations
 
@@ -31,6 +31,40 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from patchscale import sweep
+
+    index, count = sweep.parse_shard(args.shard)
+    points = sweep.expand(args.config, args.overrides)
+    mine = sweep.shard(points, index, count)
+    results_dir = args.results or str(pathlib.Path("results") / pathlib.Path(args.config).stem)
+    print(f"[sweep] {args.config}: {len(points)} runs" + (f", shard {index}/{count}: {len(mine)}" if count > 1 else "")
+          + f" → {results_dir}/runs/", flush=True)
+    if args.dry_run:
+        return _print_dry_run(mine, not args.no_compile, args.rate_tflops)
+    outcome = sweep.run(mine, results_dir, retry_failed=args.retry_failed)
+    return 1 if "failed" in outcome.values() else 0
+
+
+def _print_dry_run(points, compile_memory: bool, rate_tflops: float) -> int:
+    from patchscale import sweep
+
+    total = 0.0
+    header = f"{'run':<40} {'params':>10} {'non-emb':>10} {'tokens':>7} {'train GFLOP/img':>16} {'act. MiB/img':>12}"
+    print(header)
+    for point in points:
+        row = sweep.describe_point(point, compile_memory)
+        total += row["train_flops_total"]
+        memory = (f"{row['activation_bytes_per_image'] / 2**20:12.1f}" if "activation_bytes_per_image" in row
+                  else f"{'-':>12}")
+        print(f"{row['name']:<40} {row['params']:>10,} {row['params_non_embedding']:>10,} "
+              f"{row['tokens_per_image']:>7} {row['train_flops_per_image'] / 1e9:>16.3f} {memory}", flush=True)
+    hours = total / (rate_tflops * 1e12) / 3600
+    print(f"projected cost: {total / 1e15:.3f} PFLOP of training, {hours:.2f} device-hours at an assumed"
+          f" {rate_tflops:g} TFLOP/s achieved (--rate-tflops)")
+    return 0
+
+
 def cmd_data_prepare(args) -> int:
     from patchscale.data import datasets
 
@@ -51,6 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="config overrides key.path=value")
     train.add_argument("--workdir", help="run directory (default results/<experiment>/runs/<run-name>)")
     train.set_defaults(run=cmd_train)
+
+    sweep = verbs.add_parser("sweep", help="run every point of an experiment's sweep (skips finished runs)")
+    sweep.add_argument("config", help="experiment file with get_config() and get_sweep()")
+    sweep.add_argument("overrides", nargs="*", help="config overrides key.path=value applied to every run")
+    sweep.add_argument("--results", help="results directory (default results/<experiment>)")
+    sweep.add_argument("--shard", help="run only shard I of N (I/N, 0-based), to split a sweep across machines")
+    sweep.add_argument("--dry-run", action="store_true", help="print each run's size and cost; train nothing")
+    sweep.add_argument("--no-compile", action="store_true", help="with --dry-run: skip the compiled memory estimate")
+    sweep.add_argument("--rate-tflops", type=float, default=100.0,
+                       help="with --dry-run: achieved TFLOP/s assumed for the projected device-hours")
+    sweep.add_argument("--retry-failed", action="store_true", help="run points that failed before again")
+    sweep.set_defaults(run=cmd_sweep)
 
     data = verbs.add_parser("data", help="dataset tools")
     data_verbs = data.add_subparsers(dest="data_verb", required=True, parser_class=_Parser)

@@ -59,6 +59,8 @@ def _field_type(parent: ml_collections.ConfigDict, key: str) -> type | None:
 
 
 def _parse_value(text: str, target: type | None, key: str) -> Any:
+    if text == "None":  # Resets an optional (placeholder) setting.
+        return None
     if target is str:
         return text
     if target is bool:

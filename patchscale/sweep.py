@@ -168,3 +168,37 @@ def run(points: list[Point], results_dir, *, retry_failed: bool = False) -> dict
     print(f"[sweep] {done}/{len(points)} runs finished, {sum(s == 'failed' for s in outcome.values())} failed",
           flush=True)
     return outcome
+
+
+def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
+    """What a run will cost, without training: parameters, tokens, FLOPs and compiled memory."""
+    import math
+
+    from flax import nnx
+
+    from patchscale import sharding
+    from patchscale.data import datasets
+    from patchscale.models.backbone import VisionBackbone
+    from patchscale.program import Program, param_counts
+    from patchscale.scaling import flops
+
+    c = point.config
+    info = datasets.describe(c.data.name, c.data.data_dir)
+    size = c.data.image_size or info.image_size
+    train_examples = c.data.train_examples or info.splits.get(c.data.train_split, 0)
+    steps = c.train.steps or math.ceil(c.train.epochs * train_examples / c.train.batch_size)
+    model = nnx.eval_shape(lambda: VisionBackbone(c.model, image_size=size, channels=info.channels,
+                                                  num_classes=info.num_classes, rngs=nnx.Rngs(0)))
+    row = {"name": point.name, **param_counts(nnx.state(model, nnx.Param)),
+           "tokens_per_image": flops.tokens_per_image(c.model, size), "steps": steps,
+           "train_flops_per_image": flops.train_flops_per_image(c.model, size, info.channels, info.num_classes)}
+    row["train_flops_total"] = row["train_flops_per_image"] * steps * c.train.batch_size
+    if compile_memory:
+        per_step = sharding.mesh_shape(c.mesh)["data"] * sharding.mesh_shape(c.mesh)["fsdp"]
+        small = c.copy_and_resolve_references()
+        small.train.batch_size = per_step  # The smallest batch the mesh takes: memory per image.
+        program = Program(small, size, info.channels, info.num_classes, 10, 1, sharding.make_mesh(c.mesh))
+        state = program.init_state()
+        analysis = program.compile_train_step(state).memory_analysis()
+        row["activation_bytes_per_image"] = analysis.temp_size_in_bytes / per_step
+    return row
