@@ -1,4 +1,4 @@
-"""The `patchscale` command: train, sweep, data prepare."""
+"""The `patchscale` command: train, sweep, fit, plot, data prepare."""
 
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ def cmd_sweep(args) -> int:
           + f" → {results_dir}/runs/", flush=True)
     if args.dry_run:
         return _print_dry_run(mine, not args.no_compile, args.rate_tflops)
-    outcome = sweep.run(mine, results_dir, retry_failed=args.retry_failed)
+    experiment = pathlib.Path(args.config).stem
+    sweep.write_manifest(results_dir, experiment, points)
+    outcome = sweep.run(mine, results_dir, experiment, retry_failed=args.retry_failed)
     return 1 if "failed" in outcome.values() else 0
 
 
@@ -62,6 +64,23 @@ def _print_dry_run(points, compile_memory: bool, rate_tflops: float) -> int:
     hours = total / (rate_tflops * 1e12) / 3600
     print(f"projected cost: {total / 1e15:.3f} PFLOP of training, {hours:.2f} device-hours at an assumed"
           f" {rate_tflops:g} TFLOP/s achieved (--rate-tflops)")
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from patchscale.scaling import report
+
+    payload = report.fit_results(args.results_dir, n_boot=args.bootstrap)
+    print(report.table(payload))
+    print(f"patchscale: wrote {pathlib.Path(args.results_dir) / report.FIT_FILE}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from patchscale.scaling import plots
+
+    for path in plots.plot_results(args.results_dir):
+        print(f"patchscale: wrote {path}")
     return 0
 
 
@@ -97,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --dry-run: achieved TFLOP/s assumed for the projected device-hours")
     sweep.add_argument("--retry-failed", action="store_true", help="run points that failed before again")
     sweep.set_defaults(run=cmd_sweep)
+
+    fit = verbs.add_parser("fit", help="fit scaling laws to a sweep's stored results; writes fit.json")
+    fit.add_argument("results_dir", help="a sweep's results directory, e.g. results/mnist_sweep")
+    fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    fit.set_defaults(run=cmd_fit)
+
+    plot = verbs.add_parser("plot", help="regenerate every plot of a sweep from its stored results")
+    plot.add_argument("results_dir", help="a sweep's results directory")
+    plot.set_defaults(run=cmd_plot)
 
     data = verbs.add_parser("data", help="dataset tools")
     data_verbs = data.add_subparsers(dest="data_verb", required=True, parser_class=_Parser)

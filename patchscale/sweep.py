@@ -23,6 +23,8 @@ from patchscale import config as config_lib
 from patchscale.errors import UserError
 
 FAILED = "failed.json"
+POINT = "point.json"  # In each run directory: the experiment and overrides that made it.
+SWEEP = "sweep.json"  # In the results directory: the experiment and all its run names.
 SHORT_NAMES = {"model.mixer": "", "model.size": "", "model.patch_size": "p", "seed": "s",
                "data.image_size": "r", "model.width": "w", "model.depth": "d"}
 NAME_ORDER = ["model.mixer", "model.size", "model.width", "model.depth", "data.image_size", "model.patch_size"]
@@ -119,7 +121,22 @@ def _format_seconds(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def run(points: list[Point], results_dir, *, retry_failed: bool = False) -> dict[str, str]:
+def write_manifest(results_dir, experiment: str, points: list[Point]) -> None:
+    """Record which experiment owns this results directory (fit and plot check it)."""
+    from etils import epath
+
+    from patchscale import results
+
+    path = epath.Path(results_dir) / SWEEP
+    existing = results.read_json(path)
+    if existing is not None and existing.get("experiment") != experiment:
+        raise UserError(f"{results_dir} holds results of experiment {existing.get('experiment')!r},"
+                        f" not {experiment!r}; use --results to choose another directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results.write_json_atomic(path, {"experiment": experiment, "runs": [p.name for p in points]})
+
+
+def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool = False) -> dict[str, str]:
     """Run every point not finished (and not failed, unless retrying); returns name → final status.
 
     A run that raises (a non-finite loss, a crash) is recorded in its failed.json and the sweep
@@ -152,6 +169,9 @@ def run(points: list[Point], results_dir, *, retry_failed: bool = False) -> dict
             eta = f", sweep ETA {_format_seconds(per_run * (len(todo) - k + 1))}"
         print(f"[sweep] run {k}/{len(todo)}: {point.name}{eta}", flush=True)
         (run_dir / FAILED).unlink(missing_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        results.write_json_atomic(run_dir / POINT, {"experiment": experiment, "name": point.name,
+                                                    "overrides": point.overrides})
         try:
             train.train(point.config, run_dir)
             outcome[point.name] = "finished"

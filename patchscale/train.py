@@ -175,6 +175,7 @@ class Trainer:
             "tokens_per_image": flops.tokens_per_image(m, self.image_size),
             "forward_flops_per_image": flops.forward_flops_per_image(*args),
             "train_flops_per_image": flops.train_flops_per_image(*args),
+            "train_flops_total": flops.train_flops_per_image(*args) * self.total_steps * self.config.train.batch_size,
             "wall_time_s": time.time() - wall_start,
             "compile_time_s": compile_seconds,
             "device_kind": device.device_kind,

@@ -38,6 +38,7 @@ class Fit:
     intervals: dict[str, tuple[float, float]] | None  # 95% bootstrap intervals (None with one seed per p)
     extrapolation_error: float | None  # |log L̂ − log L̄| at the smallest p when fitted without it
     aicc: float | None
+    band: dict[str, list[float]] | None  # 95% bootstrap band of L̂(p) on a grid of p (None without intervals)
     n_runs: int
     patch_sizes: list[int]
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -167,27 +168,33 @@ def _extrapolation_error(form, p, loss, notes) -> float | None:
     return float(abs(math.log(predicted) - math.log(loss[~keep].mean())))
 
 
-def _bootstrap(form, p, loss, seeds, n_boot, rng) -> dict[str, tuple[float, float]] | None:
+def _bootstrap(form, p, loss, seeds, n_boot, rng):
+    """95% percentile intervals of the parameters and a band of predictions, or (None, None)."""
     groups = [np.flatnonzero(p == value) for value in np.unique(p)]
     if seeds is None or min(len(g) for g in groups) < 2:
-        return None
+        return None, None
     samples = []
     for _ in range(n_boot):
         index = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
         samples.append(FITTERS[form][0](p[index], loss[index]))
-    return {k: (float(np.percentile([s[k] for s in samples], 2.5)), float(np.percentile([s[k] for s in samples], 97.5)))
-            for k in samples[0]}
+    intervals = {k: (float(np.percentile([s[k] for s in samples], 2.5)),
+                     float(np.percentile([s[k] for s in samples], 97.5))) for k in samples[0]}
+    grid = np.geomspace(p.min(), p.max(), 50)
+    curves = np.stack([PREDICT[form](params, grid) for params in samples])
+    band = {"p": grid.tolist(), "lo": np.percentile(curves, 2.5, axis=0).tolist(),
+            "hi": np.percentile(curves, 97.5, axis=0).tolist()}
+    return intervals, band
 
 
 def _fit(form, p, loss, seeds, n_boot, seed) -> Fit:
     p, loss, seeds = _validate(p, loss, seeds)
     notes: list[str] = []
     params = FITTERS[form][0](p, loss)
-    intervals = _bootstrap(form, p, loss, seeds, n_boot, np.random.default_rng(seed))
+    intervals, band = _bootstrap(form, p, loss, seeds, n_boot, np.random.default_rng(seed))
     if intervals is None:
         notes.append("no intervals: needs several seeds at every patch size")
     return Fit(form, params, intervals, _extrapolation_error(form, p, loss, notes), _aicc(form, params, p, loss),
-               int(p.size), sorted(int(v) if float(v).is_integer() else float(v) for v in np.unique(p)), notes)
+               band, int(p.size), sorted(int(v) if float(v).is_integer() else float(v) for v in np.unique(p)), notes)
 
 
 def fit_saturating(p, loss, seeds=None, *, n_boot: int = 1000, seed: int = 0) -> Fit:

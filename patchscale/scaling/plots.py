@@ -1,0 +1,131 @@
+"""`patchscale plot DIR`: every figure regenerated from stored results alone (no model is built).
+
+* loss_vs_patch: test loss vs patch size (log-log), runs as points, the chosen fitted law as a
+  line with its 95% bootstrap band, one colour per (mixer, size, input size);
+* accuracy_vs_patch: test accuracy vs patch size (mean ± spread over seeds);
+* loss_vs_flops: test loss vs total training FLOPs, the loss-vs-compute frontier marked.
+
+Each is written as PNG and SVG next to fit.json (which is refitted if missing).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from etils import epath
+
+from patchscale.scaling import collect, report
+from patchscale.scaling.fit import PREDICT
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # No display needed; deterministic output.
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def frontier(flops: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """Indices of runs on the loss-vs-compute frontier: no other run is cheaper and better."""
+    order = np.lexsort((loss, flops))
+    best, keep = np.inf, []
+    for i in order:
+        if loss[i] < best:
+            keep.append(i)
+            best = loss[i]
+    return np.asarray(keep, int)
+
+
+def _save(fig, out: epath.Path, name: str) -> list[str]:
+    written = []
+    for ext in ("png", "svg"):
+        path = out / f"{name}.{ext}"
+        tmp = out / f".{name}.tmp.{ext}"
+        fig.savefig(str(tmp), dpi=150, bbox_inches="tight")
+        tmp.replace(path)
+        written.append(str(path))
+    return written
+
+
+def _patch_axis(ax, patch_sizes):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(patch_sizes))
+    ax.set_xticklabels([str(p) for p in sorted(patch_sizes)])
+    ax.invert_xaxis()  # Smaller patches (more tokens) to the right.
+    ax.set_xlabel("patch size p (pixels; smaller = more tokens)")
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def plot_results(results_dir) -> list[str]:
+    plt = _pyplot()
+    root = epath.Path(results_dir)
+    runs, warnings = collect.load(results_dir)
+    for warning in warnings:
+        print(f"patchscale: warning: {warning}", flush=True)
+    fit_file = root / report.FIT_FILE
+    fits = (collect._read(fit_file) if fit_file.exists() else report.fit_results(results_dir))["fits"]
+    grouped = collect.groups(runs)
+    colors = dict(zip(sorted(grouped), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10))
+    all_p = {r.patch_size for r in runs}
+    written = []
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for group, members in sorted(grouped.items()):
+        p = np.asarray([r.patch_size for r in members], float)
+        ax.scatter(p, [r.test_loss for r in members], color=colors[group], s=18, alpha=0.8, label=f"{group} runs")
+        entry = fits.get(group, {})
+        if "chosen" in entry:
+            fit = entry[entry["chosen"]]
+            grid = np.geomspace(p.min(), p.max(), 100)
+            label = (f"{group}: L = {fit['params']['E']:.3g} + {fit['params']['A']:.3g}·p^{fit['params']['alpha']:.2f}"
+                     if fit["form"] == "saturating" else
+                     f"{group}: log L = {fit['params']['c']:.3g} + {fit['params']['s']:.2f}·log p")
+            ax.plot(grid, PREDICT[fit["form"]](fit["params"], grid), color=colors[group], label=label)
+            if fit["band"] is not None:
+                ax.fill_between(fit["band"]["p"], fit["band"]["lo"], fit["band"]["hi"], color=colors[group],
+                                alpha=0.2, linewidth=0)
+    ax.set_yscale("log")
+    ax.set_ylabel("test loss (cross-entropy)")
+    ax.set_title("Test loss vs patch size (fit with 95% bootstrap band)")
+    _patch_axis(ax, all_p)
+    ax.legend(fontsize=7)
+    written += _save(fig, root, "loss_vs_patch")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for group, members in sorted(grouped.items()):
+        ps = sorted({r.patch_size for r in members}, reverse=True)
+        acc = [[r.test_accuracy for r in members if r.patch_size == p] for p in ps]
+        mean = np.asarray([np.mean(a) for a in acc])
+        spread = np.asarray([[np.mean(a) - min(a), max(a) - np.mean(a)] for a in acc]).T
+        ax.errorbar(ps, 100 * mean, yerr=100 * spread, color=colors[group], marker="o", capsize=3, label=group)
+    ax.set_ylabel("test accuracy (%), mean and min–max over seeds")
+    ax.set_title("Test accuracy vs patch size")
+    _patch_axis(ax, all_p)
+    ax.legend(fontsize=8)
+    written += _save(fig, root, "accuracy_vs_patch")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    flops = np.asarray([r.train_flops for r in runs])
+    loss = np.asarray([r.test_loss for r in runs])
+    for group, members in sorted(grouped.items()):
+        ax.scatter([r.train_flops for r in members], [r.test_loss for r in members], color=colors[group], s=18,
+                   label=group)
+        for r in members:
+            ax.annotate(f"p{r.patch_size}", (r.train_flops, r.test_loss), fontsize=6, alpha=0.7,
+                        xytext=(3, 3), textcoords="offset points")
+    edge = frontier(flops, loss)
+    ax.step(flops[edge], loss[edge], where="post", color="black", linewidth=1, label="compute frontier")
+    ax.scatter(flops[edge], loss[edge], facecolors="none", edgecolors="black", s=60)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training compute (analytic FLOPs, whole run)")
+    ax.set_ylabel("test loss (cross-entropy)")
+    ax.set_title("Test loss vs training compute")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    written += _save(fig, root, "loss_vs_flops")
+    plt.close(fig)
+    return written

@@ -1,0 +1,120 @@
+"""`patchscale fit` and `patchscale plot` on a small synthetic results directory, and malformed results."""
+
+import json
+
+import numpy as np
+import pytest
+
+from patchscale.scaling import collect, plots, report
+from tests.conftest import run_cli
+
+
+def make_results(root, experiment="demo", mixers=("attention", "mamba2"), patches=(16, 8, 4, 2, 1), seeds=(0, 1, 2)):
+    """A results directory shaped like a sweep's, with losses following known saturating laws."""
+    rng = np.random.default_rng(0)
+    (root / "runs").mkdir(parents=True)
+    (root / "sweep.json").write_text(json.dumps({"experiment": experiment, "runs": []}))
+    for mixer, (E, A, alpha) in zip(mixers, [(0.05, 0.02, 1.0), (0.04, 0.03, 0.8)]):
+        for p in patches:
+            for seed in seeds:
+                name = f"{mixer}-pico-p{p}-s{seed}"
+                run = root / "runs" / name
+                run.mkdir()
+                loss = (E + A * p**alpha) * np.exp(rng.normal(0, 0.01))
+                tokens = (32 // p) ** 2 + 1
+                (run / "point.json").write_text(json.dumps({"experiment": experiment, "name": name}))
+                (run / "config.json").write_text(json.dumps({"seed": seed, "model": {"mixer": mixer, "size": "pico"}}))
+                (run / "summary.json").write_text(json.dumps({
+                    "test_loss": loss, "test_accuracy": 1 - loss / 2, "patch_size": p, "image_size": 32,
+                    "tokens_per_image": tokens, "train_flops_total": 1e12 * tokens, "params": 1000,
+                    "params_non_embedding": 900}))
+    return root
+
+
+def test_fit_writes_fit_json_and_prints_a_table(tmp_path):
+    root = make_results(tmp_path / "demo")
+    done = run_cli("fit", root, "--bootstrap", "100")
+    assert done.returncode == 0, done.stderr
+    assert "attention-pico-r32" in done.stdout and "alpha" in done.stdout
+    fits = json.loads((root / "fit.json").read_text())["fits"]
+    sat = fits["attention-pico-r32"]["saturating"]
+    assert sat["params"]["alpha"] == pytest.approx(1.0, rel=0.2)
+    lo, hi = sat["intervals"]["alpha"]
+    assert lo < sat["params"]["alpha"] < hi
+    assert fits["mamba2-pico-r32"]["chosen"] in ("saturating", "power")
+
+
+def test_plot_regenerates_every_figure_from_stored_results(tmp_path):
+    root = make_results(tmp_path / "demo")
+    written = plots.plot_results(root)
+    for name in ("loss_vs_patch", "accuracy_vs_patch", "loss_vs_flops"):
+        for ext in ("png", "svg"):
+            path = root / f"{name}.{ext}"
+            assert str(path) in written and path.stat().st_size > 1000
+    assert (root / "fit.json").exists()  # Fitted on the way, since it was missing.
+
+
+def test_frontier_keeps_only_runs_no_cheaper_run_beats():
+    flops = np.asarray([1.0, 2.0, 3.0, 4.0])
+    loss = np.asarray([0.5, 0.6, 0.3, 0.4])
+    assert plots.frontier(flops, loss).tolist() == [0, 2]
+
+
+def test_failed_and_unfinished_runs_are_left_out_with_a_warning(tmp_path):
+    root = make_results(tmp_path / "demo")
+    failed = root / "runs" / "attention-pico-p1-s0"
+    (failed / "summary.json").unlink()
+    (failed / "failed.json").write_text(json.dumps({"error": "TrainingError: training loss is nan"}))
+    unfinished = root / "runs" / "attention-pico-p2-s0"
+    (unfinished / "summary.json").unlink()
+    (unfinished / "checkpoints").mkdir()
+    runs, warnings = collect.load(root)
+    assert len(runs) == 28
+    assert any("attention-pico-p1-s0: failed (TrainingError" in w for w in warnings)
+    assert any("attention-pico-p2-s0: partial" in w for w in warnings)
+    done = run_cli("fit", root, "--bootstrap", "50")
+    assert done.returncode == 0 and "warning: attention-pico-p1-s0: failed" in done.stdout
+
+
+def corrupt_truncated(root):
+    path = root / "runs" / "attention-pico-p4-s1" / "summary.json"
+    path.write_text(path.read_text()[:40])
+    return "attention-pico-p4-s1/summary.json is not valid JSON"
+
+
+def corrupt_missing_metric(root):
+    path = root / "runs" / "mamba2-pico-p8-s2" / "summary.json"
+    summary = json.loads(path.read_text())
+    del summary["test_loss"]
+    path.write_text(json.dumps(summary))
+    return "mamba2-pico-p8-s2/summary.json lacks test_loss"
+
+
+def corrupt_foreign_run(root):
+    other = make_results(root.parent / "other", experiment="other", mixers=("attention",), patches=(16,), seeds=(7,))
+    (other / "runs" / "attention-pico-p16-s7").rename(root / "runs" / "attention-pico-p16-s7")
+    return "belongs to experiment 'other', not 'demo'"
+
+
+@pytest.mark.parametrize("corrupt", [corrupt_truncated, corrupt_missing_metric, corrupt_foreign_run])
+@pytest.mark.parametrize("verb", ["fit", "plot"])
+def test_malformed_results_are_one_line_errors(tmp_path, corrupt, verb):
+    root = make_results(tmp_path / "demo")
+    message = corrupt(root)
+    done = run_cli(verb, root)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("patchscale: error: ") and message in lines[0]
+    assert not (root / "fit.json").exists() and not (root / "loss_vs_patch.png").exists()
+
+
+def test_not_a_results_directory(tmp_path):
+    done = run_cli("fit", tmp_path)
+    assert done.returncode == 2 and "has no runs/ directory" in done.stderr
+
+
+def test_table_marks_groups_that_cannot_be_fitted(tmp_path):
+    root = make_results(tmp_path / "demo", mixers=("attention",), patches=(16, 8), seeds=(0, 1))
+    payload = report.fit_results(root, n_boot=10)
+    assert "at least 3 distinct patch sizes" in payload["fits"]["attention-pico-r32"]["error"]
+    assert "not fitted" in report.table(payload)
