@@ -113,8 +113,12 @@ def plot_results(results_dir) -> list[str]:
     for group, members in sorted(grouped.items()):
         ax.scatter([r.train_flops for r in members], [r.test_loss for r in members], color=colors[group], s=18,
                    label=group)
-        for r in members:
-            ax.annotate(f"p{r.patch_size}", (r.train_flops, r.test_loss), fontsize=6, alpha=0.7,
+        labelled = {}
+        for r in members:  # One label per patch size, at the seed with the highest loss.
+            if r.patch_size not in labelled or r.test_loss > labelled[r.patch_size].test_loss:
+                labelled[r.patch_size] = r
+        for r in labelled.values():
+            ax.annotate(f"p{r.patch_size}", (r.train_flops, r.test_loss), fontsize=7, alpha=0.8,
                         xytext=(3, 3), textcoords="offset points")
     edge = frontier(flops, loss)
     ax.step(flops[edge], loss[edge], where="post", color="black", linewidth=1, label="compute frontier")
