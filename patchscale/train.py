@@ -160,6 +160,17 @@ class Trainer:
             line += f" | test loss {record['test_loss']:.4f} acc {record['test_accuracy']:.4f}"
         print(line, flush=True)
 
+    def _xla_flops(self) -> dict[str, float]:
+        """XLA's own counts from the compiled steps, next to the analytic ones (for checking them)."""
+        train = flops.xla_flops(self.program.train_step)
+        forward = flops.xla_flops(self.program.eval_step)
+        out = {}
+        if train is not None:
+            out["xla_train_step_flops_per_image"] = train / self.config.train.batch_size
+        if forward is not None:
+            out["xla_forward_flops_per_image"] = forward / self.config.train.eval_batch_size
+        return out
+
     def _summary(self, state, eval_metrics, wall_start, compile_seconds) -> dict:
         m = self.config.model
         args = (m, self.image_size, self.info.channels, self.info.num_classes)
@@ -176,6 +187,7 @@ class Trainer:
             "forward_flops_per_image": flops.forward_flops_per_image(*args),
             "train_flops_per_image": flops.train_flops_per_image(*args),
             "train_flops_total": flops.train_flops_per_image(*args) * self.total_steps * self.config.train.batch_size,
+            **self._xla_flops(),
             "wall_time_s": time.time() - wall_start,
             "compile_time_s": compile_seconds,
             "device_kind": device.device_kind,

@@ -31,3 +31,13 @@ def forward_flops_per_image(model_config, image_size: int, channels: int, num_cl
 def train_flops_per_image(model_config, image_size: int, channels: int, num_classes: int) -> float:
     """Forward + backward ≈ 3× forward."""
     return 3.0 * forward_flops_per_image(model_config, image_size, channels, num_classes)
+
+
+def xla_flops(compiled) -> float | None:
+    """FLOPs XLA's cost analysis counts for a compiled executable (None if the backend gives none)."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):  # Older jax returns one dict per computation.
+        analysis = analysis[0] if analysis else None
+    if not analysis or "flops" not in analysis:
+        return None
+    return float(analysis["flops"])

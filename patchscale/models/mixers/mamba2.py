@@ -156,15 +156,15 @@ class Mamba2(nnx.Module):
 
     @staticmethod
     def flops_per_image(shape: Shape, tokens: int, model_config) -> float:
-        """REFERENCE.md's per-token Mamba-2 count, over the tokens plus the heading average."""
+        """REFERENCE.md's per-token Mamba-2 count over the tokens plus the heading average; the
+        chunked SSD terms count the padded length (a multiple of Q), which is what is computed."""
         cfg = model_config.mamba2
         d = dims(shape, cfg)
         n = tokens + int(cfg.heading_average)
         q = min(cfg.chunk_size, n)
+        padded = -(-n // q) * q
         gn, d_inner = cfg.groups * cfg.d_state, d["d_inner"]
-        per_token = (2 * shape.width * d["in_proj"] + 2 * cfg.conv_width * d["conv_channels"]
-                     + 2 * q * (gn + d_inner) + 4 * cfg.d_state * d_inner + 2 * cfg.d_state * d_inner / q
-                     + 2 * d_inner * shape.width)
-        return float(n * per_token)
-
-
+        dense = (2 * shape.width * d["in_proj"] + 2 * cfg.conv_width * d["conv_channels"]
+                 + 2 * d_inner * shape.width)
+        ssd = 2 * q * (gn + d_inner) + 4 * cfg.d_state * d_inner + 2 * cfg.d_state * d_inner / q
+        return float(n * dense + padded * ssd)
