@@ -41,24 +41,39 @@ class Program:
     warmup_steps: int
     mesh: jax.sharding.Mesh
 
-    def init_state(self):
-        """Build the model and optimizer; returns the train state placed on the mesh."""
+    def init_state(self, abstract: bool = False):
+        """Build the model and optimizer; returns the train state placed on the mesh.
+
+        With `abstract=True` nothing is allocated: the state is ShapeDtypeStructs with their
+        shardings, enough to compile the steps and read their cost and memory analyses.
+        """
         c = self.config
-        model = VisionBackbone(c.model, image_size=self.image_size, channels=self.channels,
-                               num_classes=self.num_classes, rngs=nnx.Rngs(c.seed))
+
+        def build():
+            return VisionBackbone(c.model, image_size=self.image_size, channels=self.channels,
+                                  num_classes=self.num_classes, rngs=nnx.Rngs(c.seed))
+
+        model = nnx.eval_shape(build) if abstract else build()
         self.graphdef, params, frozen = nnx.split(model, nnx.Param, ...)
         self.tx = optimizer.make(c.train, self.total_steps, self.warmup_steps)
         self.lr = optimizer.schedule(c.train, self.total_steps, self.warmup_steps)
-        state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt": self.tx.init(params)}
+        opt = jax.eval_shape(self.tx.init, params) if abstract else self.tx.init(params)
+        state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt": opt}
         replicated = sharding.replicated(self.mesh)
         self.state_sharding = jax.tree.map(lambda _: replicated, state)
         self.frozen_sharding = jax.tree.map(lambda _: replicated, frozen)
+        if abstract:
+            self.frozen = self._abstract(frozen, self.frozen_sharding)
+            return self._abstract(state, self.state_sharding)
         self.frozen = jax.device_put(frozen, self.frozen_sharding)  # Non-trainable (sin-cos tables).
         return jax.device_put(state, self.state_sharding)
 
+    @staticmethod
+    def _abstract(tree, shardings):
+        return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
     def abstract_state(self, state):
-        return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state,
-                            self.state_sharding)
+        return self._abstract(state, self.state_sharding)
 
     # ------------------------------------------------------------- the steps (pure functions)
     def _loss(self, params, frozen, images, labels, key):

@@ -218,7 +218,7 @@ def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
         small = c.copy_and_resolve_references()
         small.train.batch_size = per_step  # The smallest batch the mesh takes: memory per image.
         program = Program(small, size, info.channels, info.num_classes, 10, 1, sharding.make_mesh(c.mesh))
-        state = program.init_state()
+        state = program.init_state(abstract=True)  # Shapes only: no parameters are allocated.
         analysis = program.compile_train_step(state).memory_analysis()
         row["activation_bytes_per_image"] = analysis.temp_size_in_bytes / per_step
     return row

@@ -79,3 +79,68 @@ def test_status_of_run_directories(tmp_path):
     assert sweep.status(run) == "failed"
     (run / "summary.json").write_text("{}")
     assert sweep.status(run) == "finished"
+
+
+def tiny_experiment(tmp_path, mnist_dir):
+    path = tmp_path / "tiny.py"
+    path.write_text(f'''
+from patchscale.defaults import base_config
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.model.size = "pico"
+    c.data.data_dir = {mnist_dir!r}
+    c.data.train_examples = 512
+    c.data.eval_examples = 300
+    c.train.batch_size = 64
+    c.train.eval_batch_size = 100
+    c.train.steps = 12
+    c.train.log_every = 6
+    c.train.checkpoint_every = 6
+    return c
+
+
+def get_sweep():
+    # The second point's learning rate makes its loss non-finite: it must fail alone.
+    return [{{"model.patch_size": 16}}, {{"model.patch_size": 8, "train.learning_rate": 1e30,
+                                        "train.grad_clip_norm": 1e30, "train.warmup_epochs": 0.0}}]
+''')
+    return path
+
+
+def test_dry_run_prints_costs_and_writes_nothing(tmp_path, mnist_dir):
+    from tests.conftest import run_cli
+
+    exp = tiny_experiment(tmp_path, mnist_dir)
+    done = run_cli("sweep", exp, "--dry-run", "--results", tmp_path / "res")
+    assert done.returncode == 0, done.stderr
+    assert "attention-pico-p16-s0" in done.stdout and "projected cost" in done.stdout
+    assert "act. MiB/img" in done.stdout
+    assert not (tmp_path / "res").exists()
+
+
+def test_sweep_records_failures_skips_finished_and_resumes_partial(tmp_path, mnist_dir):
+    from tests.conftest import run_cli
+
+    exp, res = tiny_experiment(tmp_path, mnist_dir), tmp_path / "res"
+    first = run_cli("sweep", exp, "--results", res)
+    assert first.returncode == 1  # One run failed; the sweep still finished the other.
+    good = res / "runs" / "attention-pico-p16-s0"
+    bad = res / "runs" / "attention-pico-p8-s0"
+    assert (good / "summary.json").exists()
+    failure = json.loads((bad / "failed.json").read_text())
+    assert "training loss is nan" in failure["error"].lower() and failure["overrides"]["model.patch_size"] == 8
+    assert json.loads((res / "sweep.json").read_text())["experiment"] == "tiny"
+
+    summary = (good / "summary.json").read_text()
+    (good / "summary.json").unlink()  # Now a partial run: checkpoints but no summary.
+    again = run_cli("sweep", exp, "--results", res)
+    assert "attention-pico-p8-s0: failed, skipped" in again.stdout
+    assert "resuming" in again.stdout
+    resumed = json.loads((good / "summary.json").read_text())
+    assert resumed["test_loss"] == json.loads(summary)["test_loss"]
+
+    third = run_cli("sweep", exp, "--results", res, "--shard", "0/2")
+    assert "attention-pico-p16-s0: finished, skipped" in third.stdout
+    assert "attention-pico-p8-s0" not in third.stdout  # The other shard's run.
