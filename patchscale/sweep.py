@@ -68,8 +68,7 @@ def expand(path: str, cli_overrides: Iterable[str] = ()) -> list[Point]:
     sweep = module.get_sweep() if hasattr(module, "get_sweep") else [{}]
     if not isinstance(sweep, list) or not all(isinstance(item, dict) for item in sweep) or not sweep:
         raise UserError(f"{path}: get_sweep() must return a non-empty list of override dicts")
-    varying = {key for item in sweep for key in item if len({repr(other.get(key)) for other in sweep}) > 1}
-    points, names = [], {}
+    configs = []
     for item in sweep:
         config = module.get_config()
         try:
@@ -79,12 +78,25 @@ def expand(path: str, cli_overrides: Iterable[str] = ()) -> list[Point]:
             config_lib.validate(config)
         except UserError as e:
             raise UserError(f"{path}: sweep point {item}: {e}") from None
-        name = run_name(config, varying)
-        if name in names:
-            raise UserError(f"{path}: sweep points {names[name]} and {item} have the same run name {name!r}")
-        names[name] = item
-        points.append(Point(name, item, config))
-    return points
+        configs.append(config)
+    names = _unique_names(configs, sweep)
+    if len(set(names)) < len(names):
+        duplicate = next(n for n in names if names.count(n) > 1)
+        raise UserError(f"{path}: several sweep points have the same settings (run name {duplicate!r})")
+    return [Point(name, item, config) for name, item, config in zip(names, sweep, configs)]
+
+
+def _unique_names(configs, sweep) -> list[str]:
+    """Names from mixer, size, patch size and seed, plus as few varying keys as make them unique."""
+    varying = sorted({key for item in sweep for key in item if len({repr(_get(c, key)) for c in configs}) > 1})
+    chosen: list[str] = []
+    names = [run_name(c, chosen) for c in configs]
+    for key in varying:
+        if len(set(names)) == len(names):
+            break
+        chosen.append(key)
+        names = [run_name(c, chosen) for c in configs]
+    return names
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
