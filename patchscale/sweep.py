@@ -128,11 +128,6 @@ def status(run_dir) -> str:
     return "new"
 
 
-def _format_seconds(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
 def write_manifest(results_dir, experiment: str, points: list[Point]) -> None:
     """Record which experiment owns this results directory (fit and plot check it)."""
     from etils import epath
@@ -161,6 +156,7 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
 
     from patchscale import results, train
     from patchscale.errors import TrainingError
+    from patchscale.progress import format_duration
 
     results_dir = epath.Path(results_dir)
     outcome: dict[str, str] = {}
@@ -178,7 +174,7 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
         eta = ""
         if k > 1:
             per_run = (time.time() - start) / (k - 1)
-            eta = f", sweep ETA {_format_seconds(per_run * (len(todo) - k + 1))}"
+            eta = f", sweep ETA {format_duration(per_run * (len(todo) - k + 1))}"
         print(f"[sweep] run {k}/{len(todo)}: {point.name}{eta}", flush=True)
         (run_dir / FAILED).unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)

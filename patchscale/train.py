@@ -20,12 +20,8 @@ from patchscale import checkpoint, results, sharding
 from patchscale.data import datasets, pipeline
 from patchscale.errors import TrainingError, UserError
 from patchscale.program import Program, param_counts
+from patchscale.progress import format_duration
 from patchscale.scaling import flops
-
-def _fmt_time(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
 
 class Trainer:
     """Holds what the steps need; `run()` is the whole loop."""
@@ -139,7 +135,7 @@ class Trainer:
             results.write_json_atomic(self.workdir / results.SUMMARY, summary)
         print(f"patchscale: done: test loss {summary['test_loss']:.4f}, test accuracy"
               f" {summary['test_accuracy']:.4f} on {summary['test_examples']} examples,"
-              f" wall time {_fmt_time(summary['wall_time_s'])}", flush=True)
+              f" wall time {format_duration(summary['wall_time_s'])}", flush=True)
         return summary
 
     def _check_finite(self, pending) -> list[float]:
@@ -155,7 +151,7 @@ class Trainer:
         if "train_loss" in record:
             remaining = (self.total_steps - step) * record["step_time_s"]
             line += (f" | loss {record['train_loss']:.4f} | lr {record['learning_rate']:.2e}"
-                     f" | {record['images_per_s']:.0f} img/s | ETA {_fmt_time(remaining)}")
+                     f" | {record['images_per_s']:.0f} img/s | ETA {format_duration(remaining)}")
         if "test_loss" in record:
             line += f" | test loss {record['test_loss']:.4f} acc {record['test_accuracy']:.4f}"
         print(line, flush=True)

@@ -57,43 +57,28 @@ def _patch_axis(ax, patch_sizes):
     ax.grid(True, which="both", alpha=0.3)
 
 
-def plot_results(results_dir) -> list[str]:
-    plt = _pyplot()
-    root = epath.Path(results_dir)
-    runs, warnings = collect.load(results_dir)
-    for warning in warnings:
-        print(f"patchscale: warning: {warning}", flush=True)
-    fit_file = root / report.FIT_FILE
-    fits = (collect._read(fit_file) if fit_file.exists() else report.fit_results(results_dir))["fits"]
-    grouped = collect.groups(runs)
-    colors = dict(zip(sorted(grouped), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10))
-    all_p = {r.patch_size for r in runs}
-    written = []
-
-    fig, ax = plt.subplots(figsize=(7, 5))
+def _loss_vs_patch(ax, grouped, fits, colors):
     for group, members in sorted(grouped.items()):
         p = np.asarray([r.patch_size for r in members], float)
         ax.scatter(p, [r.test_loss for r in members], color=colors[group], s=18, alpha=0.8, label=f"{group} runs")
         entry = fits.get(group, {})
-        if "chosen" in entry:
-            fit = entry[entry["chosen"]]
-            grid = np.geomspace(p.min(), p.max(), 100)
-            label = (f"{group}: L = {fit['params']['E']:.3g} + {fit['params']['A']:.3g}·p^{fit['params']['alpha']:.2f}"
-                     if fit["form"] == "saturating" else
-                     f"{group}: log L = {fit['params']['c']:.3g} + {fit['params']['s']:.2f}·log p")
-            ax.plot(grid, PREDICT[fit["form"]](fit["params"], grid), color=colors[group], label=label)
-            if fit["band"] is not None:
-                ax.fill_between(fit["band"]["p"], fit["band"]["lo"], fit["band"]["hi"], color=colors[group],
-                                alpha=0.2, linewidth=0)
+        if "chosen" not in entry:
+            continue
+        fit = entry[entry["chosen"]]
+        grid = np.geomspace(p.min(), p.max(), 100)
+        params = fit["params"]
+        label = (f"{group}: L = {params['E']:.3g} + {params['A']:.3g}·p^{params['alpha']:.2f}"
+                 if fit["form"] == "saturating" else f"{group}: log L = {params['c']:.3g} + {params['s']:.2f}·log p")
+        ax.plot(grid, PREDICT[fit["form"]](params, grid), color=colors[group], label=label)
+        if fit["band"] is not None:
+            ax.fill_between(fit["band"]["p"], fit["band"]["lo"], fit["band"]["hi"], color=colors[group],
+                            alpha=0.2, linewidth=0)
     ax.set_yscale("log")
     ax.set_ylabel("test loss (cross-entropy)")
     ax.set_title("Test loss vs patch size (fit with 95% bootstrap band)")
-    _patch_axis(ax, all_p)
-    ax.legend(fontsize=7)
-    written += _save(fig, root, "loss_vs_patch")
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 5))
+
+def _accuracy_vs_patch(ax, grouped, colors):
     for group, members in sorted(grouped.items()):
         ps = sorted({r.patch_size for r in members}, reverse=True)
         acc = [[r.test_accuracy for r in members if r.patch_size == p] for p in ps]
@@ -102,14 +87,9 @@ def plot_results(results_dir) -> list[str]:
         ax.errorbar(ps, 100 * mean, yerr=100 * spread, color=colors[group], marker="o", capsize=3, label=group)
     ax.set_ylabel("test accuracy (%), mean and min–max over seeds")
     ax.set_title("Test accuracy vs patch size")
-    _patch_axis(ax, all_p)
-    ax.legend(fontsize=8)
-    written += _save(fig, root, "accuracy_vs_patch")
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    flops = np.asarray([r.train_flops for r in runs])
-    loss = np.asarray([r.test_loss for r in runs])
+
+def _loss_vs_flops(ax, runs, grouped, colors):
     for group, members in sorted(grouped.items()):
         ax.scatter([r.train_flops for r in members], [r.test_loss for r in members], color=colors[group], s=18,
                    label=group)
@@ -120,6 +100,8 @@ def plot_results(results_dir) -> list[str]:
         for r in labelled.values():
             ax.annotate(f"p{r.patch_size}", (r.train_flops, r.test_loss), fontsize=7, alpha=0.8,
                         xytext=(3, 3), textcoords="offset points")
+    flops = np.asarray([r.train_flops for r in runs])
+    loss = np.asarray([r.test_loss for r in runs])
     edge = frontier(flops, loss)
     ax.step(flops[edge], loss[edge], where="post", color="black", linewidth=1, label="compute frontier")
     ax.scatter(flops[edge], loss[edge], facecolors="none", edgecolors="black", s=60)
@@ -129,7 +111,29 @@ def plot_results(results_dir) -> list[str]:
     ax.set_ylabel("test loss (cross-entropy)")
     ax.set_title("Test loss vs training compute")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    written += _save(fig, root, "loss_vs_flops")
-    plt.close(fig)
+
+
+def plot_results(results_dir) -> list[str]:
+    plt = _pyplot()
+    root = epath.Path(results_dir)
+    runs, warnings = collect.load(results_dir)
+    for warning in warnings:
+        print(f"patchscale: warning: {warning}", flush=True)
+    fit_file = root / report.FIT_FILE
+    fits = (collect._read(fit_file) if fit_file.exists() else report.fit_results(results_dir))["fits"]
+    grouped = collect.groups(runs)
+    colors = dict(zip(sorted(grouped), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10))
+    patch_sizes = {r.patch_size for r in runs}
+    figures = {
+        "loss_vs_patch": lambda ax: (_loss_vs_patch(ax, grouped, fits, colors), _patch_axis(ax, patch_sizes)),
+        "accuracy_vs_patch": lambda ax: (_accuracy_vs_patch(ax, grouped, colors), _patch_axis(ax, patch_sizes)),
+        "loss_vs_flops": lambda ax: _loss_vs_flops(ax, runs, grouped, colors),
+    }
+    written = []
+    for name, draw in figures.items():
+        fig, ax = plt.subplots(figsize=(7, 5))
+        draw(ax)
+        ax.legend(fontsize=7)
+        written += _save(fig, root, name)
+        plt.close(fig)
     return written
