@@ -118,19 +118,19 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Cheap semantic checks that need neither data nor compilation."""
-    from patchscale.data import datasets  # Local imports keep `load_config` light.
-    from patchscale.models import sizes
-    from patchscale.models.mixers import registry
+    # Local imports keep `load_module` light; none of these compiles anything.
+    from patchscale import sharding
+    from patchscale.data import datasets
+    from patchscale.models import backbone, channel, sizes
+    from patchscale.models.mixers import mamba2, registry
 
     m, d, t = config.model, config.data, config.train
-    sizes.resolve(m)  # Raises on unknown sizes or inconsistent shapes.
+    shape = sizes.resolve(m)  # Raises on unknown sizes or inconsistent shapes.
     registry.get(m.mixer)
-    from patchscale.models import backbone, channel
-    from patchscale.models.mixers import mamba2
-
     choices = {"pool": ("cls", "gap"), "cls_position": ("first", "last"),
                "posemb": ("learned", "sincos2d", "none"), "norm": tuple(backbone.NORMS),
-               "channel_mixer": tuple(channel.CHANNEL_MIXERS), "remat": tuple(backbone.REMAT_POLICIES)}
+               "channel_mixer": tuple(channel.CHANNEL_MIXERS), "remat": tuple(backbone.REMAT_POLICIES),
+               "dtype": ("auto", *backbone.DTYPES)}
     for key, allowed in choices.items():
         if m[key] not in allowed:
             raise UserError(f"model.{key}={m[key]!r}: expected one of {', '.join(allowed)}")
@@ -138,13 +138,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise UserError(f"model.mamba2.flip={m.mamba2.flip!r}: expected one of {', '.join(mamba2.FLIP_RULES)}")
     if m.mixer == "mamba2":
         try:
-            mamba2.dims(sizes.resolve(m), m.mamba2)
+            mamba2.dims(shape, m.mamba2)
         except ValueError as e:
             raise UserError(f"model.mamba2: {e}") from None
     if not 0.0 <= m.drop_path < 1.0:
         raise UserError(f"model.drop_path={m.drop_path}: expected a rate in [0, 1)")
-    if m.dtype not in ("float32", "bfloat16", "float16", "auto"):
-        raise UserError(f"model.dtype={m.dtype!r}: expected float32, bfloat16, float16 or auto")
+
     info = datasets.describe(d.name, d.data_dir)  # Raises on unknown datasets.
     size = d.image_size or info.image_size
     if size is None:
@@ -153,14 +152,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise UserError(
             f"model.patch_size={m.patch_size} does not divide the input size {size}"
             f" (data.image_size); choose one of {[p for p in range(1, size + 1) if size % p == 0]}")
-    for key in ("batch_size", "eval_batch_size", "steps", "log_every", "checkpoint_every"):
+    for key in ("train_examples", "eval_examples"):
+        available = info.splits.get(d[key.replace("examples", "split")])
+        if d[key] is not None and (d[key] <= 0 or (available and d[key] > available)):
+            raise UserError(f"data.{key}={d[key]}: must be between 1 and the split's {available} examples")
+    if d.random_shift < 0:
+        raise UserError(f"data.random_shift={d.random_shift}: must be >= 0")
+
+    for key in ("batch_size", "eval_batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints"):
         if t[key] is not None and t[key] <= 0:
             raise UserError(f"train.{key}={t[key]}: must be positive")
     if t.steps is None and (t.epochs is None or t.epochs <= 0):
         raise UserError("set train.steps or a positive train.epochs")
-    if t.eval_every is not None and t.eval_every < 0:
-        raise UserError(f"train.eval_every={t.eval_every}: must be >= 0 (0 evaluates only at the end)")
-    from patchscale import sharding  # Needs jax's device count, not a compile.
+    if t.eval_every < 0 or t.warmup_epochs < 0:
+        raise UserError("train.eval_every and train.warmup_epochs must be >= 0 (eval_every=0: only at the end)")
 
     mesh_shape = sharding.mesh_shape(config.mesh)
     batch_parallel = mesh_shape["data"] * mesh_shape["fsdp"]

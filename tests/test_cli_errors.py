@@ -64,3 +64,15 @@ def test_unknown_verb_and_embedded_dataset(tmp_path):
     done = run_cli("fly")
     assert done.returncode == 2 and done.stderr.startswith("patchscale: error: ")
     assert_user_error(run_cli("data", "prepare", "imagenet"), "unknown embedded dataset", tmp_path / "none")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.train_examples=60000", "data.train_examples=60000: must be between 1 and the split's 50000"),
+    ("data.eval_examples=0", "data.eval_examples=0: must be between 1"),
+    ("model.dtype=float8", "model.dtype='float8': expected one of"),
+    ("model.mamba2.flip=sometimes", "model.mamba2.flip='sometimes'"),
+    ("train.keep_checkpoints=0", "train.keep_checkpoints=0: must be positive"),
+])
+def test_more_bad_values(override, message, tmp_path):
+    run_dir = tmp_path / "run"
+    assert_user_error(run_cli("train", DEFAULT_EXPERIMENT, override, "--workdir", run_dir), message, run_dir)
