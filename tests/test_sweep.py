@@ -144,3 +144,15 @@ def test_sweep_records_failures_skips_finished_and_resumes_partial(tmp_path, mni
     third = run_cli("sweep", exp, "--results", res, "--shard", "0/2")
     assert "attention-pico-p16-s0: finished, skipped" in third.stdout
     assert "attention-pico-p8-s0" not in third.stdout  # The other shard's run.
+
+
+@pytest.mark.parametrize("name, runs", [("paper_deit_b_64", 5), ("paper_adventurer_b", 10),
+                                        ("paper_model_scaling", 40)])
+def test_paper_configs_validate_and_dry_run(name, runs, tmp_path):
+    from tests.conftest import REPO, run_cli
+
+    path = REPO / "experiments" / f"{name}.py"
+    assert len(sweep.expand(str(path))) == runs
+    done = run_cli("sweep", path, "--dry-run", "--no-compile", "--results", tmp_path / "r")
+    assert done.returncode == 0, done.stderr
+    assert "projected cost" in done.stdout and "NOT RUN" in path.read_text()

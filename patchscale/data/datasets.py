@@ -13,6 +13,12 @@ from patchscale.data import mnist
 from patchscale.errors import UserError
 
 EMBEDDED = {"mnist": mnist}
+# Split sizes of common datasets, for sizing runs (steps, projected cost) before they are prepared.
+KNOWN_SPLITS = {
+    "imagenet2012": {"train": 1_281_167, "validation": 50_000},
+    "imagenet_resized/64x64": {"train": 1_281_167, "validation": 50_000},
+    "cifar10": {"train": 50_000, "test": 10_000},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +50,7 @@ def _describe_tfds(name: str, data_dir: str | None) -> DatasetInfo:
         raise UserError(f"dataset {name!r} has no 'image' and 'label' features")
     height, width, channels = features["image"].shape
     size = height if height == width and height is not None else None
-    splits = {split: info.num_examples for split, info in builder.info.splits.items()}
+    splits = {split: info.num_examples for split, info in builder.info.splits.items()} or KNOWN_SPLITS.get(name, {})
     return DatasetInfo(name, size, channels or 3, features["label"].num_classes, splits)
 
 
