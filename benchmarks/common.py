@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import pathlib
 import platform
 import statistics
@@ -50,8 +49,3 @@ def save(path: str, payload: dict) -> None:
     out = pathlib.Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     results.write_json_atomic(out, payload)
-    print(f"wrote {out}")
-
-
-def dumps(obj) -> str:
-    return json.dumps(obj, indent=2)

@@ -17,6 +17,7 @@ Lengths whose estimated step time exceeds --max-step-seconds are compiled (memor
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import jax
@@ -45,6 +46,10 @@ def make_program(model: str, image_size: int, batch: int, extra: list[str]) -> P
     return Program(c, image_size, 3, 1000, total_steps=100, warmup_steps=1, mesh=sharding.make_mesh(c.mesh))
 
 
+def physical_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def saved_for_backward(program: Program, state, batch: int) -> int:
     """Bytes of the residuals `jax.vjp` keeps for the backward pass (shapes only, nothing runs)."""
     spec = program.batch_spec(batch)
@@ -71,6 +76,10 @@ def measure(model: str, image_size: int, batch: int, repeats: int, max_step_seco
     estimate = train_flops / flop_rate if flop_rate else None
     if estimate is not None and estimate > max_step_seconds:
         row["skipped_timing"] = f"estimated {estimate:.0f}s per step > --max-step-seconds"
+        return row
+    needed = row["temp_bytes"] + row["argument_bytes"] + row["output_bytes"]
+    if needed > 0.8 * physical_memory():
+        row["skipped_timing"] = f"needs {needed / 2**30:.1f} GiB, more than 80% of this host's memory"
         return row
     rng = np.random.default_rng(0)
     batch_data = sharding.global_batch({"image": rng.integers(0, 256, (batch, image_size, image_size, 3), np.uint8),
@@ -102,6 +111,8 @@ def main():
     args = parser.parse_args()
 
     rows = []
+    out = args.out or f"results/bench/mixer_scaling_{jax.default_backend()}.json"
+    header = {"benchmark": "mixer_scaling", "command": " ".join(sys.argv), **environment()}
     for model in args.models:
         rate = None
         for side in args.sides:
@@ -110,12 +121,12 @@ def main():
             rate = row.get("achieved_flops_per_s", rate)
             rows.append(row)
             print(format_row(row), flush=True)
+            save(out, {**header, "rows": rows})  # After every row: a crash keeps what was measured.
         if args.full_image:
             row = measure(model, args.full_image, 1, 1, args.max_step_seconds * 10, rate, args.overrides)
             rows.append(row)
             print(format_row(row), flush=True)
-    payload = {"benchmark": "mixer_scaling", "command": " ".join(sys.argv), **environment(), "rows": rows}
-    save(args.out or f"results/bench/mixer_scaling_{jax.default_backend()}.json", payload)
+            save(out, {**header, "rows": rows})
 
 
 def format_row(row: dict) -> str:

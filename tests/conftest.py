@@ -31,6 +31,7 @@ def small_overrides(data_dir: str, **extra) -> list[str]:
         "data.train_examples": 2048, "data.eval_examples": 1050, "train.batch_size": 64,
         "train.eval_batch_size": 200, "train.steps": 60, "train.log_every": 10,
         "train.checkpoint_every": 20, "train.warmup_epochs": 0.1, "data.random_shift": 2,
+        "model.drop_path": 0.1,  # Resume must reproduce the per-step drop-path masks too.
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
