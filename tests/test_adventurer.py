@@ -113,9 +113,10 @@ def test_analytic_flops_follow_the_reference_formula():
     m = adventurer_model_config("model.patch_size=4")
     shape = sizes.resolve(m)
     n = 64 + 1 + 1  # Patches, CLS and the heading average.
+    padded = 72  # The chunked SSD runs on a multiple of Q = 8.
     d, d_inner, gn, heads, q = 32, 64, 16, 4, 8
-    per_token = (2 * d * (2 * d_inner + 2 * gn + heads) + 2 * 4 * (d_inner + 2 * gn)
-                 + 2 * q * (gn + d_inner) + 4 * 16 * d_inner + 2 * 16 * d_inner / q + 2 * d_inner * d)
+    dense = 2 * d * (2 * d_inner + 2 * gn + heads) + 2 * 4 * (d_inner + 2 * gn) + 2 * d_inner * d
+    ssd = 2 * q * (gn + d_inner) + 4 * 16 * d_inner + 2 * 16 * d_inner / q
     swiglu = 2 * 3 * d * 80 * 65
-    expected = shape.depth * (n * per_token + swiglu) + 2 * 32 * 32 * 1 * d + 2 * d * 10
+    expected = shape.depth * (n * dense + padded * ssd + swiglu) + 2 * 32 * 32 * 1 * d + 2 * d * 10
     assert flops.forward_flops_per_image(m, 32, 1, 10) == pytest.approx(expected)

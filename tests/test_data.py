@@ -12,13 +12,14 @@ import pytest
 
 from patchscale.data import datasets, mnist, pipeline
 from patchscale.errors import UserError
-from tests.conftest import DEFAULT_EXPERIMENT
 
 
 def data_config(data_dir, **overrides):
+    """The default data settings (no augmentation unless asked) on the session's MNIST copy."""
     from patchscale import config as config_lib
+    from patchscale.defaults import base_config
 
-    c = config_lib.load_module(str(DEFAULT_EXPERIMENT)).get_config()
+    c = base_config()
     config_lib.apply_overrides(c, [f"data.data_dir={data_dir}", *[f"data.{k}={v}" for k, v in overrides.items()]])
     return c.data
 
