@@ -155,7 +155,6 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
     from etils import epath
 
     from patchscale import results, train
-    from patchscale.errors import TrainingError
     from patchscale.progress import format_duration
 
     results_dir = epath.Path(results_dir)
@@ -185,7 +184,7 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
             outcome[point.name] = "finished"
         except UserError:
             raise
-        except (TrainingError, Exception) as e:  # noqa: BLE001 - any crash of one run is recorded, not fatal.
+        except Exception as e:  # noqa: BLE001 - a non-finite loss (TrainingError) or any crash: recorded, not fatal.
             run_dir.mkdir(parents=True, exist_ok=True)
             results.write_json_atomic(run_dir / FAILED, {
                 "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),

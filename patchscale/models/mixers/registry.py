@@ -6,7 +6,7 @@ A token mixer is an `nnx.Module` class that
   resolved `sizes.Shape` (width, depth, heads, mlp_dim) and `layer` the block index (for
   mixers that alternate direction, say);
 * maps tokens (batch, length, width) → (batch, length, width) in `__call__(x)`;
-* has a class attribute `causal` (None, or "forward"/"backward" when outputs never depend on
+* has an attribute `causal` (None, or "forward"/"backward" when outputs never depend on
   later/earlier tokens), used by the conformance tests;
 * has a static `flops_per_image(shape, tokens, model_config)` giving its forward FLOPs for one
   image, used for compute accounting.
