@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from patchscale.data import datasets
+from patchscale.errors import UserError
 
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -67,7 +68,7 @@ def _subset(source, limit: int | None) -> grain.MapDataset:
     ds = grain.MapDataset.source(source)
     if limit is not None:
         if limit > len(ds):
-            raise ValueError(f"asked for {limit} examples but the split has {len(ds)}")
+            raise UserError(f"asked for the first {limit} examples but the split has {len(ds)}")
         ds = ds[:limit]
     return ds
 
