@@ -9,6 +9,7 @@ their memory and cost analyses.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import jax
@@ -20,6 +21,11 @@ from patchscale import optimizer, sharding
 from patchscale.models.backbone import VisionBackbone
 
 EMBEDDING_PARAMS = ("patch_embed", "posemb", "cls_token")
+
+
+def total_steps(train_config, num_examples: int) -> int:
+    """`train.steps` when set, else enough steps for `train.epochs` passes over the examples."""
+    return train_config.steps or math.ceil(train_config.epochs * num_examples / train_config.batch_size)
 
 
 def param_counts(params) -> dict[str, int]:

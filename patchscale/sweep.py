@@ -185,7 +185,6 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 - a non-finite loss (TrainingError) or any crash: recorded, not fatal.
-            run_dir.mkdir(parents=True, exist_ok=True)
             results.write_json_atomic(run_dir / FAILED, {
                 "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),
                 "overrides": point.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -199,21 +198,19 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
 
 def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
     """What a run will cost, without training: parameters, tokens, FLOPs and compiled memory."""
-    import math
-
     from flax import nnx
 
     from patchscale import sharding
     from patchscale.data import datasets
     from patchscale.models.backbone import VisionBackbone
-    from patchscale.program import Program, param_counts
+    from patchscale.program import Program, param_counts, total_steps
     from patchscale.scaling import flops
 
     c = point.config
     info = datasets.describe(c.data.name, c.data.data_dir)
     size = c.data.image_size or info.image_size
     train_examples = c.data.train_examples or info.splits.get(c.data.train_split, 0)
-    steps = c.train.steps or math.ceil(c.train.epochs * train_examples / c.train.batch_size)
+    steps = total_steps(c.train, train_examples)
     model = nnx.eval_shape(lambda: VisionBackbone(c.model, image_size=size, channels=info.channels,
                                                   num_classes=info.num_classes, rngs=nnx.Rngs(0)))
     row = {"name": point.name, **param_counts(nnx.state(model, nnx.Param)),
@@ -221,7 +218,8 @@ def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
            "train_flops_per_image": flops.train_flops_per_image(c.model, size, info.channels, info.num_classes)}
     row["train_flops_total"] = row["train_flops_per_image"] * steps * c.train.batch_size
     if compile_memory:
-        per_step = sharding.mesh_shape(c.mesh)["data"] * sharding.mesh_shape(c.mesh)["fsdp"]
+        mesh_shape = sharding.mesh_shape(c.mesh)
+        per_step = mesh_shape["data"] * mesh_shape["fsdp"]
         small = c.copy_and_resolve_references()
         small.train.batch_size = per_step  # The smallest batch the mesh takes: memory per image.
         program = Program(small, size, info.channels, info.num_classes, 10, 1, sharding.make_mesh(c.mesh))

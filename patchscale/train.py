@@ -19,7 +19,7 @@ from etils import epath
 from patchscale import checkpoint, results, sharding
 from patchscale.data import datasets, pipeline
 from patchscale.errors import TrainingError, UserError
-from patchscale.program import Program, param_counts
+from patchscale.program import Program, param_counts, total_steps
 from patchscale.progress import format_duration
 from patchscale.scaling import flops
 
@@ -37,7 +37,7 @@ class Trainer:
         # before the run directory exists keeps data errors from leaving a half-made run behind.
         self.num_train = pipeline.train_length(d)
         self.eval_split = pipeline.EvalSplit(d, d.eval_split, self.image_size, t.eval_batch_size)
-        self.total_steps = t.steps or math.ceil(t.epochs * self.num_train / t.batch_size)
+        self.total_steps = total_steps(t, self.num_train)
         self.warmup_steps = round(t.warmup_epochs * self.num_train / t.batch_size)
         self.program = Program(config, self.image_size, self.info.channels, self.info.num_classes,
                                self.total_steps, self.warmup_steps, sharding.make_mesh(config.mesh))
