@@ -45,7 +45,25 @@ def cmd_sweep(args) -> int:
     experiment = pathlib.Path(args.config).stem
     sweep.write_manifest(results_dir, experiment, points)
     outcome = sweep.run(mine, results_dir, experiment, retry_failed=args.retry_failed)
+    pending = [p.name for p in points if sweep.status(pathlib.Path(results_dir) / "runs" / p.name) not in
+               ("finished", "failed")]
+    if args.no_analysis or pending:
+        if pending:
+            print(f"[sweep] {len(pending)} runs of the sweep are not finished (other shards?);"
+                  f" fit and plot once they are: patchscale fit {results_dir} && patchscale plot {results_dir}")
+    else:
+        _analyse(results_dir)
     return 1 if "failed" in outcome.values() else 0
+
+
+def _analyse(results_dir: str) -> None:
+    """Fit and plot a finished sweep; a sweep whose results cannot be fitted still succeeds."""
+    print(f"[sweep] every run is done: patchscale fit {results_dir} && patchscale plot {results_dir}", flush=True)
+    try:
+        cmd_fit(argparse.Namespace(results_dir=results_dir, bootstrap=1000))
+        cmd_plot(argparse.Namespace(results_dir=results_dir))
+    except UserError as e:
+        print(f"patchscale: warning: analysis of {results_dir} failed: {e}", file=sys.stderr)
 
 
 def _print_dry_run(points, compile_memory: bool, rate_tflops: float) -> int:
@@ -115,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--rate-tflops", type=float, default=100.0,
                        help="with --dry-run: achieved TFLOP/s assumed for the projected device-hours")
     sweep.add_argument("--retry-failed", action="store_true", help="run points that failed before again")
+    sweep.add_argument("--no-analysis", action="store_true",
+                       help="do not run `fit` and `plot` when the whole sweep has finished")
     sweep.set_defaults(run=cmd_sweep)
 
     fit = verbs.add_parser("fit", help="fit scaling laws to a sweep's stored results; writes fit.json")
@@ -137,9 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """Like parse_args, but overrides may also come after flags (`sweep X --dry-run k=v`)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+    return args
+
+
 def main(argv=None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(argv)
         return args.run(args)
     except UserError as e:
         print(f"patchscale: error: {e}", file=sys.stderr)

@@ -167,14 +167,13 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
             print(f"[sweep] {point.name}: {state}, skipped", flush=True)
         else:
             todo.append(point)
-    start = time.time()
+    costs = [_cost(point) for point in todo]
+    durations: list[float] = []
     for k, point in enumerate(todo, 1):
         run_dir = results_dir / "runs" / point.name
-        eta = ""
-        if k > 1:
-            per_run = (time.time() - start) / (k - 1)
-            eta = f", sweep ETA {format_duration(per_run * (len(todo) - k + 1))}"
+        eta = f", sweep ETA {format_duration(estimate_remaining(durations, costs))}" if durations else ""
         print(f"[sweep] run {k}/{len(todo)}: {point.name}{eta}", flush=True)
+        started = time.time()
         (run_dir / FAILED).unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         results.write_json_atomic(run_dir / POINT, {"experiment": experiment, "name": point.name,
@@ -190,10 +189,47 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
                 "overrides": point.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             outcome[point.name] = "failed"
             print(f"[sweep] {point.name} failed: {type(e).__name__}: {e}", flush=True)
+        durations.append(time.time() - started)
     done = sum(s == "finished" for s in outcome.values())
     print(f"[sweep] {done}/{len(points)} runs finished, {sum(s == 'failed' for s in outcome.values())} failed",
           flush=True)
     return outcome
+
+
+def estimate_remaining(durations: list[float], costs: list[float]) -> float:
+    """Seconds left for runs len(durations): from the finished runs' durations and every run's FLOPs.
+
+    A run costs a fixed overhead (compile, evaluation), taken as the shortest run so far, plus
+    time in proportion to its training FLOPs: per-run averages would be far off in a patch sweep,
+    where one p = 1 run costs more than all the p ≥ 4 runs together.
+    """
+    done, left = costs[:len(durations)], costs[len(durations):]
+    overhead = min(durations)
+    seconds_per_flop = max(sum(durations) - overhead * len(durations), 0.0) / max(sum(done), 1e-30)
+    return overhead * len(left) + seconds_per_flop * sum(left)
+
+
+def _shape_facts(config):
+    """(image size, channels, classes, training steps) of a run, from dataset metadata only."""
+    from patchscale.data import datasets
+    from patchscale.program import total_steps
+
+    info = datasets.describe(config.data.name, config.data.data_dir)
+    train_examples = config.data.train_examples or info.splits.get(config.data.train_split, 0)
+    return (config.data.image_size or info.image_size, info.channels, info.num_classes,
+            total_steps(config.train, train_examples))
+
+
+def _cost(point: Point) -> float:
+    """Analytic training FLOPs of a run (for the sweep ETA); 1.0 when the dataset is not known yet."""
+    from patchscale.scaling import flops
+
+    try:
+        size, channels, classes, steps = _shape_facts(point.config)
+        per_image = flops.train_flops_per_image(point.config.model, size, channels, classes)
+    except Exception:  # noqa: BLE001 - only the ETA depends on it; the run itself reports real errors.
+        return 1.0
+    return per_image * steps * point.config.train.batch_size
 
 
 def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
@@ -201,28 +237,24 @@ def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
     from flax import nnx
 
     from patchscale import sharding
-    from patchscale.data import datasets
     from patchscale.models.backbone import VisionBackbone
-    from patchscale.program import Program, param_counts, total_steps
+    from patchscale.program import Program, param_counts
     from patchscale.scaling import flops
 
     c = point.config
-    info = datasets.describe(c.data.name, c.data.data_dir)
-    size = c.data.image_size or info.image_size
-    train_examples = c.data.train_examples or info.splits.get(c.data.train_split, 0)
-    steps = total_steps(c.train, train_examples)
-    model = nnx.eval_shape(lambda: VisionBackbone(c.model, image_size=size, channels=info.channels,
-                                                  num_classes=info.num_classes, rngs=nnx.Rngs(0)))
+    size, channels, classes, steps = _shape_facts(c)
+    model = nnx.eval_shape(lambda: VisionBackbone(c.model, image_size=size, channels=channels,
+                                                  num_classes=classes, rngs=nnx.Rngs(0)))
     row = {"name": point.name, **param_counts(nnx.state(model, nnx.Param)),
            "tokens_per_image": flops.tokens_per_image(c.model, size), "steps": steps,
-           "train_flops_per_image": flops.train_flops_per_image(c.model, size, info.channels, info.num_classes)}
+           "train_flops_per_image": flops.train_flops_per_image(c.model, size, channels, classes)}
     row["train_flops_total"] = row["train_flops_per_image"] * steps * c.train.batch_size
     if compile_memory:
         mesh_shape = sharding.mesh_shape(c.mesh)
         per_step = mesh_shape["data"] * mesh_shape["fsdp"]
         small = c.copy_and_resolve_references()
         small.train.batch_size = per_step  # The smallest batch the mesh takes: memory per image.
-        program = Program(small, size, info.channels, info.num_classes, 10, 1, sharding.make_mesh(c.mesh))
+        program = Program(small, size, channels, classes, 10, 1, sharding.make_mesh(c.mesh))
         state = program.init_state(abstract=True)  # Shapes only: no parameters are allocated.
         analysis = program.compile_train_step(state).memory_analysis()
         row["activation_bytes_per_image"] = analysis.temp_size_in_bytes / per_step
