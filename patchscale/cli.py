@@ -1,4 +1,4 @@
-"""The `patchscale` command: train, sweep, fit, plot, data prepare."""
+"""The `patchscale` command: train, sweep, bench, fit, plot, data prepare."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import pathlib
 import sys
 
-from patchscale.errors import TrainingError, UserError
+from patchscale.errors import Preempted, TrainingError, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,7 +21,9 @@ def default_run_name(config) -> str:
 
 def cmd_train(args) -> int:
     from patchscale import config as config_lib
+    from patchscale import distributed
 
+    distributed.initialize(args)
     config = config_lib.load_config(args.config, args.overrides)
     workdir = args.workdir or str(pathlib.Path("results") / pathlib.Path(args.config).stem / "runs"
                                   / default_run_name(config))
@@ -32,8 +34,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from patchscale import sweep
+    from patchscale import distributed, sweep
 
+    distributed.initialize(args)
     index, count = sweep.parse_shard(args.shard)
     points = sweep.expand(args.config, args.overrides)
     mine = sweep.shard(points, index, count)
@@ -45,9 +48,11 @@ def cmd_sweep(args) -> int:
     experiment = pathlib.Path(args.config).stem
     sweep.write_manifest(results_dir, experiment, points)
     outcome = sweep.run(mine, results_dir, experiment, retry_failed=args.retry_failed)
-    pending = [p.name for p in points if sweep.status(pathlib.Path(results_dir) / "runs" / p.name) not in
+    pending = [p.name for p in points if sweep.status(f"{results_dir}/runs/{p.name}") not in
                ("finished", "failed")]
-    if args.no_analysis or pending:
+    import jax
+
+    if args.no_analysis or pending or jax.process_index() != 0:
         if pending:
             print(f"[sweep] {len(pending)} runs of the sweep are not finished (other shards?);"
                   f" fit and plot once they are: patchscale fit {results_dir} && patchscale plot {results_dir}")
@@ -85,12 +90,33 @@ def _print_dry_run(points, compile_memory: bool, rate_tflops: float) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from patchscale import config as config_lib
+
+    config = config_lib.load_config(args.config, args.overrides)
+    if args.steps < 1 or args.warmup < 0:
+        raise UserError("--steps must be >= 1 and --warmup >= 0")
+    import jax
+
+    from patchscale import bench, results
+
+    row = bench.bench(config, steps=args.steps, warmup=args.warmup)
+    print(bench.format_row(row))
+    out = args.out or (f"results/bench/{pathlib.Path(args.config).stem}-{config.model.mixer}"
+                       f"-p{config.model.patch_size}-{jax.default_backend()}.json")
+    pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
+    results.write_json_atomic(out, {"command": " ".join(["patchscale", "bench", args.config, *args.overrides]),
+                                    **row})
+    print(f"patchscale: wrote {out}")
+    return 0
+
+
 def cmd_fit(args) -> int:
     from patchscale.scaling import report
 
     payload = report.fit_results(args.results_dir, n_boot=args.bootstrap)
     print(report.table(payload))
-    print(f"patchscale: wrote {pathlib.Path(args.results_dir) / report.FIT_FILE}")
+    print(f"patchscale: wrote {args.results_dir.rstrip('/')}/{report.FIT_FILE}")
     return 0
 
 
@@ -114,6 +140,7 @@ def cmd_data_prepare(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from patchscale import distributed
     parser = _Parser(prog="patchscale", description="Patchification scaling laws for vision token mixers.")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
@@ -121,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="experiment file, e.g. experiments/mnist_vit.py")
     train.add_argument("overrides", nargs="*", help="config overrides key.path=value")
     train.add_argument("--workdir", help="run directory (default results/<experiment>/runs/<run-name>)")
+    distributed.add_arguments(train)
     train.set_defaults(run=cmd_train)
 
     sweep = verbs.add_parser("sweep", help="run every point of an experiment's sweep (skips finished runs)")
@@ -135,7 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--retry-failed", action="store_true", help="run points that failed before again")
     sweep.add_argument("--no-analysis", action="store_true",
                        help="do not run `fit` and `plot` when the whole sweep has finished")
+    distributed.add_arguments(sweep)
     sweep.set_defaults(run=cmd_sweep)
+
+    bench = verbs.add_parser("bench", help="time the compiled train step; report FLOP utilisation")
+    bench.add_argument("config", help="experiment file")
+    bench.add_argument("overrides", nargs="*", help="config overrides key.path=value")
+    bench.add_argument("--steps", type=int, default=10, help="timed steps (median and spread reported)")
+    bench.add_argument("--warmup", type=int, default=2, help="untimed steps after compilation")
+    bench.add_argument("--out", help="JSON file (default results/bench/<experiment>-<mixer>-p<patch>-<backend>.json)")
+    bench.set_defaults(run=cmd_bench)
 
     fit = verbs.add_parser("fit", help="fit scaling laws to a sweep's stored results; writes fit.json")
     fit.add_argument("results_dir", help="a sweep's results directory, e.g. results/mnist_sweep")
@@ -179,6 +216,9 @@ def main(argv=None) -> int:
     except TrainingError as e:
         print(f"patchscale: training failed: {e}", file=sys.stderr)
         return 1
+    except Preempted as e:
+        print(f"patchscale: preempted: {e}", file=sys.stderr)
+        return Preempted.EXIT_CODE
     except KeyboardInterrupt:
         print("patchscale: interrupted", file=sys.stderr)
         return 130

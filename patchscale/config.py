@@ -119,10 +119,10 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
 def validate(config: ml_collections.ConfigDict) -> None:
     """Cheap semantic checks that need neither data nor compilation."""
     # Local imports keep `load_module` light; none of these compiles anything.
-    from patchscale import sharding
+    from patchscale import partitioning, sharding
     from patchscale.data import datasets
     from patchscale.models import backbone, channel, sizes
-    from patchscale.models.mixers import mamba2, registry
+    from patchscale.models.mixers import attention, mamba2, registry
 
     m, d, t = config.model, config.data, config.train
     shape = sizes.resolve(m)  # Raises on unknown sizes or inconsistent shapes.
@@ -134,6 +134,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key, allowed in choices.items():
         if m[key] not in allowed:
             raise UserError(f"model.{key}={m[key]!r}: expected one of {', '.join(allowed)}")
+    if m.attention_impl not in attention.IMPLEMENTATIONS:
+        raise UserError(f"model.attention_impl={m.attention_impl!r}: expected one of"
+                        f" {', '.join(str(i) for i in attention.IMPLEMENTATIONS)}")
+    if m.attention_chunk <= 0:
+        raise UserError(f"model.attention_chunk={m.attention_chunk}: must be positive")
     if m.mamba2.flip not in mamba2.FLIP_RULES:
         raise UserError(f"model.mamba2.flip={m.mamba2.flip!r}: expected one of {', '.join(mamba2.FLIP_RULES)}")
     if m.mixer == "mamba2":
@@ -168,6 +173,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise UserError("train.eval_every and train.warmup_epochs must be >= 0 (eval_every=0: only at the end)")
 
     mesh_shape = sharding.mesh_shape(config.mesh)
+    partitioning.parse_rules(config.mesh.rules)
     batch_parallel = mesh_shape["data"] * mesh_shape["fsdp"]
     for key in ("batch_size", "eval_batch_size"):
         if t[key] % batch_parallel:

@@ -7,6 +7,8 @@ override on the command line must name a key that exists here.
 from ml_collections import ConfigDict
 from ml_collections.config_dict import placeholder
 
+from patchscale import partitioning
+
 
 def base_config() -> ConfigDict:
     c = ConfigDict()
@@ -28,7 +30,8 @@ def base_config() -> ConfigDict:
     c.model.drop_path = 0.0
     c.model.dtype = "auto"  # auto (float32 on CPU, bfloat16 on accelerators) | float32 | bfloat16
     c.model.remat = "none"  # none | full (keep only block inputs) | dots (also keep matmul outputs)
-    c.model.attention_impl = placeholder(str)  # None lets JAX choose; or "xla" | "cudnn"
+    c.model.attention_impl = placeholder(str)  # None lets JAX choose; or "xla" | "cudnn" | "chunked"
+    c.model.attention_chunk = 1024  # Queries per block of the "chunked" implementation (long sequences).
     c.model.mamba2 = ConfigDict()
     c.model.mamba2.d_state = 64
     c.model.mamba2.expand = 2
@@ -69,8 +72,11 @@ def base_config() -> ConfigDict:
     c.train.checkpoint_every = 500
     c.train.keep_checkpoints = 2
 
-    c.mesh = ConfigDict()
+    c.mesh = ConfigDict()  # Device counts per mesh axis; their product is the number of devices.
     c.mesh.data = -1  # -1: all remaining devices.
-    c.mesh.fsdp = 1
-    c.mesh.tensor = 1
+    c.mesh.fsdp = 1  # Parameters and optimizer state sharded (all-gathered per layer), batch split too.
+    c.mesh.sequence = 1  # The token axis of activations split (long sequences).
+    c.mesh.tensor = 1  # MLP hidden units and heads split (Megatron-style tensor parallelism).
+    # Logical axis → mesh axes ("a,b"; "" replicates). Names are listed in partitioning.py.
+    c.mesh.rules = ConfigDict(dict(partitioning.DEFAULT_RULES))
     return c

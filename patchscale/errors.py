@@ -7,3 +7,9 @@ class UserError(Exception):
 
 class TrainingError(Exception):
     """A run that cannot go on (for example a non-finite loss): exit code 1."""
+
+
+class Preempted(Exception):
+    """SIGTERM (preemption) arrived; a checkpoint was saved and rerunning resumes: exit code 75."""
+
+    EXIT_CODE = 75  # EX_TEMPFAIL: a temporary failure, to be retried.

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from patchscale import optimizer, sharding
+from patchscale import optimizer, partitioning, sharding
 from patchscale.models.backbone import VisionBackbone
 
 EMBEDDING_PARAMS = ("patch_embed", "posemb", "cls_token")
@@ -50,6 +50,8 @@ class Program:
     def init_state(self, abstract: bool = False):
         """Build the model and optimizer; returns the train state placed on the mesh.
 
+        Parameters and optimizer state are sharded by the logical-axis rules (`mesh.rules`) and
+        created directly in place by a jitted initialiser, so no host ever holds a whole copy.
         With `abstract=True` nothing is allocated: the state is ShapeDtypeStructs with their
         shardings, enough to compile the steps and read their cost and memory analyses.
         """
@@ -59,20 +61,26 @@ class Program:
             return VisionBackbone(c.model, image_size=self.image_size, channels=self.channels,
                                   num_classes=self.num_classes, rngs=nnx.Rngs(c.seed))
 
-        model = nnx.eval_shape(build) if abstract else build()
+        model = nnx.eval_shape(build)
         self.graphdef, params, frozen = nnx.split(model, nnx.Param, ...)
         self.tx = optimizer.make(c.train, self.total_steps, self.warmup_steps)
         self.lr = optimizer.schedule(c.train, self.total_steps, self.warmup_steps)
-        opt = jax.eval_shape(self.tx.init, params) if abstract else self.tx.init(params)
-        state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt": opt}
-        replicated = sharding.replicated(self.mesh)
-        self.state_sharding = jax.tree.map(lambda _: replicated, state)
-        self.frozen_sharding = jax.tree.map(lambda _: replicated, frozen)
+        state = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params,
+                 "opt": jax.eval_shape(self.tx.init, params)}
+        self.rules = partitioning.parse_rules(c.mesh.rules)
+        self.logical_axes = partitioning.param_logical_axes(model)
+        self.state_sharding = partitioning.tree_shardings(state, self.logical_axes, self.rules, self.mesh)
+        self.frozen_sharding = jax.tree.map(lambda _: sharding.replicated(self.mesh), frozen)
         if abstract:
             self.frozen = self._abstract(frozen, self.frozen_sharding)
             return self._abstract(state, self.state_sharding)
-        self.frozen = jax.device_put(frozen, self.frozen_sharding)  # Non-trainable (sin-cos tables).
-        return jax.device_put(state, self.state_sharding)
+
+        def create():
+            _, params, frozen = nnx.split(build(), nnx.Param, ...)
+            return {"step": jnp.zeros((), jnp.int32), "params": params, "opt": self.tx.init(params)}, frozen
+
+        state, self.frozen = jax.jit(create, out_shardings=(self.state_sharding, self.frozen_sharding))()
+        return state
 
     @staticmethod
     def _abstract(tree, shardings):
@@ -83,7 +91,8 @@ class Program:
 
     # ------------------------------------------------------------- the steps (pure functions)
     def _loss(self, params, frozen, images, labels, key):
-        logits = nnx.merge(self.graphdef, params, frozen)(images, key)
+        with partitioning.activation_rules(self.mesh, self.rules):
+            logits = nnx.merge(self.graphdef, params, frozen)(images, key)
         targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), self.config.train.label_smoothing)
         return optax.softmax_cross_entropy(logits, targets).mean()
 
@@ -97,7 +106,8 @@ class Program:
         return new_state, metrics
 
     def _eval_step(self, params, frozen, batch):
-        logits = nnx.merge(self.graphdef, params, frozen)(batch["image"])
+        with partitioning.activation_rules(self.mesh, self.rules):
+            logits = nnx.merge(self.graphdef, params, frozen)(batch["image"])
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])  # No smoothing.
         correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
         mask = batch["mask"]

@@ -1,8 +1,8 @@
 """Device mesh construction and the shardings of batches and parameters.
 
-The mesh always has the named axes `data`, `fsdp` and `tensor`; a single device is simply a
-1×1×1 mesh. Batches are split over `data` and `fsdp`. Parameters are replicated for now;
-logical-axis rules that shard them come with the scale-out work.
+The mesh always has the named axes `data`, `fsdp`, `sequence` and `tensor`; a single device
+is simply a 1×1×1×1 mesh. Batches are split over `data` and `fsdp`; where parameters,
+optimizer state and activations go is decided by the logical-axis rules of partitioning.py.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from patchscale.errors import UserError
 
-AXES = ("data", "fsdp", "tensor")
+AXES = ("data", "fsdp", "sequence", "tensor")
 BATCH_AXES = ("data", "fsdp")
 
 
 def mesh_shape(mesh_config) -> dict[str, int]:
     """Resolve the configured axis sizes (one may be -1, meaning "all remaining devices")."""
-    sizes = {axis: int(mesh_config[axis]) for axis in AXES}
+    sizes = {axis: int(mesh_config.get(axis, 1)) for axis in AXES}
     count = jax.device_count()
     free = [axis for axis, size in sizes.items() if size == -1]
     if len(free) > 1 or any(size == 0 or size < -1 for size in sizes.values()):

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 import ml_collections
 
 from patchscale import config as config_lib
-from patchscale.errors import UserError
+from patchscale.errors import Preempted, UserError
 
 FAILED = "failed.json"
 POINT = "point.json"  # In each run directory: the experiment and overrides that made it.
@@ -134,11 +134,15 @@ def write_manifest(results_dir, experiment: str, points: list[Point]) -> None:
 
     from patchscale import results
 
+    import jax
+
     path = epath.Path(results_dir) / SWEEP
     existing = results.read_json(path)
     if existing is not None and existing.get("experiment") != experiment:
         raise UserError(f"{results_dir} holds results of experiment {existing.get('experiment')!r},"
                         f" not {experiment!r}; use --results to choose another directory")
+    if jax.process_index() != 0:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     results.write_json_atomic(path, {"experiment": experiment, "runs": [p.name for p in points]})
 
@@ -152,12 +156,15 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
     import time
     import traceback
 
+    import jax
+
     from etils import epath
 
     from patchscale import results, train
     from patchscale.progress import format_duration
 
     results_dir = epath.Path(results_dir)
+    is_main = jax.process_index() == 0  # Every process trains; only the first writes files.
     outcome: dict[str, str] = {}
     todo = []
     for point in points:
@@ -174,19 +181,21 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
         eta = f", sweep ETA {format_duration(estimate_remaining(durations, costs))}" if durations else ""
         print(f"[sweep] run {k}/{len(todo)}: {point.name}{eta}", flush=True)
         started = time.time()
-        (run_dir / FAILED).unlink(missing_ok=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        results.write_json_atomic(run_dir / POINT, {"experiment": experiment, "name": point.name,
-                                                    "overrides": point.overrides})
+        if is_main:
+            (run_dir / FAILED).unlink(missing_ok=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            results.write_json_atomic(run_dir / POINT, {"experiment": experiment, "name": point.name,
+                                                        "overrides": point.overrides})
         try:
             train.train(point.config, run_dir)
             outcome[point.name] = "finished"
-        except UserError:
+        except (UserError, Preempted):  # Bad input fails every run; preemption stops the whole sweep.
             raise
         except Exception as e:  # noqa: BLE001 - a non-finite loss (TrainingError) or any crash: recorded, not fatal.
-            results.write_json_atomic(run_dir / FAILED, {
-                "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),
-                "overrides": point.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            if is_main:
+                results.write_json_atomic(run_dir / FAILED, {
+                    "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),
+                    "overrides": point.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             outcome[point.name] = "failed"
             print(f"[sweep] {point.name} failed: {type(e).__name__}: {e}", flush=True)
         durations.append(time.time() - started)

@@ -16,9 +16,9 @@ import jax
 import numpy as np
 from etils import epath
 
-from patchscale import checkpoint, results, sharding
+from patchscale import checkpoint, preemption, results, sharding
 from patchscale.data import datasets, pipeline
-from patchscale.errors import TrainingError, UserError
+from patchscale.errors import Preempted, TrainingError, UserError
 from patchscale.program import Program, param_counts, total_steps
 from patchscale.progress import format_duration
 from patchscale.scaling import flops
@@ -88,6 +88,23 @@ class Trainer:
               f" {flops.tokens_per_image(c.model, self.image_size)} tokens per image,"
               f" compiled in {compile_seconds:.1f}s", flush=True)
 
+        with preemption.PreemptionWatch(ckpt) as watch:
+            state, eval_metrics = self._loop(state, start, data, ckpt, watch)
+        if eval_metrics is None:  # Resumed after the last step's checkpoint: evaluate once more.
+            eval_metrics = self.evaluate(state["params"])
+        ckpt.wait_until_finished()
+        ckpt.close()
+        summary = self._summary(state, eval_metrics, wall_start, compile_seconds)
+        if self.is_main:
+            results.write_json_atomic(self.workdir / results.SUMMARY, summary)
+        print(f"patchscale: done: test loss {summary['test_loss']:.4f}, test accuracy"
+              f" {summary['test_accuracy']:.4f} on {summary['test_examples']} examples,"
+              f" wall time {format_duration(summary['wall_time_s'])}", flush=True)
+        return summary
+
+    def _loop(self, state, start: int, data, ckpt, watch):
+        """Steps start+1 … total; returns (state, last evaluation or None). Raises Preempted on SIGTERM."""
+        t, gb = self.config.train, self.config.train.batch_size
         pending: list[tuple[int, dict]] = []
         interval_start, interval_steps = time.perf_counter(), 0
         eval_metrics = None
@@ -97,6 +114,12 @@ class Trainer:
             pending.append((step, metrics))
             interval_steps += 1
             last = step == self.total_steps
+            if not last and watch.requested(step):
+                self._check_finite(pending)
+                checkpoint.save(ckpt, step, state, data)
+                ckpt.wait_until_finished()
+                raise Preempted(f"SIGTERM at step {step}/{self.total_steps}: checkpoint saved in {self.workdir};"
+                                " run the same command again to resume")
             log_now = step % t.log_every == 0 or last
             eval_now = last or (t.eval_every and step % t.eval_every == 0)
             save_now = step % t.checkpoint_every == 0 or last
@@ -125,18 +148,7 @@ class Trainer:
                 interval_start, interval_steps = time.perf_counter(), 0
             else:
                 interval_start += time.perf_counter() - paused
-
-        if eval_metrics is None:  # Resumed after the last step's checkpoint: evaluate once more.
-            eval_metrics = self.evaluate(state["params"])
-        ckpt.wait_until_finished()
-        ckpt.close()
-        summary = self._summary(state, eval_metrics, wall_start, compile_seconds)
-        if self.is_main:
-            results.write_json_atomic(self.workdir / results.SUMMARY, summary)
-        print(f"patchscale: done: test loss {summary['test_loss']:.4f}, test accuracy"
-              f" {summary['test_accuracy']:.4f} on {summary['test_examples']} examples,"
-              f" wall time {format_duration(summary['wall_time_s'])}", flush=True)
-        return summary
+        return state, eval_metrics
 
     def _check_finite(self, pending) -> list[float]:
         losses = [float(v) for v in jax.device_get([m["loss"] for _, m in pending])]

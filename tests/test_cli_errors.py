@@ -15,6 +15,9 @@ CASES = {
     "not key=value": (["train.batch_size"], "is not of the form key.path=value"),
     "mixer": (["model.mixer=nope"], "unknown token mixer 'nope'"),
     "mesh": (["mesh.data=3"], "mesh"),
+    "mesh rule": (["mesh.rules.embed=fsdp,model"], "mesh.rules.embed='fsdp,model': unknown mesh axis 'model'"),
+    "attention impl": (["model.attention_impl=flash"], "model.attention_impl='flash': expected one of"),
+    "distributed flags": (["--coordinator", "localhost:1"], "--coordinator, --num-processes and --process-id go"),
 }
 
 

@@ -75,3 +75,12 @@ def test_three_patch_sizes_fit_but_cannot_check_extrapolation():
     fit = fit_saturating([4, 2, 1], [0.6, 0.5, 0.45])
     assert fit.extrapolation_error is None
     assert any("no extrapolation check" in note for note in fit.notes)
+
+
+def test_rising_loss_is_called_out_instead_of_fitted_silently():
+    p = np.repeat([16.0, 8.0, 4.0, 2.0, 1.0], 2)
+    loss = 0.5 * p ** -0.4 * np.tile([1.0, 1.02], 5)  # Loss rises as the patch shrinks.
+    saturating, power = fit_saturating(p, loss, np.tile([0, 1], 5)), fit_power(p, loss, np.tile([0, 1], 5))
+    assert any("does not fall as the patch shrinks" in n for n in saturating.notes)
+    assert any("rises as the patch shrinks" in n for n in power.notes)
+    assert power.params["s"] == pytest.approx(-0.4, abs=0.02)

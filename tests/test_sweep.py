@@ -113,8 +113,9 @@ def test_dry_run_prints_costs_and_writes_nothing(tmp_path, mnist_dir):
     from tests.conftest import run_cli
 
     exp = tiny_experiment(tmp_path, mnist_dir)
-    done = run_cli("sweep", exp, "--dry-run", "--results", tmp_path / "res")
-    assert done.returncode == 0, done.stderr
+    done = run_cli("sweep", exp, "--dry-run", "--results", tmp_path / "res", "model.width=48")
+    assert done.returncode == 0, done.stderr  # An override may follow the flags.
+    assert "attention-pico-w48-p16-s0" not in done.stdout  # Not varying within the sweep: not in the name.
     assert "attention-pico-p16-s0" in done.stdout and "projected cost" in done.stdout
     assert "act. MiB/img" in done.stdout
     assert not (tmp_path / "res").exists()
@@ -132,6 +133,9 @@ def test_sweep_records_failures_skips_finished_and_resumes_partial(tmp_path, mni
     failure = json.loads((bad / "failed.json").read_text())
     assert "training loss is nan" in failure["error"].lower() and failure["overrides"]["model.patch_size"] == 8
     assert json.loads((res / "sweep.json").read_text())["experiment"] == "tiny"
+    assert "every run is done" in first.stdout  # So the sweep fitted what it could.
+    fit = json.loads((res / "fit.json").read_text())
+    assert "at least 3" in fit["fits"]["attention-pico-r32"]["error"]  # One finished run: no fit.
 
     summary = (good / "summary.json").read_text()
     (good / "summary.json").unlink()  # Now a partial run: checkpoints but no summary.
@@ -143,7 +147,34 @@ def test_sweep_records_failures_skips_finished_and_resumes_partial(tmp_path, mni
 
     third = run_cli("sweep", exp, "--results", res, "--shard", "0/2")
     assert "attention-pico-p16-s0: finished, skipped" in third.stdout
-    assert "attention-pico-p8-s0" not in third.stdout  # The other shard's run.
+    sweep_lines = [line for line in third.stdout.splitlines() if line.startswith("[sweep]")]
+    assert not any("attention-pico-p8-s0" in line for line in sweep_lines)  # The other shard's run.
+
+
+def test_eta_counts_a_fixed_overhead_plus_time_per_flop():
+    # Runs of 0 and 100 FLOPs took 5 s and 15 s: 5 s overhead, 0.1 s per FLOP.
+    assert sweep.estimate_remaining([5.0, 15.0], [0.0, 100.0, 0.0, 200.0]) == pytest.approx(2 * 5.0 + 0.1 * 200.0)
+    assert sweep.estimate_remaining([3.0], [1.0, 1.0]) == pytest.approx(3.0)  # One run: overhead only.
+
+
+def test_default_experiment_is_the_promised_sweep():
+    from tests.conftest import REPO
+
+    points = sweep.expand(str(REPO / "experiments" / "mnist_sweep.py"))
+    assert len(points) == 30
+    assert {(p.config.model.mixer, p.config.model.patch_size) for p in points} == {
+        (m, ps) for m in ("attention", "mamba2") for ps in (16, 8, 4, 2, 1)}
+    assert {p.config.data.image_size for p in points} == {16}
+    assert len({(p.config.train.epochs, p.config.data.train_examples) for p in points}) == 1  # Same budget.
+    assert [p.config.seed for p in points[:10]] == [0] * 10  # Seed-major: early stops keep whole curves.
+    assert points[5].name == "mamba2-adv-pico-p16-s0" and points[5].config.model.norm == "rmsnorm"
+
+
+def test_flags_and_overrides_mix_but_stray_arguments_fail():
+    from tests.conftest import run_cli
+
+    done = run_cli("sweep", "experiments/mnist_sweep.py", "--dry-run", "--bogus")
+    assert done.returncode == 2 and "unrecognized arguments: --bogus" in done.stderr
 
 
 @pytest.mark.parametrize("name, runs", [("paper_deit_b_64", 5), ("paper_adventurer_b", 10),

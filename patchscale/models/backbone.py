@@ -22,6 +22,14 @@ from patchscale.models.channel import CHANNEL_MIXERS
 from patchscale.models.initializers import trunc_normal_02
 from patchscale.models.mixers import registry
 from patchscale.models.patchify import PatchEmbed, PositionEmbedding
+from patchscale.partitioning import constrain
+
+TOKENS = ("act_batch", "act_length", "act_embed")
+_NORM_AXES = {"scale": ("embed",), "bias": ("embed",)}
+
+
+def _norm_axes(*names: str) -> dict:
+    return {f"{name}/{param}": axes for name in names for param, axes in _NORM_AXES.items()}
 
 NORMS = {  # name → (class, epsilon): DeiT's LayerNorm and Adventurer's RMSNorm.
     "layernorm": (nnx.LayerNorm, 1e-6),
@@ -51,6 +59,8 @@ def drop_path(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
 
 
 class Block(nnx.Module):
+    LOGICAL_AXES = _norm_axes("norm1", "norm2")
+
     def __init__(self, shape: sizes.Shape, model_config, *, layer: int, drop_path_rate: float, dtype,
                  rngs: nnx.Rngs):
         self.norm1 = make_norm(model_config.norm, shape.width, dtype, rngs)
@@ -61,8 +71,8 @@ class Block(nnx.Module):
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
         k1, k2 = jax.random.split(key) if key is not None else (None, None)
-        x = x + drop_path(self.mixer(self.norm1(x)), self.drop_path_rate, k1)
-        return x + drop_path(self.channel(self.norm2(x)), self.drop_path_rate, k2)
+        x = constrain(x + drop_path(self.mixer(self.norm1(x)), self.drop_path_rate, k1), TOKENS)
+        return constrain(x + drop_path(self.channel(self.norm2(x)), self.drop_path_rate, k2), TOKENS)
 
 
 def make_norm(name: str, width: int, dtype, rngs: nnx.Rngs) -> nnx.Module:
@@ -75,6 +85,8 @@ def _apply_block(block: Block, x: jax.Array, key: jax.Array | None) -> jax.Array
 
 
 class VisionBackbone(nnx.Module):
+    LOGICAL_AXES = {"cls_token": (None, None, "embed"), "head/kernel": ("embed", None), **_norm_axes("norm")}
+
     def __init__(self, model_config, *, image_size: int, channels: int, num_classes: int, rngs: nnx.Rngs):
         shape = sizes.resolve(model_config)
         dtype = compute_dtype(model_config.dtype)
@@ -105,7 +117,7 @@ class VisionBackbone(nnx.Module):
         if self.cls_token is not None:
             cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
             x = jnp.concatenate([cls, x] if self.cls_first else [x, cls], axis=1)
-        x = self.posemb(x)
+        x = constrain(self.posemb(x), TOKENS)
         keys = jax.random.split(key, len(self.blocks)) if key is not None else [None] * len(self.blocks)
         for block, block_key in zip(self.blocks, keys):
             x = self.apply_block(block, x, block_key)

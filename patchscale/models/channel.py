@@ -10,10 +10,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from patchscale.models.initializers import torch_default, trunc_normal_02
+from patchscale.partitioning import constrain
+
+HIDDEN = ("act_batch", "act_length", "act_mlp")
 
 
 class Mlp(nnx.Module):
     """fc → exact (erf) GELU → fc, as DeiT's PyTorch nn.GELU; timm's truncated-normal init."""
+
+    LOGICAL_AXES = {"fc1/kernel": ("embed", "mlp"), "fc1/bias": ("mlp",),
+                    "fc2/kernel": ("mlp", "embed"), "fc2/bias": ("embed",)}
 
     def __init__(self, width: int, hidden: int, *, dtype, rngs: nnx.Rngs):
         dense = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
@@ -22,7 +28,7 @@ class Mlp(nnx.Module):
         self.fc2 = nnx.Linear(hidden, width, **dense)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+        return self.fc2(jax.nn.gelu(constrain(self.fc1(x), HIDDEN), approximate=False))
 
     @staticmethod
     def flops_per_token(width: int, hidden: int) -> float:
@@ -30,19 +36,28 @@ class Mlp(nnx.Module):
 
 
 class SwiGLU(nnx.Module):
-    """fc2(silu(gate(x)) · value(x)) with biases; PyTorch default init (the Adventurer reference)."""
+    """fc2(silu(gate(x)) · value(x)) with biases; PyTorch default init (the Adventurer reference).
+
+    Gate and value are one matmul whose outputs interleave (gate₀, value₀, gate₁, …), so
+    splitting them over the `tensor` mesh axis keeps each hidden unit's pair on one device.
+    """
+
+    LOGICAL_AXES = {"gate_value/kernel": ("embed", "mlp"), "gate_value/bias": ("mlp",),
+                    "fc2/kernel": ("mlp", "embed"), "fc2/bias": ("embed",)}
 
     def __init__(self, width: int, hidden: int, *, dtype, rngs: nnx.Rngs):
         def dense(n_in, n_out):
             return nnx.Linear(n_in, n_out, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
                               kernel_init=torch_default(n_in), bias_init=nnx.initializers.zeros)
 
-        self.gate_value = dense(width, 2 * hidden)  # Gate and value projections fused into one matmul.
+        self.gate_value = dense(width, 2 * hidden)
+        self.hidden = hidden
         self.fc2 = dense(hidden, width)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        gate, value = jnp.split(self.gate_value(x), 2, axis=-1)
-        return self.fc2(jax.nn.silu(gate) * value)
+        pairs = self.gate_value(x).reshape(*x.shape[:-1], self.hidden, 2)
+        hidden = jax.nn.silu(pairs[..., 0]) * pairs[..., 1]
+        return self.fc2(constrain(hidden, HIDDEN))
 
     @staticmethod
     def flops_per_token(width: int, hidden: int) -> float:

@@ -24,6 +24,8 @@ def patches(images: jax.Array, p: int) -> jax.Array:
 
 
 class PatchEmbed(nnx.Module):
+    LOGICAL_AXES = {"proj/kernel": (None, "embed"), "proj/bias": ("embed",)}
+
     def __init__(self, patch_size: int, channels: int, width: int, *, dtype, rngs: nnx.Rngs):
         self.patch_size = patch_size
         fan_in = patch_size * patch_size * channels
@@ -52,6 +54,8 @@ class PositionEmbedding(nnx.Module):
     `before` and `after` count the extra tokens (CLS) placed before or after the patches; the
     sin-cos table gives them zero vectors.
     """
+
+    LOGICAL_AXES = {"table": (None, "embed")}
 
     def __init__(self, kind: str, grid: int, before: int, after: int, width: int, *, rngs: nnx.Rngs):
         self.kind = kind

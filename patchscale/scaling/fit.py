@@ -24,6 +24,7 @@ import numpy as np
 from scipy import optimize
 
 HUBER_DELTA = 1e-3
+ALPHA_MIN = 1e-4  # Lower bound of α in the saturating fit.
 ALPHA_GRID = np.concatenate([np.linspace(0.005, 0.1, 20), np.linspace(0.1, 3.0, 300)[1:]])
 
 
@@ -130,7 +131,7 @@ def _fit_saturating_points(p, loss) -> dict[str, float]:
         values = np.where((pred > 0).all(axis=1), _huber(np.log(pred) - log_loss).sum(axis=1), np.inf)
     i = int(np.argmin(values))
     best = (values[i], (e[i], a[i], ALPHA_GRID[i]))
-    bounds = [(0.0, e_max), (0.0, None), (1e-4, ALPHA_GRID[-1] * 2)]
+    bounds = [(0.0, e_max), (0.0, None), (ALPHA_MIN, ALPHA_GRID[-1] * 2)]
     polished = optimize.minimize(_objective_saturating, np.asarray(best[1]), args=(p, log_loss),
                                  method="L-BFGS-B", bounds=bounds)
     theta = polished.x if polished.fun <= best[0] else np.asarray(best[1])
@@ -186,6 +187,16 @@ def _bootstrap(form, p, loss, seeds, n_boot, rng):
     return intervals, band
 
 
+def _direction_notes(form, params) -> list[str]:
+    """Say so when the runs contradict the law's premise that loss falls as the patch shrinks."""
+    if form == "saturating" and params["alpha"] <= ALPHA_MIN * 1.01:
+        return ["alpha is at its lower bound: test loss does not fall as the patch shrinks, so"
+                " L = E + A·p^alpha (alpha > 0) does not describe these runs"]
+    if form == "power" and params["s"] < 0:
+        return ["s < 0: test loss rises as the patch shrinks"]
+    return []
+
+
 def _fit(form, p, loss, seeds, n_boot, seed) -> Fit:
     p, loss, seeds = _validate(p, loss, seeds)
     notes: list[str] = []
@@ -193,6 +204,7 @@ def _fit(form, p, loss, seeds, n_boot, seed) -> Fit:
     intervals, band = _bootstrap(form, p, loss, seeds, n_boot, np.random.default_rng(seed))
     if intervals is None:
         notes.append("no intervals: needs several seeds at every patch size")
+    notes += _direction_notes(form, params)
     return Fit(form, params, intervals, _extrapolation_error(form, p, loss, notes), _aicc(form, params, p, loss),
                band, int(p.size), sorted(int(v) if float(v).is_integer() else float(v) for v in np.unique(p)), notes)
 

@@ -67,8 +67,11 @@ def _loss_vs_patch(ax, grouped, fits, colors):
         fit = entry[entry["chosen"]]
         grid = np.geomspace(p.min(), p.max(), 100)
         params = fit["params"]
-        label = (f"{group}: L = {params['E']:.3g} + {params['A']:.3g}·p^{params['alpha']:.2f}"
-                 if fit["form"] == "saturating" else f"{group}: log L = {params['c']:.3g} + {params['s']:.2f}·log p")
+        if fit["form"] == "saturating":
+            label = f"{group}: L = {params['E']:.3g} + {params['A']:.3g}·p^{params['alpha']:.2f}"
+        else:
+            sign = "+" if params["s"] >= 0 else "−"
+            label = f"{group}: log L = {params['c']:.3g} {sign} {abs(params['s']):.2f}·log p"
         ax.plot(grid, PREDICT[fit["form"]](params, grid), color=colors[group], label=label)
         if fit["band"] is not None:
             ax.fill_between(fit["band"]["p"], fit["band"]["lo"], fit["band"]["hi"], color=colors[group],

@@ -60,4 +60,6 @@ def table(payload: dict) -> str:
         perr = power["extrapolation_error"]
         lines.append(f"{'  power law: log L = c + s log p':<28} c={_interval(power, 'c')}  s={_interval(power, 's')}"
                      f"  extrap. err {'-' if perr is None else f'{perr:.4f}'}")
+        for note in dict.fromkeys(sat["notes"] + power["notes"]):  # Unique, in order.
+            lines.append(f"  note: {note}")
     return "\n".join(lines)

@@ -2,6 +2,12 @@
 
 Attention goes through `jax.nn.dot_product_attention`, so accelerators can pick cuDNN or
 flash kernels (`model.attention_impl`); XLA's own path computes logits and softmax in float32.
+The fused projection's outputs are laid out head by head (q, k, v of head 0, then head 1, …),
+so splitting them over the `tensor` mesh axis gives each device whole heads.
+
+`model.attention_impl=chunked` is the long-sequence path for CPU and TPU: queries are taken
+`model.attention_chunk` at a time and each block is rematerialised in the backward pass, so
+memory grows as chunk × N instead of N² (at 224² and p = 1, N = 50,177).
 """
 
 from __future__ import annotations
@@ -12,17 +18,40 @@ from flax import nnx
 
 from patchscale.models.initializers import trunc_normal_02
 from patchscale.models.mixers.registry import register
+from patchscale.partitioning import constrain
 from patchscale.models.sizes import Shape
+
+
+IMPLEMENTATIONS = (None, "xla", "cudnn", "chunked")
+
+
+def chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, chunk: int) -> jax.Array:
+    """Softmax attention for `chunk` queries at a time (B, N, H, D): never an N×N score matrix."""
+    b, n, h, d = q.shape
+    if n <= chunk:
+        return jax.nn.dot_product_attention(q, k, v, implementation="xla")
+    pad = -n % chunk
+    blocks = jnp.pad(q, ((0, 0), (0, pad), (0, 0), (0, 0))).reshape(b, (n + pad) // chunk, chunk, h, d)
+
+    @jax.checkpoint  # The backward pass recomputes one block's probabilities instead of storing all.
+    def attend(block):
+        return jax.nn.dot_product_attention(block, k, v, implementation="xla")
+
+    out = jax.lax.map(attend, jnp.moveaxis(blocks, 1, 0))
+    return jnp.moveaxis(out, 0, 1).reshape(b, n + pad, h, d)[:, :n]
 
 
 @register("attention")
 class Attention(nnx.Module):
     causal = None
+    LOGICAL_AXES = {"qkv/kernel": ("embed", "heads"), "qkv/bias": ("heads",),
+                    "out/kernel": ("heads", "embed"), "out/bias": ("embed",)}
 
     def __init__(self, shape: Shape, model_config, *, layer: int, dtype, rngs: nnx.Rngs):
         del layer
         width, self.heads = shape.width, shape.heads
         self.implementation = model_config.attention_impl or None
+        self.chunk = model_config.attention_chunk
         dense = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
                      kernel_init=trunc_normal_02, bias_init=nnx.initializers.zeros)
         self.qkv = nnx.Linear(width, 3 * width, **dense)
@@ -30,8 +59,14 @@ class Attention(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         b, n, d = x.shape
-        q, k, v = jnp.split(self.qkv(x).reshape(b, n, 3 * self.heads, d // self.heads), 3, axis=2)
-        y = jax.nn.dot_product_attention(q, k, v, implementation=self.implementation)
+        qkv = self.qkv(x).reshape(b, n, self.heads, 3, d // self.heads)
+        qkv = constrain(qkv, ("act_batch", "act_length", "act_heads", None, None))
+        q, k, v = (qkv[:, :, :, i] for i in range(3))
+        if self.implementation == "chunked":
+            y = chunked_attention(q, k, v, self.chunk)
+        else:
+            y = jax.nn.dot_product_attention(q, k, v, implementation=self.implementation)
+        y = constrain(y, ("act_batch", "act_length", "act_heads", None))
         return self.out(y.reshape(b, n, d))
 
     @staticmethod

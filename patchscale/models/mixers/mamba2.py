@@ -27,6 +27,9 @@ from patchscale.models.initializers import torch_default
 from patchscale.models.mixers.registry import register
 from patchscale.models.sizes import Shape
 from patchscale.ops.ssd import ssd_chunked
+from patchscale.partitioning import constrain
+
+HEADS = ("act_batch", "act_length", "act_heads", None)
 
 FLIP_RULES = {
     "alternate": lambda layer: layer % 2 == 1,
@@ -74,6 +77,8 @@ def causal_depthwise_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> j
 class GatedRMSNorm(nnx.Module):
     """rmsnorm(y · silu(z)) · w over the whole inner width, statistics in float32."""
 
+    LOGICAL_AXES = {"scale": ("heads",)}  # The inner width is laid out head by head.
+
     def __init__(self, width: int, *, dtype):
         self.scale = nnx.Param(jnp.ones((width,), jnp.float32))
         self.dtype = dtype
@@ -87,6 +92,10 @@ class GatedRMSNorm(nnx.Module):
 @register("mamba2")
 class Mamba2(nnx.Module):
     causal = None  # The heading average lets every output see every token.
+    # Tensor parallelism splits the SSD, the gated norm and out_proj by head; in_proj's fused
+    # outputs (z, x, B, C, dt) are only FSDP-sharded.
+    LOGICAL_AXES = {"in_proj/kernel": ("embed", None), "out_proj/kernel": ("heads", "embed"),
+                    "dt_bias": ("heads",), "A_log": ("heads",), "D": ("heads",)}
 
     def __init__(self, shape: Shape, model_config, *, layer: int, dtype, rngs: nnx.Rngs):
         cfg = model_config.mamba2
@@ -145,12 +154,12 @@ class Mamba2(nnx.Module):
                                axis=-1)
         xbc = jax.nn.silu(causal_depthwise_conv(xbc, self.conv_kernel[...], self.conv_bias[...]))
         x, B, C = jnp.split(xbc, [self.d_inner, self.d_inner + self.groups * self.d_state], axis=-1)
-        x = x.reshape(b, length, self.heads, self.headdim)
+        x = constrain(x.reshape(b, length, self.heads, self.headdim), HEADS)
         dt = jax.nn.softplus(dt.astype(jnp.float32) + self.dt_bias[...])
         A = -jnp.exp(self.A_log[...])
         y = ssd_chunked(x, dt, A, B.reshape(b, length, self.groups, self.d_state),
                         C.reshape(b, length, self.groups, self.d_state), chunk_size=min(self.chunk_size, length))
-        y = y + x * self.D[...].astype(x.dtype)[:, None]
+        y = constrain(y + x * self.D[...].astype(x.dtype)[:, None], HEADS)
         y = self.norm(y.reshape(b, length, self.d_inner), z)
         return self.out_proj(y)
 

@@ -1,0 +1,165 @@
+"""`patchscale bench CONFIG [k=v ...]`: time the compiled train step and report model-FLOP utilisation.
+
+Utilisation is analytic model FLOPs per second (REFERENCE.md's formulas, forward + backward =
+3× forward, no rematerialisation counted) divided by a peak: (a) the matmul peak measured in
+this process by timing large matrix products in the compute dtype, and (b) the vendor's dense
+peak for the compute dtype when the device is known. Batches are synthetic and already on
+the device, so this measures the step itself; `input_images_per_s` says separately how fast
+the host pipeline can feed it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from patchscale import results, sharding
+from patchscale.scaling import flops
+
+# Dense peak TFLOP/s per chip (TPU) or GPU (SXM), by compute dtype, from the vendors' data sheets.
+VENDOR_PEAK_TFLOPS = {
+    "TPU v4": {"bfloat16": 275.0},
+    "TPU v5 lite": {"bfloat16": 197.0},  # v5e.
+    "TPU v5p": {"bfloat16": 459.0},
+    "TPU v5": {"bfloat16": 459.0},
+    "TPU v6 lite": {"bfloat16": 918.0},  # v6e (Trillium).
+    "A100": {"bfloat16": 312.0, "float32": 19.5},
+    "H100": {"bfloat16": 989.4, "float32": 66.9},
+    "H200": {"bfloat16": 989.4, "float32": 66.9},
+}
+
+
+def vendor_peak_flops(device_kind: str, dtype: str) -> float | None:
+    """The data-sheet peak for a device kind (longest matching name wins), or None if unknown."""
+    matches = [name for name in VENDOR_PEAK_TFLOPS if name.lower() in device_kind.lower()]
+    if not matches:
+        return None
+    peak = VENDOR_PEAK_TFLOPS[max(matches, key=len)].get(dtype)
+    return None if peak is None else peak * 1e12
+
+
+def utilisation(flops_per_step: float, step_seconds: float, peak_flops: float | None) -> float | None:
+    """Achieved FLOP/s as a fraction of a peak."""
+    if not peak_flops:
+        return None
+    return flops_per_step / step_seconds / peak_flops
+
+
+def time_calls(fn, repeats: int) -> dict:
+    """Median and spread of `repeats` calls of `fn` (which must block until done)."""
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - start)
+    return {"median_s": statistics.median(seconds), "min_s": min(seconds), "max_s": max(seconds),
+            "repeats": repeats}
+
+
+def memory(compiled) -> dict:
+    """Bytes from XLA's memory analysis of a compiled executable (no execution needed)."""
+    analysis = compiled.memory_analysis()
+    return {
+        "temp_bytes": int(analysis.temp_size_in_bytes),  # Activations and other scratch.
+        "argument_bytes": int(analysis.argument_size_in_bytes),
+        "output_bytes": int(analysis.output_size_in_bytes),
+        "alias_bytes": int(analysis.alias_size_in_bytes),
+    }
+
+
+def environment() -> dict:
+    device = jax.devices()[0]
+    return {
+        "device_kind": device.device_kind, "platform": device.platform, "device_count": jax.device_count(),
+        "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+        "jax_version": jax.__version__, "git_commit": results.git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def matmul_peak(dtype, size: int | None = None, repeats: int = 5) -> dict:
+    """FLOP/s of a square matmul chain in `dtype` on the first device: the measured peak."""
+    if size is None:
+        size = 1024 if jax.default_backend() == "cpu" else 8192
+    chain = 4  # Several products per call so dispatch overhead is negligible.
+    a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+    b = jax.random.normal(jax.random.key(1), (size, size), dtype) / size**0.5
+
+    @jax.jit
+    def products(x):
+        for _ in range(chain):
+            x = x @ b
+        return x
+
+    products(a).block_until_ready()
+    timing = time_calls(lambda: products(a).block_until_ready(), repeats)
+    return {"size": size, "dtype": jnp.dtype(dtype).name, "flops_per_s": 2.0 * size**3 * chain / timing["median_s"],
+            **{f"matmul_{k}": v for k, v in timing.items()}}
+
+
+def bench(config, steps: int = 10, warmup: int = 2) -> dict:
+    """Compile the train step of `config` once and time `steps` calls after `warmup`."""
+    from patchscale.data import datasets
+    from patchscale.models.backbone import compute_dtype
+    from patchscale.program import Program
+
+    info = datasets.describe(config.data.name, config.data.data_dir)
+    size, batch = config.data.image_size or info.image_size, config.train.batch_size
+    program = Program(config, size, info.channels, info.num_classes, total_steps=1000, warmup_steps=10,
+                      mesh=sharding.make_mesh(config.mesh))
+    state = program.init_state()
+    start = time.perf_counter()
+    step = program.compile_train_step(state)
+    compile_s = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    images = {"image": rng.integers(0, 256, (batch, size, size, info.channels), dtype=np.uint8),
+              "label": rng.integers(0, info.num_classes, batch).astype(np.int32)}
+    images = sharding.global_batch(images, program.mesh)
+    holder = {"state": state}
+
+    def one_step():
+        holder["state"], metrics = step(holder["state"], program.frozen, images)
+        jax.block_until_ready(metrics)
+
+    for _ in range(warmup):
+        one_step()
+    timing = time_calls(one_step, steps)
+    dtype = compute_dtype(config.model.dtype)
+    peak = matmul_peak(dtype)
+    device = jax.devices()[0]
+    vendor = vendor_peak_flops(device.device_kind, jnp.dtype(dtype).name)
+    tokens = flops.tokens_per_image(config.model, size)
+    flops_per_step = flops.train_flops_per_image(config.model, size, info.channels, info.num_classes) * batch
+    seconds = timing["median_s"]
+    devices = jax.device_count()
+    return {
+        "image_size": size, "patch_size": config.model.patch_size, "mixer": config.model.mixer,
+        "batch_size": batch, "tokens_per_image": tokens, "dtype": jnp.dtype(dtype).name,
+        "compile_s": compile_s, **{f"step_{k}": v for k, v in timing.items()},
+        "images_per_s": batch / seconds, "tokens_per_s": batch * tokens / seconds,
+        "model_flops_per_step": flops_per_step, "achieved_flops_per_s": flops_per_step / seconds,
+        "measured_peak_flops_per_s": peak["flops_per_s"] * devices, "matmul": peak,
+        "utilisation_measured_peak": utilisation(flops_per_step, seconds, peak["flops_per_s"] * devices),
+        "vendor_peak_flops_per_s": None if vendor is None else vendor * devices,
+        "utilisation_vendor_peak": utilisation(flops_per_step, seconds, None if vendor is None else vendor * devices),
+        "xla_flops_per_step": flops.xla_flops(step), **memory(step), **environment(),
+    }
+
+
+def format_row(row: dict) -> str:
+    """One human-readable line for a benchmark result."""
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.1f}%"
+    return (f"{row['mixer']} p={row['patch_size']} {row['tokens_per_image']} tok  batch {row['batch_size']}:"
+            f" step {1e3 * row['step_median_s']:.1f} ms (min {1e3 * row['step_min_s']:.1f}, max"
+            f" {1e3 * row['step_max_s']:.1f}), compile {row['compile_s']:.1f}s,"
+            f" {row['images_per_s']:.0f} img/s, {row['tokens_per_s']:.0f} tok/s,"
+            f" {row['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s = {pct(row['utilisation_measured_peak'])} of measured"
+            f" peak ({row['measured_peak_flops_per_s'] / 1e9:.1f} GFLOP/s), {pct(row['utilisation_vendor_peak'])}"
+            f" of vendor peak, temp memory {row['temp_bytes'] / 2**20:.1f} MiB")

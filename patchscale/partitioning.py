@@ -1,0 +1,138 @@
+"""Logical axis names and the rules that map them to mesh axes (parameters, optimizer state, activations).
+
+Modules say what each dimension of a parameter or activation *means* (`embed`, `mlp`, `heads`,
+…) and never name a mesh axis. A module declares its parameters' names in a class attribute
+`LOGICAL_AXES = {"qkv/kernel": ("embed", "heads"), …}` (paths relative to the module) and
+constrains activations with `constrain(x, ("act_batch", "act_length", "act_embed"))`.
+The config's `mesh.rules` maps each name to mesh axes (MaxText's logical-axis rules, in
+small): by default FSDP shards `embed`, tensor parallelism shards `mlp` and `heads`, the
+batch is split over `data` and `fsdp`, and the token axis over `sequence`.
+
+A dimension that its mesh axes do not divide is replicated rather than padded, and a
+parameter nobody annotated is replicated: sharding changes where numbers live, never
+what they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from typing import Any, Iterable
+
+import jax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from patchscale.errors import UserError
+
+Logical = tuple[str | None, ...]
+
+# Defaults of `mesh.rules` (config strings: mesh axes joined by commas, "" = replicated).
+DEFAULT_RULES = {
+    # Parameters.
+    "embed": "fsdp",  # The model width: FSDP shards every weight along it.
+    "mlp": "tensor",  # Channel-mixer hidden units.
+    "heads": "tensor",  # Attention and Mamba-2 heads (and whatever is laid out by head).
+    # Activations.
+    "act_batch": "data,fsdp",
+    "act_length": "sequence",
+    "act_embed": "",
+    "act_mlp": "tensor",
+    "act_heads": "tensor",
+}
+
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("patchscale_partitioning", default=None)
+
+
+def parse_rules(rules_config) -> dict[str, tuple[str, ...]]:
+    """`{"embed": "fsdp", "act_batch": "data,fsdp", "x": ""}` → name → tuple of mesh axes."""
+    from patchscale.sharding import AXES
+
+    rules = {}
+    for name, text in dict(rules_config).items():
+        axes = tuple(a.strip() for a in str(text or "").split(",") if a.strip())
+        unknown = [a for a in axes if a not in AXES]
+        if unknown:
+            raise UserError(f"mesh.rules.{name}={text!r}: unknown mesh axis {unknown[0]!r}; mesh axes are"
+                            f" {', '.join(AXES)}")
+        rules[name] = axes
+    return rules
+
+
+def spec(logical: Logical, shape: tuple[int, ...], rules: dict[str, tuple[str, ...]], mesh: Mesh) -> P:
+    """PartitionSpec for an array whose dimensions have the given logical names.
+
+    Each mesh axis is used at most once (first dimension wins) and a dimension that the product
+    of its mesh axes does not divide is replicated.
+    """
+    used: set[str] = set()
+    entries: list[Any] = []
+    for name, size in zip(logical, shape):
+        axes = tuple(a for a in rules.get(name, ()) if a not in used and mesh.shape[a] > 1) if name else ()
+        if not axes or size % math.prod(mesh.shape[a] for a in axes):
+            entries.append(None)
+            continue
+        used.update(axes)
+        entries.append(axes[0] if len(axes) == 1 else axes)
+    return P(*entries)
+
+
+# ------------------------------------------------------------------ parameters and optimizer state
+def _key_name(key) -> str:
+    for attribute in ("key", "name", "idx"):
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
+
+
+def param_logical_axes(model: nnx.Module) -> dict[tuple[str, ...], Logical]:
+    """Full parameter path → logical names, from the LOGICAL_AXES of every module in `model`."""
+    table: dict[tuple[str, ...], Logical] = {}
+    for path, node in nnx.iter_graph(model):
+        declared = getattr(type(node), "LOGICAL_AXES", None) if isinstance(node, nnx.Module) else None
+        for relative, names in (declared or {}).items():
+            table[tuple(map(str, path)) + tuple(relative.split("/"))] = tuple(names)
+    return table
+
+
+def _lookup(table: dict[tuple[str, ...], Logical], path: tuple[str, ...]) -> Logical | None:
+    """The entry whose parameter path ends `path` (optimizer moments nest the parameter tree)."""
+    if path and path[-1] == "value":  # nnx.Variable's own leaf.
+        path = path[:-1]
+    for start in range(len(path)):
+        if path[start:] in table:
+            return table[path[start:]]
+    return None
+
+
+def tree_shardings(tree, table: dict[tuple[str, ...], Logical], rules, mesh: Mesh):
+    """NamedSharding for every leaf of a parameter or optimizer-state tree (unannotated: replicated)."""
+    def one(path, leaf):
+        names = _lookup(table, tuple(_key_name(k) for k in path))
+        shape = tuple(getattr(leaf, "shape", ()))
+        if names is None or len(names) != len(shape):
+            return NamedSharding(mesh, P())
+        return NamedSharding(mesh, spec(names, shape, rules, mesh))
+
+    return jax.tree_util.tree_map_with_path(one, tree)
+
+
+# ------------------------------------------------------------------ activations
+@contextlib.contextmanager
+def activation_rules(mesh: Mesh, rules: dict[str, tuple[str, ...]]):
+    """While tracing inside this context, `constrain` places activations on `mesh` by `rules`."""
+    token = _ACTIVE.set((mesh, rules))
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def constrain(x: jax.Array, logical: Iterable[str | None]) -> jax.Array:
+    """Sharding constraint by logical names; a no-op outside `activation_rules` (tests, notebooks)."""
+    active = _ACTIVE.get()
+    if active is None:
+        return x
+    mesh, rules = active
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec(tuple(logical), x.shape, rules, mesh)))

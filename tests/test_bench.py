@@ -1,0 +1,35 @@
+"""The benchmark harness: utilisation arithmetic, vendor peaks, and one real (tiny) run of `patchscale bench`."""
+
+import json
+
+import pytest
+
+from patchscale import bench
+from tests.conftest import DEFAULT_EXPERIMENT, run_cli
+
+
+def test_utilisation_against_a_hand_computed_case():
+    # 2 TFLOP per step in 0.5 s is 4 TFLOP/s; against a 16 TFLOP/s peak that is 25%.
+    assert bench.utilisation(2e12, 0.5, 16e12) == pytest.approx(0.25)
+    assert bench.utilisation(2e12, 0.5, None) is None
+
+
+def test_vendor_peaks_by_device_kind():
+    assert bench.vendor_peak_flops("NVIDIA H100 80GB HBM3", "bfloat16") == pytest.approx(989.4e12)
+    assert bench.vendor_peak_flops("TPU v5 lite", "bfloat16") == pytest.approx(197e12)
+    assert bench.vendor_peak_flops("TPU v5p", "bfloat16") == pytest.approx(459e12)  # Not v5e's.
+    assert bench.vendor_peak_flops("cpu", "float32") is None
+
+
+def test_bench_command_writes_a_complete_result(tmp_path):
+    out = tmp_path / "b.json"
+    done = run_cli("bench", DEFAULT_EXPERIMENT, "model.size=pico", "model.patch_size=8", "train.batch_size=8",
+                   "--steps", "3", "--warmup", "1", "--out", out)
+    assert done.returncode == 0, done.stderr
+    row = json.loads(out.read_text())
+    assert row["tokens_per_image"] == 17 and row["step_repeats"] == 3
+    assert row["achieved_flops_per_s"] == pytest.approx(row["model_flops_per_step"] / row["step_median_s"])
+    assert row["utilisation_measured_peak"] == pytest.approx(
+        row["achieved_flops_per_s"] / row["measured_peak_flops_per_s"])
+    assert row["temp_bytes"] > 0 and row["git_commit"] and row["command"].startswith("patchscale bench")
+    assert "of measured peak" in done.stdout

@@ -1,0 +1,78 @@
+"""SIGTERM (preemption): a run saves a checkpoint and exits 75; rerunning resumes; a sweep loses no finished run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import DEFAULT_EXPERIMENT, REPO, run_cli, small_overrides
+
+PREEMPTED = 75
+
+
+def start(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "patchscale.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=dict(os.environ))
+
+
+def wait_for(path, timeout=300.0):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def long_run(mnist_dir, **extra):
+    # Many short steps, logged every step, periodic checkpoints far apart: a SIGTERM lands mid-run.
+    return small_overrides(mnist_dir, **{"train.steps": 3000, "train.log_every": 1, "train.checkpoint_every": 1000,
+                                         **extra})
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path, mnist_dir):
+    run_dir = tmp_path / "run"
+    proc = start("train", DEFAULT_EXPERIMENT, *long_run(mnist_dir), "--workdir", run_dir)
+    wait_for(run_dir / "metrics.jsonl")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == PREEMPTED, err[-2000:]
+    assert "preempted: SIGTERM at step" in err and "run the same command again" in err
+    assert not (run_dir / "summary.json").exists()
+    step = int(err.split("SIGTERM at step ")[1].split("/")[0])
+    assert (run_dir / "checkpoints" / str(step)).is_dir() and step < 1000  # Saved on the spot, not periodically.
+
+    again = run_cli("train", DEFAULT_EXPERIMENT, *long_run(mnist_dir), "--workdir", run_dir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming {run_dir} from step {step}" in again.stdout
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 3000
+
+
+def test_sigterm_stops_a_sweep_without_touching_finished_runs(tmp_path, mnist_dir):
+    experiment = tmp_path / "two.py"
+    overrides = dict(item.split("=", 1) for item in long_run(mnist_dir))
+    experiment.write_text(f'''
+from patchscale.config import apply_overrides
+from patchscale.defaults import base_config
+
+
+def get_config(arg=None):
+    c = base_config()
+    apply_overrides(c, {[f"{k}={v}" for k, v in overrides.items()]!r})
+    return c
+
+
+def get_sweep():
+    return [{{"model.patch_size": 16, "train.steps": 20}}, {{"model.patch_size": 8}}]
+''')
+    results = tmp_path / "res"
+    first, second = results / "runs" / "attention-pico-p16-s0", results / "runs" / "attention-pico-p8-s0"
+    proc = start("sweep", experiment, "--results", results)
+    wait_for(second / "metrics.jsonl")
+    finished = (first / "summary.json").read_text()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == PREEMPTED, err[-2000:]
+    assert not (second / "failed.json").exists() and not (second / "summary.json").exists()
+    assert (first / "summary.json").read_text() == finished
+    assert list((second / "checkpoints").iterdir())  # The interrupted run keeps its progress.
