@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--set", choices=SETS, default="cpu")
     parser.add_argument("--only", nargs="*", help="names of rows to run (default: all of the set)")
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--out", help="default results/bench/utilisation_<set>.json")
     args = parser.parse_args()
     out = args.out or f"results/bench/utilisation_{args.set}.json"
@@ -69,7 +70,7 @@ def main() -> None:
             continue
         config = base_config()
         apply_overrides(config, overrides)
-        row = {"name": name, "overrides": overrides, **bench.bench(config, steps=args.steps, warmup=2)}
+        row = {"name": name, "overrides": overrides, **bench.bench(config, steps=args.steps, warmup=args.warmup)}
         rows.append(row)
         print(f"{name}: {bench.format_row(row)}", flush=True)
         save(out, {"command": " ".join(["python", "benchmarks/utilisation.py", *sys.argv[1:]]), "rows": rows})

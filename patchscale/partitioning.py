@@ -129,6 +129,15 @@ def activation_rules(mesh: Mesh, rules: dict[str, tuple[str, ...]]):
         _ACTIVE.reset(token)
 
 
+def split_count(logical: str) -> int:
+    """Into how many pieces the active rules split a dimension named `logical` (1 outside a context)."""
+    active = _ACTIVE.get()
+    if active is None:
+        return 1
+    mesh, rules = active
+    return math.prod(mesh.shape[a] for a in rules.get(logical, ()))
+
+
 def constrain(x: jax.Array, logical: Iterable[str | None]) -> jax.Array:
     """Sharding constraint by logical names; a no-op outside `activation_rules` (tests, notebooks)."""
     active = _ACTIVE.get()

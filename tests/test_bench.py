@@ -21,9 +21,10 @@ def test_vendor_peaks_by_device_kind():
     assert bench.vendor_peak_flops("cpu", "float32") is None
 
 
-def test_bench_command_writes_a_complete_result(tmp_path):
+def test_bench_command_writes_a_complete_result(tmp_path, mnist_dir):
     out = tmp_path / "b.json"
     done = run_cli("bench", DEFAULT_EXPERIMENT, "model.size=pico", "model.patch_size=8", "train.batch_size=8",
+                   f"data.data_dir={mnist_dir}",
                    "--steps", "3", "--warmup", "1", "--out", out)
     assert done.returncode == 0, done.stderr
     row = json.loads(out.read_text())
@@ -32,4 +33,5 @@ def test_bench_command_writes_a_complete_result(tmp_path):
     assert row["utilisation_measured_peak"] == pytest.approx(
         row["achieved_flops_per_s"] / row["measured_peak_flops_per_s"])
     assert row["temp_bytes"] > 0 and row["git_commit"] and row["command"].startswith("patchscale bench")
+    assert row["input_images_per_s"] > 0  # The host pipeline's own rate, next to the step's.
     assert "of measured peak" in done.stdout

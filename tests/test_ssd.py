@@ -31,13 +31,24 @@ def test_chunked_matches_sequential(length, chunk, groups):
     assert rel_err(actual, expected) < 1e-5
 
 
-@pytest.mark.parametrize("length, chunk, groups", [(48, 16, 1), (37, 8, 2)])
-def test_gradients_match_sequential(length, chunk, groups):
+@pytest.mark.parametrize("length, chunk, multiple", [(64, 16, 1), (50, 8, 4), (7, 16, 2)])
+def test_matmul_state_passing_matches_sequential(length, chunk, multiple):
+    # The sequence-parallel form: chunk states combined by a chunk×chunk decay matrix, the chunk
+    # count padded to a multiple of the devices on the sequence axis.
+    args = inputs(length=length, groups=2, seed=3)
+    actual = ssd_chunked(*args, chunk_size=chunk, state_passing="matmul", chunk_multiple=multiple)
+    assert rel_err(actual, ssd_sequential(*args)) < 1e-5
+
+
+@pytest.mark.parametrize("length, chunk, groups, passing", [(48, 16, 1, "scan"), (37, 8, 2, "scan"),
+                                                            (37, 8, 2, "matmul")])
+def test_gradients_match_sequential(length, chunk, groups, passing):
     args = inputs(length=length, groups=groups, seed=1)
     weights = jnp.asarray(np.random.default_rng(2).normal(size=args[0].shape), jnp.float32)
     loss = lambda fn: (lambda *a: jnp.sum(fn(*a) * weights))
     expected = jax.grad(loss(ssd_sequential), argnums=(0, 1, 2, 3, 4))(*args)
-    actual = jax.grad(loss(lambda *a: ssd_chunked(*a, chunk_size=chunk)), argnums=(0, 1, 2, 3, 4))(*args)
+    actual = jax.grad(loss(lambda *a: ssd_chunked(*a, chunk_size=chunk, state_passing=passing)),
+                      argnums=(0, 1, 2, 3, 4))(*args)
     for name, g_actual, g_expected in zip("x dt A B C".split(), actual, expected):
         assert bool(jnp.all(jnp.isfinite(g_actual))), name
         assert rel_err(g_actual, g_expected) < 1e-5, name

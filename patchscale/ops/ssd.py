@@ -13,12 +13,20 @@ come from a masked Q×Q decay matrix (quadratic in Q, linear in length); each ch
 state is passed to the next by a short `lax.scan`; each chunk then adds the contribution of
 its incoming state. Cumulative sums of dt·A, decays and states are float32 whatever the
 input dtype; the big matmuls run in the input dtype with float32 accumulation.
+
+Passing states across chunks has two forms: `"scan"` (a sequential `lax.scan` over chunks, the
+default) and `"matmul"`, which writes the same recurrence as a lower-triangular chunk×chunk
+decay matrix times the chunk states. The matmul form has no sequential dependency, so when the
+token axis is split over the `sequence` mesh axis each device computes its own chunks and only
+the small per-chunk states (heads × headdim × d_state each) travel between devices.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from patchscale.partitioning import constrain
 
 F32 = jnp.float32
 
@@ -31,6 +39,34 @@ def _check_shapes(x, dt, A, B, C) -> tuple[int, int]:
     if B.shape != C.shape or B.shape[:2] != (batch, length) or heads % groups:
         raise ValueError(f"B {B.shape} / C {C.shape} do not match x {x.shape} (heads divisible by groups)")
     return heads // groups, groups
+
+
+def _pass_states(chunk_log_decay, chunk_states, form: str):
+    """The state entering each chunk: incoming[c] = Σ_{s<c} exp(Σ_{s<m<c} log_decay[m]) · states[s].
+
+    chunk_log_decay (b, c, g, k) is each chunk's total dt·A; chunk_states (b, c, g, k, p, n).
+    """
+    if form == "matmul":
+        # weights[t, s] = exp(Σ_{s<m<t} log_decay[m]) for s < t, else 0. The sums are built by a
+        # masked cumulative sum (no differences of long cumulative sums, which lose precision).
+        log_decay = jnp.moveaxis(chunk_log_decay, 1, -1)  # (b, g, k, c)
+        c = log_decay.shape[-1]
+        rows = jnp.broadcast_to(log_decay[..., :, None], log_decay.shape + (c,))  # [i, j] = log_decay[i]
+        inclusive = jnp.cumsum(jnp.where(jnp.tril(jnp.ones((c, c), bool), k=-1), rows, 0.0), axis=-2)
+        # inclusive[i, j] = Σ_{j<m≤i} log_decay[m]; the state entering chunk t needs row t-1.
+        between = jnp.pad(inclusive, [(0, 0)] * 3 + [(1, 0), (0, 0)])[..., :-1, :]
+        strictly_lower = jnp.tril(jnp.ones((c, c), bool), k=-1)
+        weights = jnp.where(strictly_lower, jnp.exp(jnp.where(strictly_lower, between, 0.0)), 0.0)
+        return jnp.einsum("bgkts,bsgkpn->btgkpn", weights, chunk_states)
+
+    def carry(state, inputs):
+        decay_c, new_c = inputs
+        return decay_c[..., None, None] * state + new_c, state
+
+    init = jnp.zeros_like(chunk_states[:, 0])
+    _, incoming = jax.lax.scan(carry, init, (jnp.moveaxis(jnp.exp(chunk_log_decay), 1, 0),
+                                             jnp.moveaxis(chunk_states, 1, 0)))
+    return jnp.moveaxis(incoming, 0, 1)
 
 
 def ssd_sequential(x, dt, A, B, C):
@@ -61,12 +97,22 @@ def _segment_sums(a):
     return jnp.where(jnp.tril(jnp.ones((q, q), bool)), diff, -jnp.inf)
 
 
-def ssd_chunked(x, dt, A, B, C, *, chunk_size: int):
-    """The chunked SSD algorithm; any length (the tail chunk is padded with dt = 0, which is inert)."""
+STATE_PASSING = ("scan", "matmul")
+CHUNKS = ("act_batch", "act_length")  # Leading axes of every chunked tensor: the token axis is the chunk axis.
+
+
+def ssd_chunked(x, dt, A, B, C, *, chunk_size: int, state_passing: str = "scan", chunk_multiple: int = 1):
+    """The chunked SSD algorithm; any length (the tail chunk is padded with dt = 0, which is inert).
+
+    `chunk_multiple` pads the number of chunks to a multiple (the size of the sequence mesh
+    axis), so the chunk axis splits evenly over devices.
+    """
+    if state_passing not in STATE_PASSING:
+        raise ValueError(f"state_passing={state_passing!r}: expected one of {STATE_PASSING}")
     per_group, groups = _check_shapes(x, dt, A, B, C)
     batch, length, heads, headdim = x.shape
     q = chunk_size
-    pad = -length % q
+    pad = -length % (q * chunk_multiple)
     if pad:  # dt = 0 means no decay and no input: padded steps leave the state unchanged.
         widths = lambda a: [(0, 0), (0, pad)] + [(0, 0)] * (a.ndim - 2)
         x, dt, B, C = (jnp.pad(a, widths(a)) for a in (x, dt, B, C))
@@ -74,10 +120,13 @@ def ssd_chunked(x, dt, A, B, C, *, chunk_size: int):
     dtype = x.dtype
 
     # Chunked views; heads split as (groups, heads per group) so B and C are never repeated.
-    xc = x.reshape(batch, chunks, q, groups, per_group, headdim)
-    Bc = B.reshape(batch, chunks, q, groups, -1)
-    Cc = C.reshape(batch, chunks, q, groups, -1)
-    dtc = dt.astype(F32).reshape(batch, chunks, q, groups, per_group)
+    def chunked(a, *shape):
+        return constrain(a.reshape(batch, chunks, *shape), CHUNKS + (None,) * len(shape))
+
+    xc = chunked(x, q, groups, per_group, headdim)
+    Bc = chunked(B, q, groups, -1)
+    Cc = chunked(C, q, groups, -1)
+    dtc = chunked(dt.astype(F32), q, groups, per_group)
     a = dtc * A.astype(F32).reshape(groups, per_group)  # dt·A ≤ 0, (b, c, q, g, k)
     a = jnp.moveaxis(a, 2, -1)  # (b, c, g, k, q)
     a_cumsum = jnp.cumsum(a, axis=-1)
@@ -95,17 +144,8 @@ def ssd_chunked(x, dt, A, B, C, *, chunk_size: int):
     x_to_end = xdt * jnp.moveaxis(to_end, -1, 2)[..., None].astype(dtype)  # (b, c, q, g, k, p)
     chunk_states = jnp.einsum("bcjgn,bcjgkp->bcgkpn", Bc, x_to_end, preferred_element_type=F32)
 
-    # 3. Pass states across chunks (a short linear recurrence over chunks, in float32).
-    chunk_decay = jnp.exp(a_cumsum[..., -1])  # (b, c, g, k)
-
-    def carry(state, inputs):
-        decay_c, new_c = inputs
-        incoming = state
-        return decay_c[..., None, None] * state + new_c, incoming
-
-    init = jnp.zeros_like(chunk_states[:, 0])
-    _, incoming = jax.lax.scan(carry, init, (jnp.moveaxis(chunk_decay, 1, 0), jnp.moveaxis(chunk_states, 1, 0)))
-    incoming = jnp.moveaxis(incoming, 0, 1)  # (b, c, g, k, p, n): state entering each chunk
+    # 3. Pass states across chunks (a linear recurrence over chunks, in float32).
+    incoming = _pass_states(a_cumsum[..., -1], chunk_states, state_passing)  # (b, c, g, k, p, n)
 
     # 4. Each position's output from the state entering its chunk, decayed to the position.
     from_start = jnp.exp(a_cumsum)  # (b, c, g, k, q)

@@ -27,7 +27,7 @@ from patchscale.models.initializers import torch_default
 from patchscale.models.mixers.registry import register
 from patchscale.models.sizes import Shape
 from patchscale.ops.ssd import ssd_chunked
-from patchscale.partitioning import constrain
+from patchscale.partitioning import constrain, split_count
 
 HEADS = ("act_batch", "act_length", "act_heads", None)
 
@@ -157,8 +157,12 @@ class Mamba2(nnx.Module):
         x = constrain(x.reshape(b, length, self.heads, self.headdim), HEADS)
         dt = jax.nn.softplus(dt.astype(jnp.float32) + self.dt_bias[...])
         A = -jnp.exp(self.A_log[...])
+        # With the token axis split over devices, chunk states pass by a matmul (no sequential
+        # scan across devices) and the chunk count is padded to divide evenly.
+        pieces = split_count("act_length")
         y = ssd_chunked(x, dt, A, B.reshape(b, length, self.groups, self.d_state),
-                        C.reshape(b, length, self.groups, self.d_state), chunk_size=min(self.chunk_size, length))
+                        C.reshape(b, length, self.groups, self.d_state), chunk_size=min(self.chunk_size, length),
+                        state_passing="matmul" if pieces > 1 else "scan", chunk_multiple=pieces)
         y = constrain(y + x * self.D[...].astype(x.dtype)[:, None], HEADS)
         y = self.norm(y.reshape(b, length, self.d_inner), z)
         return self.out_proj(y)
