@@ -4,7 +4,8 @@
         data.image_size=64 model.patch_size=8 train.batch_size=32 model.dtype=float32 [--out FILE]
 
 Runs a few compiled train steps under `jax.profiler.trace`, reads the trace back with
-`jax.profiler.ProfileData`, and sums event durations per op name over the device/XLA lines.
+`jax.profiler.ProfileData`, and sums event durations per op name over the XLA op lines (on
+CPU: the client's worker threads, so the shares are of CPU time, not wall time).
 Ops are grouped as matmul (dot/convolution/gemm custom calls), fusion (elementwise and
 reductions fused by XLA), and other. Prints the top ops and the groups' shares; writes JSON.
 """
@@ -27,7 +28,8 @@ from patchscale import bench  # noqa: E402
 from patchscale.config import apply_overrides  # noqa: E402
 from patchscale.defaults import base_config  # noqa: E402
 
-MATMUL = re.compile(r"dot|convolution|gemm|matmul|onednn", re.IGNORECASE)
+MATMUL = re.compile(r"dot|convolution|gemm|matmul|onednn|ynn", re.IGNORECASE)  # ynn: XNNPACK dot fusions.
+WRAPPER = re.compile(r"ThreadpoolListener|ThunkExecutor|end: ")  # Scheduling events, not ops.
 
 
 def op_times(trace_dir: str) -> dict[str, float]:
@@ -37,10 +39,12 @@ def op_times(trace_dir: str) -> dict[str, float]:
     totals: dict[str, float] = collections.defaultdict(float)
     for plane in data.planes:
         for line in plane.lines:
-            if not re.search(r"xla ops|xla op|tfrt|thunk", line.name, re.IGNORECASE):
+            # XLA:CPU runs its ops ("thunks") on the Eigen and client threads; accelerators have op lines.
+            if not re.search(r"XLAEigen|XLAPjRtCpuClient|xla ops", line.name, re.IGNORECASE):
                 continue
             for event in line.events:
-                totals[event.name] += event.duration_ns * 1e-9
+                if not WRAPPER.match(event.name):
+                    totals[event.name] += event.duration_ns * 1e-9
     return dict(totals)
 
 

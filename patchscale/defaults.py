@@ -38,7 +38,7 @@ def base_config() -> ConfigDict:
     c.model.mamba2.headdim = 64
     c.model.mamba2.groups = 1
     c.model.mamba2.conv_width = 4
-    c.model.mamba2.chunk_size = 128  # Q: the SSD's intra-chunk block size.
+    c.model.mamba2.chunk_size = 0  # Q, the SSD's block size; 0 = auto (mixers/mamba2.py: chunk_size).
     c.model.mamba2.flip = "alternate"  # alternate (intended: every other block) | released (blocks 2, 3) | none
     c.model.mamba2.heading_average = True
 

@@ -52,6 +52,20 @@ def dims(shape: Shape, cfg) -> dict[str, int]:
             "in_proj": 2 * d_inner + 2 * bc + heads}
 
 
+def chunk_size(requested: int, d_state: int, headdim: int, length: int) -> int:
+    """The SSD's chunk length Q for a sequence of `length` tokens: `requested`, or automatic if 0.
+
+    Automatic (0): on CPU the next power of two ≥ max(d_state, headdim), measured fastest on
+    this project's CPU (Q = 64 for Adventurer-Ti at 1k and 4k tokens, Q = 32 for the 32-wide
+    MNIST model; results/bench/utilisation_mamba2-cpu.json); on accelerators 256, the
+    reference kernel's default. Never longer than the sequence.
+    """
+    q = requested
+    if not q:
+        q = 2 ** math.ceil(math.log2(max(d_state, headdim))) if jax.default_backend() == "cpu" else 256
+    return max(1, min(q, length))
+
+
 def _dt_bias_init(key, shape, dtype=jnp.float32, dt_min=1e-3, dt_max=1e-1, floor=1e-4):
     """dt ~ exp(U(log dt_min, log dt_max)) clamped at `floor`; store softplus⁻¹(dt) as the bias."""
     dt = jnp.exp(jax.random.uniform(key, shape, dtype, math.log(dt_min), math.log(dt_max)))
@@ -103,7 +117,7 @@ class Mamba2(nnx.Module):
             raise ValueError(f"model.mamba2.flip={cfg.flip!r}: expected one of {', '.join(FLIP_RULES)}")
         d = dims(shape, cfg)
         self.d_inner, self.heads, self.headdim = d["d_inner"], d["heads"], cfg.headdim
-        self.groups, self.d_state, self.chunk_size = cfg.groups, cfg.d_state, cfg.chunk_size
+        self.groups, self.d_state, self.requested_chunk = cfg.groups, cfg.d_state, cfg.chunk_size
         self.flip = FLIP_RULES[cfg.flip](layer)
         self.heading_average = cfg.heading_average
         if not self.heading_average:
@@ -161,7 +175,7 @@ class Mamba2(nnx.Module):
         # scan across devices) and the chunk count is padded to divide evenly.
         pieces = split_count("act_length")
         y = ssd_chunked(x, dt, A, B.reshape(b, length, self.groups, self.d_state),
-                        C.reshape(b, length, self.groups, self.d_state), chunk_size=min(self.chunk_size, length),
+                        C.reshape(b, length, self.groups, self.d_state), chunk_size=chunk_size(self.requested_chunk, self.d_state, self.headdim, length),
                         state_passing="matmul" if pieces > 1 else "scan", chunk_multiple=pieces)
         y = constrain(y + x * self.D[...].astype(x.dtype)[:, None], HEADS)
         y = self.norm(y.reshape(b, length, self.d_inner), z)
@@ -174,7 +188,7 @@ class Mamba2(nnx.Module):
         cfg = model_config.mamba2
         d = dims(shape, cfg)
         n = tokens + int(cfg.heading_average)
-        q = min(cfg.chunk_size, n)
+        q = chunk_size(cfg.chunk_size, cfg.d_state, cfg.headdim, n)
         padded = -(-n // q) * q
         gn, d_inner = cfg.groups * cfg.d_state, d["d_inner"]
         dense = (2 * shape.width * d["in_proj"] + 2 * cfg.conv_width * d["conv_channels"]
