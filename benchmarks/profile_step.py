@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     config = base_config()
     apply_overrides(config, args.overrides)
-    _, _, run_step, _ = bench.compiled_step(config)
+    _, run_step, _ = bench.compiled_step(config)
     run_step()
     with tempfile.TemporaryDirectory() as trace_dir:
         with jax.profiler.trace(trace_dir):

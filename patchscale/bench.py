@@ -18,6 +18,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from patchscale import results, sharding
 from patchscale.scaling import flops
@@ -123,8 +124,15 @@ def input_rate(config, size: int, batches: int = 20) -> float | None:
     return batches * config.train.batch_size / (time.perf_counter() - start)
 
 
+def save(path, payload: dict) -> None:
+    """Write a benchmark result as JSON (atomically), creating its directory."""
+    out = epath.Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results.write_json_atomic(out, payload)
+
+
 def compiled_step(config):
-    """(program, compiled train step, run_step, facts): one synthetic on-device batch, state kept inside.
+    """(compiled train step, run_step, facts): one synthetic on-device batch, state kept inside.
 
     `run_step()` runs one step and blocks until it is done; `facts` has the image size, the
     dataset's channels and classes, and the compile time.
@@ -151,14 +159,14 @@ def compiled_step(config):
         jax.block_until_ready(metrics)
 
     facts = {"image_size": size, "channels": info.channels, "num_classes": info.num_classes, "compile_s": compile_s}
-    return program, step, run_step, facts
+    return step, run_step, facts
 
 
 def bench(config, steps: int = 10, warmup: int = 2) -> dict:
     """Compile the train step of `config` once and time `steps` calls after `warmup`."""
     from patchscale.models.backbone import compute_dtype
 
-    _, step, one_step, facts = compiled_step(config)
+    step, one_step, facts = compiled_step(config)
     size, batch, compile_s = facts["image_size"], config.train.batch_size, facts["compile_s"]
     for _ in range(warmup):
         one_step()
@@ -170,17 +178,18 @@ def bench(config, steps: int = 10, warmup: int = 2) -> dict:
     tokens = flops.tokens_per_image(config.model, size)
     flops_per_step = flops.train_flops_per_image(config.model, size, facts["channels"], facts["num_classes"]) * batch
     seconds = timing["median_s"]
-    devices = jax.device_count()
+    measured_peak = peak["flops_per_s"] * jax.device_count()
+    vendor_peak = None if vendor is None else vendor * jax.device_count()
     return {
         "image_size": size, "patch_size": config.model.patch_size, "mixer": config.model.mixer,
         "batch_size": batch, "tokens_per_image": tokens, "dtype": jnp.dtype(dtype).name,
         "compile_s": compile_s, **{f"step_{k}": v for k, v in timing.items()},
         "images_per_s": batch / seconds, "tokens_per_s": batch * tokens / seconds,
         "model_flops_per_step": flops_per_step, "achieved_flops_per_s": flops_per_step / seconds,
-        "measured_peak_flops_per_s": peak["flops_per_s"] * devices, "matmul": peak,
-        "utilisation_measured_peak": utilisation(flops_per_step, seconds, peak["flops_per_s"] * devices),
-        "vendor_peak_flops_per_s": None if vendor is None else vendor * devices,
-        "utilisation_vendor_peak": utilisation(flops_per_step, seconds, None if vendor is None else vendor * devices),
+        "measured_peak_flops_per_s": measured_peak, "matmul": peak,
+        "utilisation_measured_peak": utilisation(flops_per_step, seconds, measured_peak),
+        "vendor_peak_flops_per_s": vendor_peak,
+        "utilisation_vendor_peak": utilisation(flops_per_step, seconds, vendor_peak),
         "xla_flops_per_step": flops.xla_flops(step), **memory(step), **environment(),
         "input_images_per_s": input_rate(config, size),
     }

@@ -98,15 +98,13 @@ def cmd_bench(args) -> int:
         raise UserError("--steps must be >= 1 and --warmup >= 0")
     import jax
 
-    from patchscale import bench, results
+    from patchscale import bench
 
     row = bench.bench(config, steps=args.steps, warmup=args.warmup)
     print(bench.format_row(row))
     out = args.out or (f"results/bench/{pathlib.Path(args.config).stem}-{config.model.mixer}"
                        f"-p{config.model.patch_size}-{jax.default_backend()}.json")
-    pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
-    results.write_json_atomic(out, {"command": " ".join(["patchscale", "bench", args.config, *args.overrides]),
-                                    **row})
+    bench.save(out, {"command": " ".join(["patchscale", "bench", args.config, *args.overrides]), **row})
     print(f"patchscale: wrote {out}")
     return 0
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import optax
 
+from patchscale.partitioning import path_names
+
 # Parameters under these names are never decayed, whatever their rank.
 NO_DECAY = frozenset({"posemb", "cls_token"})
 
@@ -19,8 +21,7 @@ def decay_mask(params):
     """True for weight matrices; False for biases, norm scales, position embeddings and CLS token."""
 
     def decays(path, leaf) -> bool:
-        names = {str(getattr(k, "key", getattr(k, "name", k))) for k in path}
-        return leaf.ndim >= 2 and not names & NO_DECAY
+        return leaf.ndim >= 2 and not set(path_names(path)) & NO_DECAY
 
     return jax.tree_util.tree_map_with_path(decays, params)
 

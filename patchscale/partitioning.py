@@ -79,11 +79,14 @@ def spec(logical: Logical, shape: tuple[int, ...], rules: dict[str, tuple[str, .
 
 
 # ------------------------------------------------------------------ parameters and optimizer state
-def _key_name(key) -> str:
-    for attribute in ("key", "name", "idx"):
-        if hasattr(key, attribute):
-            return str(getattr(key, attribute))
-    return str(key)
+def path_names(path) -> tuple[str, ...]:
+    """A pytree key path as plain strings: ("blocks", "0", "mixer", "qkv", "kernel", "value")."""
+    def name(key) -> str:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(key, attribute):
+                return str(getattr(key, attribute))
+        return str(key)
+    return tuple(name(k) for k in path)
 
 
 def param_logical_axes(model: nnx.Module) -> dict[tuple[str, ...], Logical]:
@@ -109,7 +112,7 @@ def _lookup(table: dict[tuple[str, ...], Logical], path: tuple[str, ...]) -> Log
 def tree_shardings(tree, table: dict[tuple[str, ...], Logical], rules, mesh: Mesh):
     """NamedSharding for every leaf of a parameter or optimizer-state tree (unannotated: replicated)."""
     def one(path, leaf):
-        names = _lookup(table, tuple(_key_name(k) for k in path))
+        names = _lookup(table, path_names(path))
         shape = tuple(getattr(leaf, "shape", ()))
         if names is None or len(names) != len(shape):
             return NamedSharding(mesh, P())

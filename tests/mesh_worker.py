@@ -22,6 +22,7 @@ from jax.sharding import Mesh  # noqa: E402
 from patchscale import sharding  # noqa: E402
 from patchscale.config import apply_overrides  # noqa: E402
 from patchscale.defaults import base_config  # noqa: E402
+from patchscale.partitioning import path_names  # noqa: E402
 from patchscale.program import Program  # noqa: E402
 
 STEPS = 3
@@ -57,7 +58,7 @@ def _moment_spec(opt_state, name: str) -> str:
     """PartitionSpec of AdamW's first moment of parameter `name` (wherever optax nests it)."""
     want = tuple(name.split("/"))
     for path, leaf in jax.tree_util.tree_flatten_with_path(opt_state)[0]:
-        keys = tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+        keys = path_names(path)
         keys = keys[:-1] if keys[-1] == "value" else keys
         if "mu" in keys and keys[-len(want):] == want:
             return str(leaf.sharding.spec)

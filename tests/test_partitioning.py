@@ -59,7 +59,7 @@ def test_every_large_parameter_of_the_backbones_is_annotated(overrides):
     table = partitioning.param_logical_axes(model)
     params = nnx.state(model, nnx.Param)
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        names = tuple(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+        names = partitioning.path_names(path)
         if leaf.ndim >= 1 and leaf.size >= 32 and "conv_kernel" not in names and "conv_bias" not in names:
             logical = partitioning._lookup(table, names)
             assert logical is not None and len(logical) == leaf.ndim, names

@@ -51,11 +51,11 @@ def _pass_states(chunk_log_decay, chunk_states, form: str):
         # masked cumulative sum (no differences of long cumulative sums, which lose precision).
         log_decay = jnp.moveaxis(chunk_log_decay, 1, -1)  # (b, g, k, c)
         c = log_decay.shape[-1]
+        strictly_lower = jnp.tril(jnp.ones((c, c), bool), k=-1)
         rows = jnp.broadcast_to(log_decay[..., :, None], log_decay.shape + (c,))  # [i, j] = log_decay[i]
-        inclusive = jnp.cumsum(jnp.where(jnp.tril(jnp.ones((c, c), bool), k=-1), rows, 0.0), axis=-2)
+        inclusive = jnp.cumsum(jnp.where(strictly_lower, rows, 0.0), axis=-2)
         # inclusive[i, j] = Σ_{j<m≤i} log_decay[m]; the state entering chunk t needs row t-1.
         between = jnp.pad(inclusive, [(0, 0)] * 3 + [(1, 0), (0, 0)])[..., :-1, :]
-        strictly_lower = jnp.tril(jnp.ones((c, c), bool), k=-1)
         weights = jnp.where(strictly_lower, jnp.exp(jnp.where(strictly_lower, between, 0.0)), 0.0)
         return jnp.einsum("bgkts,bsgkpn->btgkpn", weights, chunk_states)
 
