@@ -3,6 +3,15 @@
 Finished runs (summary.json) are returned; failed and unfinished ones are listed as warnings
 and left out, never silently. A summary that does not parse, lacks a metric, or a run
 directory that belongs to another experiment is an error naming the file.
+
+Groups: runs share a fit when they differ only in patch size and seed. The group is defined
+by every other key the sweep point overrides (point.json), plus mixer, model size and input
+size; `Run.group_keys` holds those keys so tables can say what each group is.
+
+Budgets: a run trained with several budgets (`train.budgets`, warmup-stable-decay with a
+cooldown branch per budget) stores one entry per budget in summary.json's "budgets"; older
+runs get one budget, the whole run. Baseline runs (`model.baseline`: linear, mlp) are
+returned with `baseline` set; they are reference lines, never part of a patch-size fit.
 """
 
 from __future__ import annotations
@@ -17,6 +26,28 @@ from patchscale.errors import UserError
 
 REQUIRED = ("test_loss", "test_accuracy", "patch_size", "tokens_per_image", "train_flops_total",
             "params", "params_non_embedding")
+NOT_GROUPING = ("model.patch_size", "seed")  # Keys a fit runs over, never a reason to split runs.
+METRICS = ("test_loss", "test_error")  # What `patchscale fit --metric` can fit.
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """One training budget of a run: evaluated after its own learning-rate cooldown."""
+
+    steps: int
+    images_seen: int
+    train_flops: float
+    test_loss: float
+    test_accuracy: float
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+    @property
+    def test_error(self) -> float:
+        return 1.0 - self.test_accuracy
+
+    def metric(self, name: str) -> float:
+        return getattr(self, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,11 +63,30 @@ class Run:
     train_flops: float
     tokens_per_image: int
     params: int
+    group_keys: tuple[tuple[str, str], ...] = ()  # (key, value) pairs that define the group, sorted.
+    baseline: str | None = None  # "linear" or "mlp" for baseline runs.
+    budgets: tuple[Budget, ...] = ()  # Ascending; the last one is the whole run.
+
+    @property
+    def test_error(self) -> float:
+        return 1.0 - self.test_accuracy
+
+    def metric(self, name: str) -> float:
+        return getattr(self, name)
 
     @property
     def group(self) -> str:
-        """Runs that share a fit: same mixer, model size and input size."""
-        return f"{self.mixer}-{self.size}-r{self.image_size}"
+        """Runs that share a fit: everything but patch size and seed equal."""
+        head = f"baseline-{self.baseline}" if self.baseline else f"{self.mixer}-{self.size}"
+        extra = [f"{key.split('.')[-1]}={value}" for key, value in self.group_keys
+                 if key not in ("model.mixer", "model.size", "data.image_size", "model.baseline")
+                 and not _implied_by_mixer(key)]
+        return "-".join([head, f"r{self.image_size}", *extra])
+
+
+def _implied_by_mixer(key: str) -> bool:
+    """Block keys an experiment sets together with the mixer (Adventurer's norm, SwiGLU, CLS last)."""
+    return key in ("model.norm", "model.channel_mixer", "model.cls_position")
 
 
 def _read(path: epath.Path) -> dict:
@@ -47,6 +97,35 @@ def _read(path: epath.Path) -> dict:
     if not isinstance(value, dict):
         raise UserError(f"{path} does not hold a JSON object")
     return value
+
+
+def _budgets(summary: dict) -> tuple[Budget, ...]:
+    entries = summary.get("budgets") or [{
+        "steps": summary.get("steps", 0),
+        "images_seen": summary.get("images_seen") or _images_seen(summary),
+        "train_flops": summary["train_flops_total"], "test_loss": summary["test_loss"],
+        "test_accuracy": summary["test_accuracy"], "val_loss": summary.get("val_loss"),
+        "val_accuracy": summary.get("val_accuracy")}]
+    out = [Budget(steps=int(e["steps"]), images_seen=int(e["images_seen"]), train_flops=float(e["train_flops"]),
+                  test_loss=float(e["test_loss"]), test_accuracy=float(e["test_accuracy"]),
+                  val_loss=None if e.get("val_loss") is None else float(e["val_loss"]),
+                  val_accuracy=None if e.get("val_accuracy") is None else float(e["val_accuracy"]))
+           for e in entries]
+    return tuple(sorted(out, key=lambda b: b.steps))
+
+
+def _images_seen(summary: dict) -> int:
+    """Older summaries: steps × batch, recovered from the FLOP counts (0 when they are absent)."""
+    per_image = summary.get("train_flops_per_image")
+    return round(summary["train_flops_total"] / per_image) if per_image else 0
+
+
+def _group_keys(overrides: dict, config: dict, summary: dict) -> tuple[tuple[str, str], ...]:
+    keys = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in overrides.items() if k not in NOT_GROUPING}
+    keys.setdefault("model.mixer", config["model"]["mixer"])
+    keys.setdefault("model.size", config["model"]["size"])
+    keys["data.image_size"] = str(summary["image_size"])
+    return tuple(sorted(keys.items()))
 
 
 def load(results_dir) -> tuple[list[Run], list[str]]:
@@ -60,8 +139,9 @@ def load(results_dir) -> tuple[list[Run], list[str]]:
     finished, warnings = [], []
     for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         point_file = run_dir / sweep.POINT
+        point = _read(point_file) if point_file.exists() else {}
         if experiment is not None and point_file.exists():
-            owner = _read(point_file).get("experiment")
+            owner = point.get("experiment")
             if owner != experiment:
                 raise UserError(f"{run_dir} belongs to experiment {owner!r}, not {experiment!r}:"
                                 " move it out of this results directory")
@@ -80,12 +160,14 @@ def load(results_dir) -> tuple[list[Run], list[str]]:
         config = _read(run_dir / results.CONFIG)
         try:
             model = config["model"]
+            baseline = model.get("baseline") or None
             finished.append(Run(
                 name=run_dir.name, mixer=model["mixer"], size=model["size"], image_size=int(summary["image_size"]),
                 patch_size=int(summary["patch_size"]), seed=int(config["seed"]),
                 test_loss=float(summary["test_loss"]), test_accuracy=float(summary["test_accuracy"]),
                 train_flops=float(summary["train_flops_total"]), tokens_per_image=int(summary["tokens_per_image"]),
-                params=int(summary["params"])))
+                params=int(summary["params"]), group_keys=_group_keys(point.get("overrides") or {}, config, summary),
+                baseline=None if baseline in (None, "none") else baseline, budgets=_budgets(summary)))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{run_dir}: config.json or summary.json is malformed ({type(e).__name__}: {e})") from None
     if not finished:
@@ -94,7 +176,25 @@ def load(results_dir) -> tuple[list[Run], list[str]]:
 
 
 def groups(runs: list[Run]) -> dict[str, list[Run]]:
-    out: dict[str, list[Run]] = {}
+    """Patch-size fits: group label → runs (baselines excluded)."""
+    return _label([run for run in runs if run.baseline is None])
+
+
+def baselines(runs: list[Run]) -> dict[str, list[Run]]:
+    """Baseline label (e.g. 'baseline-linear-r8') → its runs (one per seed)."""
+    return _label([run for run in runs if run.baseline is not None])
+
+
+def _label(runs: list[Run]) -> dict[str, list[Run]]:
+    """Short labels; where two settings share one (they differ in a key the short label hides),
+    every defining key is spelled out, so a fit never pools different models."""
+    by_setting: dict[tuple, list[Run]] = {}
     for run in runs:
-        out.setdefault(run.group, []).append(run)
+        by_setting.setdefault((run.baseline, run.group_keys), []).append(run)
+    short = [members[0].group for members in by_setting.values()]
+    out: dict[str, list[Run]] = {}
+    for label, ((_, keys), members) in zip(short, by_setting.items()):
+        if short.count(label) > 1:
+            label = "-".join(f"{k.split('.')[-1]}={v}" for k, v in keys)
+        out[label] = members
     return out
