@@ -1,0 +1,189 @@
+"""Figures of the compute view, one per group (`compute_<group>.png` / `.svg`), from `compute.analyse`'s output.
+
+(a) the metric vs patch size, one curve per budget: seed means with 95% t-intervals, the
+    preferred joint law as lines; a budget-limited group says so in its legend title;
+(b) the metric vs training FLOPs, one curve per patch size (seed means), the group's own
+    compute frontier through seed means, baselines at the same input size as horizontal lines;
+(c) p*(C) vs C with its 95% band; dashed where extrapolated, measured patch sizes as ticks.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from etils import epath
+
+from patchscale.scaling import compute
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: epath.Path, name: str) -> list[str]:
+    written = []
+    for ext in ("png", "svg"):
+        path = out / f"{name}.{ext}"
+        tmp = out / f".{name}.tmp.{ext}"
+        fig.savefig(str(tmp), dpi=120, bbox_inches="tight")
+        tmp.replace(path)
+        written.append(str(path))
+    return written
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)
+
+
+def _patch_axis(ax, patch_sizes):
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(patch_sizes))
+    ax.set_xticklabels([str(p) for p in sorted(patch_sizes)])
+    ax.invert_xaxis()  # Smaller patches (more tokens) to the right.
+    ax.set_xlabel("patch size p (smaller = more tokens)")
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _err(cells):
+    mean = np.asarray([c["mean"] for c in cells])
+    lo = np.asarray([c["lo"] if c["lo"] is not None else c["mean"] for c in cells])
+    hi = np.asarray([c["hi"] if c["hi"] is not None else c["mean"] for c in cells])
+    return mean, np.stack([mean - lo, hi - mean])
+
+
+def _joint_line(g, p, D):
+    """The preferred joint law at (p, D), recomputed from the stored parameters."""
+    joint = g["joint"]
+    fit = joint["fits"][joint["preferred"]]
+    prm = fit["params"]
+    theta = [prm["E"], np.log(prm["A"]), prm["alpha"], np.log(prm["B"]), prm["beta"]] + (
+        [prm["gamma"]] if "gamma" in prm else [])
+    ps = np.asarray([e["patch_size"] for e in g["flops_per_image"]], np.float64)
+    tok = np.asarray([e["tokens"] for e in g["flops_per_image"]], np.float64)
+    holder = compute.Cells(p=ps, D=ps, C=ps, n=ps, mean=ps, values=[], seeds=[], patch_sizes=ps, flops_per_image=tok,
+                           tokens=np.maximum(tok, 1), notes=[])
+    ctx = compute.Context(p0=joint["reference"]["p0"], D0=joint["reference"]["D0"], tokens=holder)
+    return compute.predict(fit["form"], np.asarray(theta), p, D, ctx)
+
+
+def _panel_patch(ax, g, metric, cmap):
+    budgets = g["budgets"]
+    fitted = g["joint"].get("status") == "fitted"
+    pg = np.geomspace(min(g["patch_sizes"]), max(g["patch_sizes"]), 60)
+    for k, D in enumerate(budgets):
+        color = cmap(k / max(len(budgets) - 1, 1))
+        cells = sorted((c for c in g["cells"] if c["images_seen"] == D), key=lambda c: c["patch_size"])
+        mean, err = _err(cells)
+        ax.errorbar([c["patch_size"] for c in cells], mean, yerr=err, fmt="o", color=color, capsize=3, ms=4,
+                    label=f"D = {D:,} images")
+        if fitted:
+            ax.plot(pg, _joint_line(g, pg, np.full_like(pg, D)), color=color, lw=1)
+    _patch_axis(ax, g["patch_sizes"])
+    ax.set_yscale("log")
+    ax.set_ylabel(f"{metric} (seed mean, 95% t-interval)")
+    conv = g["convergence"]
+    title = f"{conv['verdict']}" + (" — no claim about the law" if conv["verdict"] == "budget-limited" else "")
+    law = f"lines: {g['joint']['preferred']} law" if fitted else "no joint law"
+    ax.legend(fontsize=7, title=f"{title}\n{law}", title_fontsize=7)
+    ax.set_title("(a) loss vs patch size, one curve per budget", fontsize=9)
+
+
+def _panel_flops(ax, g, metric, cmap, baselines, image_size, color):
+    ps = sorted(g["patch_sizes"], reverse=True)
+    fitted = g["joint"].get("status") == "fitted"
+    for k, p in enumerate(ps):
+        c_p = sorted((c for c in g["cells"] if c["patch_size"] == p), key=lambda c: c["images_seen"])
+        mean, err = _err(c_p)
+        col = cmap(k / max(len(ps) - 1, 1))
+        ax.errorbar([c["train_flops"] for c in c_p], mean, yerr=err, fmt="o-", color=col, capsize=3, ms=4, lw=1,
+                    label=f"p = {p}")
+        if fitted:
+            D = np.geomspace(min(c["images_seen"] for c in c_p), max(c["images_seen"] for c in c_p), 30)
+            f = next(e["train_flops"] for e in g["flops_per_image"] if e["patch_size"] == p)
+            ax.plot(D * f, _joint_line(g, np.full_like(D, p), D), color=col, lw=0.8, ls=":")
+    cost = [c["train_flops"] for c in g["cells"]]
+    loss = [c["mean"] for c in g["cells"]]
+    edge = compute.frontier(cost, loss)
+    ax.step([cost[i] for i in edge], [loss[i] for i in edge], where="post", color=color or "black", lw=1.5,
+            label="frontier (seed means)")
+    for label, b in baselines.items():
+        if b["image_size"] == image_size and b["reference"] is not None:
+            ax.axhline(b["reference"], color="grey", ls="--", lw=1)
+            ax.text(0.01, b["reference"], f" {label}", fontsize=7, color="grey", va="bottom",
+                    transform=ax.get_yaxis_transform())
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training compute C (analytic FLOPs)")
+    ax.set_ylabel(f"{metric} (seed mean)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("(b) loss vs compute, one curve per patch size", fontsize=9)
+
+
+def _panel_pstar(ax, g):
+    ax.set_title("(c) compute-optimal patch size p*(C)", fontsize=9)
+    ax.set_xscale("log")
+    ax.set_yscale("log", base=2)
+    ax.set_yticks(sorted(g["patch_sizes"]))
+    ax.set_yticklabels([str(p) for p in sorted(g["patch_sizes"])])
+    ax.set_xlabel("training compute C (analytic FLOPs)")
+    ax.set_ylabel("p* (continuous, 95% band)")
+    ax.grid(True, which="both", alpha=0.3)
+    joint = g["joint"]
+    if joint.get("status") != "fitted":
+        ax.text(0.5, 0.5, joint.get("reason", "no joint law"), ha="center", va="center", wrap=True, fontsize=8,
+                transform=ax.transAxes)
+        return
+    name = joint["preferred"]
+    curve = g["pstar_curve"][name]
+    C = np.asarray([r["compute"] for r in curve])
+    p = np.asarray([r["patch_size"] for r in curve])
+    lo = np.asarray([r["interval"][0] if r["interval"][0] is not None else r["patch_size"] for r in curve])
+    hi = np.asarray([r["interval"][1] if r["interval"][1] is not None else r["patch_size"] for r in curve])
+    extra = np.asarray([r["extrapolated"] for r in curve])
+    ax.fill_between(C, lo, hi, color="C0", alpha=0.2, lw=0, label="95% interval")
+    inside = np.where(extra, np.nan, p)
+    outside = np.where(extra, p, np.nan)
+    # Join the solid and dashed parts where they meet.
+    for i in range(1, len(p)):
+        if extra[i] != extra[i - 1]:
+            outside[i - 1 if extra[i] else i] = p[i - 1 if extra[i] else i]
+    ax.plot(C, inside, color="C0", lw=2, label=f"p*(C), {name} law")
+    ax.plot(C, outside, color="C0", lw=1.5, ls="--", label="extrapolated")
+    rows = g["optimal"][name]
+    ax.scatter([r["compute"] for r in rows], [r["patch_size"] for r in rows], color="black", s=18, zorder=3,
+               label="p* among the sweep's sizes")
+    lo_c, hi_c = g["compute_range"]
+    ax.axvspan(lo_c, hi_c, color="grey", alpha=0.08, label="compute covered by the data")
+    note = "" if joint["separable"] else " (forms not separable)"
+    ax.legend(fontsize=7)
+    ax.set_title(f"(c) compute-optimal patch size p*(C){note}", fontsize=9)
+
+
+def plot_compute(results_dir_path, runs, analysis: dict, colors: dict | None = None) -> list[str]:
+    """One three-panel figure per group; returns the written paths (PNG and SVG)."""
+    plt = _pyplot()
+    root = epath.Path(results_dir_path)
+    cmap = plt.get_cmap("viridis")
+    from patchscale.scaling import collect
+
+    grouped = collect.groups(runs)
+    written = []
+    for label, g in analysis["groups"].items():
+        members = grouped.get(label, [])
+        image_size = members[0].image_size if members else None
+        fig, axes = plt.subplots(1, 3, figsize=(18, 5))
+        _panel_patch(axes[0], g, analysis["metric"], cmap)
+        _panel_flops(axes[1], g, analysis["metric"], cmap, analysis["baselines"]["baselines"], image_size,
+                     (colors or {}).get(label))
+        _panel_pstar(axes[2], g)
+        fig.suptitle(f"{label}: {analysis['metric']} over patch size and budget", fontsize=11)
+        written += _save(fig, root, f"compute_{_slug(label)}")
+        plt.close(fig)
+    return written
