@@ -1,0 +1,217 @@
+"""The compute view: joint law recovery, p*(C) intervals, convergence verdicts, baselines, plots."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from patchscale.scaling import compute, compute_plots
+from patchscale.scaling.collect import Budget, Run
+
+R, WIDTH, DEPTH = 8, 64, 4  # The 8×8 MNIST default: p = 8, 4, 2, 1 → 2…65 tokens.
+BUDGETS = (18_750, 37_500, 75_000, 150_000)  # 1/8 … 1 of 3 epochs of 50,000 images.
+TRUE = {"E": 0.05, "A": 0.05, "alpha": 1.2, "B": 0.15, "beta": 0.5}  # L = E + A p^α + B (D/1e5)^−β
+D_UNIT = 1e5
+
+
+def tokens(p):
+    return (R // p) ** 2 + 1
+
+
+def flops_per_image(p):
+    t = tokens(p)
+    return 3.0 * (DEPTH * (24 * t * WIDTH**2 + 4 * t * t * WIDTH) + 2 * R * R * WIDTH + 2 * WIDTH * 10)
+
+
+def true_law(p, D):
+    return TRUE["E"] + TRUE["A"] * p ** TRUE["alpha"] + TRUE["B"] * (np.asarray(D) / D_UNIT) ** -TRUE["beta"]
+
+
+def make_runs(law=true_law, noise=0.03, rho=0.5, seeds=3, patch_sizes=(8, 4, 2, 1), budgets=BUDGETS, rng=0,
+              error=lambda p, D: 0.05, val=True, mixer="vit"):
+    """Runs with multiplicative log-normal noise; a seed's budgets share part of it (correlation rho),
+    as cooldown branches of one run do."""
+    rng = np.random.default_rng(rng)
+    runs = []
+    for p in patch_sizes:
+        for s in range(seeds):
+            shared = rng.standard_normal()
+            entries = []
+            for D in budgets:
+                z = math.sqrt(rho) * shared + math.sqrt(1 - rho) * rng.standard_normal()
+                loss = float(law(p, D)) * math.exp(noise * z)
+                acc = 1 - error(p, D)
+                entries.append(Budget(steps=D // 128, images_seen=D, train_flops=flops_per_image(p) * D, test_loss=loss,
+                                      test_accuracy=acc, val_loss=loss if val else None,
+                                      val_accuracy=acc if val else None))
+            last = entries[-1]
+            runs.append(Run(name=f"{mixer}-p{p}-s{s}", mixer=mixer, size="pico", image_size=R, patch_size=p, seed=s,
+                            test_loss=last.test_loss, test_accuracy=last.test_accuracy, train_flops=last.train_flops,
+                            tokens_per_image=tokens(p), params=1000, group_keys=(("model.mixer", mixer),),
+                            budgets=tuple(entries)))
+    return runs
+
+
+def baseline_runs(error=0.10, seeds=3):
+    return [Run(name=f"linear-s{s}", mixer="vit", size="pico", image_size=R, patch_size=R, seed=s, test_loss=0.4,
+                test_accuracy=1 - error, train_flops=1e9, tokens_per_image=0, params=650,
+                group_keys=(("model.baseline", "linear"),), baseline="linear",
+                budgets=(Budget(100, 150_000, 1e9, 0.4 + 0.01 * s, 1 - error - 0.002 * (s - 1)),))
+            for s in range(seeds)]
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    runs = make_runs()
+    return runs, compute.analyse(runs, n_draws=1000)
+
+
+def _truth_in_reference_units(ref):
+    """The true parameters as the fit reports them: L = E + A (p/p0)^α + B (D/D0)^−β."""
+    return {"E": TRUE["E"], "A": TRUE["A"] * ref["p0"] ** TRUE["alpha"], "alpha": TRUE["alpha"],
+            "B": TRUE["B"] * (ref["D0"] / D_UNIT) ** -TRUE["beta"], "beta": TRUE["beta"]}
+
+
+def test_joint_law_recovered_with_intervals(synthetic):
+    _, analysis = synthetic
+    json.dumps(analysis, allow_nan=False)  # JSON-able, no NaN or inf.
+    joint = analysis["groups"]["vit-pico-r8"]["joint"]
+    assert joint["status"] == "fitted"
+    assert "additive" in joint["candidates"]  # The true form is never rejected...
+    assert "tokens" not in joint["candidates"]  # ...and the wrong interaction is.
+    fit = joint["fits"]["additive"]
+    truth = _truth_in_reference_units(joint["reference"])
+    for name, value in truth.items():
+        lo, hi = fit["intervals"][name]
+        assert lo <= value <= hi, (name, value, lo, hi)
+    est = fit["params"]
+    assert abs(est["alpha"] - truth["alpha"]) < 0.15
+    assert abs(est["beta"] - truth["beta"]) < 0.15
+    assert abs(est["E"] - truth["E"]) < 0.04
+    assert abs(math.log(est["A"] / truth["A"])) < 0.2
+    assert abs(math.log(est["B"] / truth["B"])) < 0.2
+    assert fit["lack_of_fit"]["p_value"] > 0.01
+
+
+def _true_pstar(C, cells):
+    cand = cells.patch_sizes
+    discrete = int(cand[np.argmin(true_law(cand, C / cells.f(cand)))])
+    grid = np.geomspace(cand.min(), cand.max(), 4001)
+    return discrete, float(grid[np.argmin(true_law(grid, C / cells.f(grid)))])
+
+
+def test_true_optimal_patch_size_within_interval(synthetic):
+    runs, _ = synthetic
+    cells = compute.cells(runs, "test_loss")
+    joint = compute.fit_joint(cells)
+    fit = joint["fits"]["additive"]
+    budgets = [1.5e11, 4e11, 9e11, 2.5e12]
+    rows = compute.optimal(cells, fit, joint["_ctx"], budgets, n_draws=1000)
+    discrete_truth = []
+    for C, row in zip(budgets, rows):
+        discrete, continuous = _true_pstar(C, cells)
+        discrete_truth.append(discrete)
+        assert discrete in row["patch_set"], (C, discrete, row["patch_set"])
+        lo, hi = row["continuous"]["interval"]
+        assert lo - 1e-9 <= continuous <= hi + 1e-9, (C, continuous, lo, hi)
+        assert not row["extrapolated"]
+        assert abs(sum(row["probability_optimal"].values()) - 1) < 1e-9
+    assert len(set(discrete_truth)) > 1  # The budgets span a change of the optimum, or the check is empty.
+    assert rows[0]["patch_size"] > rows[-1]["patch_size"]  # More compute → smaller patches.
+
+
+def test_extrapolation_flag(synthetic):
+    runs, _ = synthetic
+    analysis = compute.analyse(runs, budget=1e15, n_draws=200)
+    g = analysis["groups"]["vit-pico-r8"]
+    rows = g["optimal"][g["joint"]["preferred"]]
+    user = [r for r in rows if r["source"].startswith("requested")]
+    assert len(user) == 1 and user[0]["extrapolated"] and not user[0]["in_covered_range"]
+    assert user[0]["patch_size"] == 1
+    inside = [r for r in rows if r["source"].startswith("largest budget at p=4")][0]
+    assert not inside["extrapolated"] and inside["in_covered_range"]
+    assert "EXTRAPOLATED" in compute.table(analysis)
+
+
+def test_interaction_is_chosen_when_budget_effect_depends_on_patch_size():
+    def law(p, D):  # Small patches learn slower per image: γ = −1.
+        return 0.05 + 0.05 * p**1.2 + 0.15 * p**-1.0 * (D / D_UNIT) ** -0.5
+
+    joint = compute.analyse(make_runs(law=law, rng=1), n_draws=100)["groups"]["vit-pico-r8"]["joint"]
+    assert joint["chosen"] == "interaction", joint["reason"]
+    lo, hi = joint["fits"]["interaction"]["intervals"]["gamma"]
+    assert lo <= -1.0 <= hi and hi < 0
+
+
+def _curve(values_by_p, budgets=(75_000, 150_000), **kw):
+    """Runs whose metric at budget index j is values_by_p[p][j] (+ tiny seed noise)."""
+    def law(p, D):
+        return values_by_p[p][budgets.index(D)]
+    return make_runs(law=law, noise=0.001, rho=0.0, patch_sizes=tuple(values_by_p), budgets=budgets, **kw)
+
+
+def test_convergence_verdicts():
+    converged = compute.convergence(_curve({8: [0.50, 0.49], 4: [0.40, 0.39], 2: [0.30, 0.295]}))
+    assert converged["verdict"] == "converged" and converged["converged"], converged["reason"]
+    assert converged["metric"] == "val_loss"
+
+    limited = compute.convergence(_curve({8: [0.50, 0.49], 4: [0.40, 0.30], 2: [0.30, 0.29]}))
+    assert limited["verdict"] == "budget-limited"
+    assert "budget-limited: no claim about the law" in limited["reason"]
+    by_p = {e["patch_size"]: e for e in limited["patch_sizes"]}
+    assert by_p[4]["converged"] is False and by_p[8]["converged"] is True
+    assert abs(by_p[4]["relative_improvement"] - 1 / 3) < 0.01
+
+    flip = compute.convergence(_curve({8: [0.300, 0.296], 4: [0.298, 0.299]}))  # Small changes, ranking flips.
+    assert flip["verdict"] == "budget-limited" and "ranking" in flip["reason"]
+    assert flip["ranking_flips"][0]["patch_sizes"] == [8, 4]
+
+    rise = compute.convergence(_curve({8: [0.50, 0.60], 4: [0.40, 0.48]}))  # Overfitting: more budget does not help.
+    assert rise["verdict"] == "converged"
+
+    unchecked = compute.convergence(_curve({8: [0.50, 0.49], 4: [0.40, 0.39]}, budgets=(100_000, 150_000)))
+    assert unchecked["verdict"] == "not checkable"
+    assert unchecked["patch_sizes"][0]["relative_improvement"] is None
+    json.dumps([converged, limited, flip, rise, unchecked], allow_nan=False)
+
+
+def test_convergence_falls_back_to_test_loss():
+    out = compute.convergence(_curve({8: [0.50, 0.49], 4: [0.40, 0.39]}, val=False))
+    assert out["metric"] == "test_loss" and "val_loss missing" in out["notes"][0]
+
+
+def test_baselines_and_under_trained_runs():
+    runs = make_runs(error=lambda p, D: 0.2 if p == 1 else 0.05) + baseline_runs(error=0.10)
+    analysis = compute.analyse(runs, n_draws=100)
+    base = analysis["baselines"]
+    entry = base["baselines"]["baseline-linear-r8"]
+    assert entry["test_error"]["n"] == 3 and entry["test_error"]["lo"] < 0.10 < entry["test_error"]["hi"]
+    assert sorted(base["under_trained"]) == ["vit-p1-s0", "vit-p1-s1", "vit-p1-s2"]
+    assert all(r["under_trained"] is False for r in base["runs"] if r["patch_size"] != 1)
+    text = compute.table(analysis)
+    assert "under-trained by definition" in text and "under-trained: vit-p1-s0" in text
+
+
+def test_too_few_budgets_for_a_joint_law():
+    runs = make_runs(budgets=(75_000, 150_000))
+    analysis = compute.analyse(runs, n_draws=100)
+    joint = analysis["groups"]["vit-pico-r8"]["joint"]
+    assert joint["status"] == "too few" and not joint["fits"]
+    text = compute.table(analysis)
+    assert "too few budgets/patch sizes for a joint law" in text
+    assert "budget-limited: no claim about the law" in text  # 1/2 → 1 still improves by > 5%.
+
+
+def test_plots_written(tmp_path, synthetic):
+    runs, analysis = synthetic
+    runs = runs + baseline_runs()
+    analysis = dict(analysis, baselines=compute.baseline_comparison(
+        {"vit-pico-r8": runs[:-3]}, {"baseline-linear-r8": runs[-3:]}, "test_loss"))
+    written = compute_plots.plot_compute(tmp_path, runs, analysis)
+    assert sorted(p.rsplit(".", 1)[1] for p in written) == ["png", "svg"]
+    for path in written:
+        assert (tmp_path / path.rsplit("/", 1)[1]).stat().st_size > 1000
+    assert not list(tmp_path.glob(".*tmp*"))  # Atomic: no temporary file left behind.
