@@ -170,7 +170,8 @@ def cells(group_runs, metric: str = "test_loss") -> Cells:
     return Cells(
         p=np.asarray([k[0] for k in keys], np.float64), D=np.asarray([k[1] for k in keys], np.float64),
         C=np.asarray([np.mean([c for _, c, _ in table[k]]) for k in keys]),
-        n=np.asarray([len(table[k]) for k in keys]), mean=np.asarray([np.mean([v for v, _, _ in table[k]]) for k in keys]),
+        n=np.asarray([len(table[k]) for k in keys]),
+        mean=np.asarray([np.mean([v for v, _, _ in table[k]]) for k in keys]),
         values=[[v for v, _, _ in table[k]] for k in keys], seeds=[[s for _, _, s in table[k]] for k in keys],
         patch_sizes=ps,
         flops_per_image=np.asarray([np.median(ratio[int(p)]) for p in ps]),
@@ -479,7 +480,8 @@ def fit_form(c: Cells, form: Form, ctx: Context, s2: float | None, df_pe: int, r
         lof = {"F": _num(F), "df": [dof, df_pe], "p_value": _num(pval)}
         phi, df_t = (max(1.0, F), df_pe if F <= 1.0 else dof) if dof > 0 else (1.0, df_pe)
         if pval is not None and pval < 0.05:
-            notes.append(f"lack of fit (F({dof},{df_pe}) = {F:.2f}, p = {pval:.3g}): intervals widened by the residual scatter")
+            notes.append(f"lack of fit (F({dof},{df_pe}) = {F:.2f}, p = {pval:.3g}):"
+                         " intervals widened by the residual scatter")
     free = ~unident
     J = res.jac[:, free]
     cov_free = np.linalg.pinv(J.T @ J) * phi if free.any() and math.isfinite(phi) else None
@@ -501,7 +503,8 @@ def fit_form(c: Cells, form: Form, ctx: Context, s2: float | None, df_pe: int, r
             se[name] = sd
     out = {"form": form.name, "formula": form.formula, "k": form.k, "params": {k: _num(v) for k, v in params.items()},
            "intervals": {k: None if v is None else [_num(v[0]), _num(v[1])] for k, v in intervals.items()},
-           "standard_errors": {k: _num(v) for k, v in se.items()}, "at_bound": [form.names[i] for i in np.flatnonzero(unident)],
+           "standard_errors": {k: _num(v) for k, v in se.items()},
+           "at_bound": [form.names[i] for i in np.flatnonzero(unident)],
            "chi2": _num(chi2), "dof": dof, "scale": _num(phi), "t_df": int(df_t), "lack_of_fit": lof,
            "rms_log_residual": _num(math.sqrt(float(np.mean(np.linalg.solve(W, res.fun) ** 2)))), "notes": notes,
            "_theta": theta, "_cov": cov if cov_free is not None else None, "_df": max(df_t, 1)}
@@ -535,7 +538,8 @@ def fit_joint(c: Cells, forms=FORMS) -> dict:
             skipped[form.name] = why
             continue
         fits[form.name] = fit_form(c, form, ctx, s2, df_pe, rho)
-    base = {"reference": {"p0": ctx.p0, "D0": ctx.D0}, "pure_error": {"variance_log": _num(s2), "df": df_pe, "budget_correlation": rho},
+    base = {"reference": {"p0": ctx.p0, "D0": ctx.D0},
+            "pure_error": {"variance_log": _num(s2), "df": df_pe, "budget_correlation": rho},
             "cells": len(c.p), "skipped": skipped, "_ctx": ctx}
     if not fits:
         return {**base, "status": "too few", "reason": next(iter(skipped.values())), "fits": {}}
@@ -554,7 +558,8 @@ def fit_joint(c: Cells, forms=FORMS) -> dict:
     reason = (f"{best}: lowest leave-one-cell-out error, separated from the others" if chosen else
               f"forms not separable: {', '.join(tied)} within the uncertainty of leave-one-cell-out error;"
               f" {best} has the lowest")
-    return {**base, "status": "fitted", "fits": fits, "preferred": best, "chosen": chosen, "separable": chosen is not None,
+    return {**base, "status": "fitted", "fits": fits, "preferred": best, "chosen": chosen,
+            "separable": chosen is not None,
             "candidates": tied, "comparisons": comparisons, "reason": reason}
 
 
@@ -761,7 +766,8 @@ def table(analysis: dict) -> str:
             mark = "*" if name == joint["preferred"] else " "
             lof = fit["lack_of_fit"]
             lof_s = "" if not lof or lof["p_value"] is None else f"  lack-of-fit p={lof['p_value']:.3g}"
-            lines.append(f" {mark} {name:<12} L = {fit['formula']}   LOO mean |log error| {_fmt(fit['loo_mae'])}{lof_s}")
+            lines.append(f" {mark} {name:<12} L = {fit['formula']}   LOO mean |log error| "
+                         f"{_fmt(fit['loo_mae'])}{lof_s}")
             lines.append(f"      {_law(fit, joint['reference'])}")
             for note in fit["notes"]:
                 lines.append(f"      note: {note}")
@@ -770,13 +776,15 @@ def table(analysis: dict) -> str:
         lines.append(f"  form: {joint['reason']}")
         for name, rows in g["optimal"].items():
             lines.append(f"  p*(C) under {name}:")
-            lines.append(f"    {'C (FLOPs)':>10} {'p*':>3} {'set (P≥2.5%)':>13} {'loss [95%]':>26} {'continuous p* [95%]':>22}  where")
+            lines.append(f"    {'C (FLOPs)':>10} {'p*':>3} {'set (P≥2.5%)':>13} {'loss [95%]':>26}"
+                         f" {'continuous p* [95%]':>22}  where")
             for r in rows:
                 cont = r["continuous"]
                 lines.append(
                     f"    {r['compute']:>10.3g} {r['patch_size']:>3} {','.join(map(str, r['patch_set'])):>13}"
-                    f" {_fmt(r['loss']):>8} [{_fmt(r['loss_interval'][0])}, {_fmt(r['loss_interval'][1])}]".ljust(0)
-                    + f" {cont['patch_size']:>6.3g} [{_fmt(cont['interval'][0], '.3g')}, {_fmt(cont['interval'][1], '.3g')}]"
+                    f" {_fmt(r['loss']):>8} [{_fmt(r['loss_interval'][0])}, {_fmt(r['loss_interval'][1])}]"
+                    f" {cont['patch_size']:>6.3g}"
+                    f" [{_fmt(cont['interval'][0], '.3g')}, {_fmt(cont['interval'][1], '.3g')}]"
                     + f"  {'EXTRAPOLATED' if r['extrapolated'] else 'in data'}; {r['source']}")
         for note in g["notes"]:
             lines.append(f"  note: {note}")
