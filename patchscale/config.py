@@ -121,7 +121,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     # Local imports keep `load_module` light; none of these compiles anything.
     from patchscale import partitioning, sharding
     from patchscale.data import datasets
-    from patchscale.models import backbone, channel, sizes
+    from patchscale import optimizer
+    from patchscale.models import backbone, baselines, channel, sizes
     from patchscale.models.mixers import attention, mamba2, registry
 
     m, d, t = config.model, config.data, config.train
@@ -143,6 +144,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise UserError(f"model.attention_chunk={m.attention_chunk}: must be positive")
     if m.mamba2.flip not in mamba2.FLIP_RULES:
         raise UserError(f"model.mamba2.flip={m.mamba2.flip!r}: expected one of {', '.join(mamba2.FLIP_RULES)}")
+    if m.baseline not in baselines.BASELINES:
+        raise UserError(f"model.baseline={m.baseline!r}: expected one of {', '.join(baselines.BASELINES)}")
+    if m.baseline_hidden <= 0:
+        raise UserError(f"model.baseline_hidden={m.baseline_hidden}: must be positive")
     if m.mixer == "mamba2":
         try:
             mamba2.dims(shape, m.mamba2)
@@ -163,6 +168,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         available = info.splits.get(d[key.replace("examples", "split")])
         if d[key] is not None and (d[key] <= 0 or (available and d[key] > available)):
             raise UserError(f"data.{key}={d[key]}: must be between 1 and the split's {available} examples")
+    if d.val_split is not None and info.splits and d.val_split not in info.splits:
+        raise UserError(f"data.val_split={d.val_split!r}: dataset {d.name!r} has splits {', '.join(info.splits)}")
     if d.random_shift < 0:
         raise UserError(f"data.random_shift={d.random_shift}: must be >= 0")
 
@@ -174,6 +181,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if t.eval_every < 0 or t.warmup_epochs < 0:
         raise UserError("train.eval_every and train.warmup_epochs must be >= 0 (eval_every=0: only at the end)")
 
+    _validate_schedule(t, d.train_examples or info.splits.get(d.train_split), optimizer)
+
     mesh_shape = sharding.mesh_shape(config.mesh)
     partitioning.parse_rules(config.mesh.rules)
     batch_parallel = mesh_shape["data"] * mesh_shape["fsdp"]
@@ -182,3 +191,31 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise UserError(
                 f"train.{key}={t[key]} is not divisible by the {batch_parallel} data-parallel devices"
                 f" of the mesh {mesh_shape}")
+
+
+def _validate_schedule(t, num_train: int | None, optimizer) -> None:
+    """Schedule names, and budgets whose cooldown branches start after the warmup."""
+    from patchscale.program import total_steps
+
+    if t.schedule not in optimizer.SCHEDULES:
+        raise UserError(f"train.schedule={t.schedule!r}: expected one of {', '.join(optimizer.SCHEDULES)}")
+    if not 0.0 < t.cooldown_fraction <= 1.0:
+        raise UserError(f"train.cooldown_fraction={t.cooldown_fraction}: expected a fraction in (0, 1]")
+    if t.grad_clip_norm is not None and t.grad_clip_norm < 0:
+        raise UserError(f"train.grad_clip_norm={t.grad_clip_norm}: must be >= 0 (0 turns clipping off)")
+    budgets = tuple(t.budgets)
+    if not budgets:
+        return
+    if t.schedule != "wsd":
+        raise UserError("train.budgets needs train.schedule=wsd (cooldown branches from a constant learning rate)")
+    if any(not isinstance(b, (int, float)) or not 0.0 < b < 1.0 for b in budgets) or list(budgets) != sorted(set(budgets)):
+        raise UserError(f"train.budgets={budgets}: expected increasing fractions of the run, each in (0, 1)")
+    if num_train:
+        total = total_steps(t, num_train)
+        warmup = round(t.warmup_epochs * num_train / t.batch_size)
+        for fraction in budgets:
+            end = round(fraction * total)
+            start = end - optimizer.cooldown_steps(t, end)
+            if start < warmup:
+                raise UserError(f"train.budgets: the budget {fraction} ({end} steps) would start its cooldown at"
+                                f" step {start}, inside the {warmup}-step warmup; use larger budgets or less warmup")

@@ -21,6 +21,8 @@ def base_config() -> ConfigDict:
     c.model.heads = placeholder(int)
     c.model.mlp_dim = placeholder(int)
     c.model.mixer = "attention"  # Any registered token mixer: attention | mamba2 | linear_attention | …
+    c.model.baseline = "none"  # none (the backbone) | linear | mlp: a pixel baseline instead (models/baselines.py)
+    c.model.baseline_hidden = 512  # Hidden units of the mlp baseline.
     c.model.patch_size = 4
     c.model.pool = "cls"  # cls | gap
     c.model.cls_position = "first"  # first (DeiT) | last (Adventurer)
@@ -47,10 +49,12 @@ def base_config() -> ConfigDict:
     c.data.data_dir = placeholder(str)  # TFDS data dir; None means TFDS's default (~/tensorflow_datasets).
     c.data.train_split = "train"
     c.data.eval_split = "test"
+    c.data.val_split = placeholder(str)  # Also evaluated at every evaluation when set (e.g. "validation").
     c.data.train_examples = placeholder(int)  # Use only the first N training examples.
     c.data.eval_examples = placeholder(int)  # Evaluate on the first N held-out examples (None: all).
     c.data.image_size = placeholder(int)  # Resize to this size (None: the dataset's own).
     c.data.random_shift = 0  # Training augmentation: random translation by up to this many pixels.
+    c.data.in_memory = False  # Read and resize each split once, then serve it from memory (small datasets).
     c.data.worker_threads = 2
     c.data.prefetch = 4
 
@@ -61,11 +65,16 @@ def base_config() -> ConfigDict:
     c.train.steps = placeholder(int)  # Overrides epochs when set.
     c.train.learning_rate = 1e-3
     c.train.end_learning_rate = 1e-5
+    c.train.schedule = "cosine"  # cosine | wsd (warmup-stable-decay; needed for train.budgets)
+    c.train.cooldown_fraction = 0.2  # wsd: the last fraction of every trajectory anneals linearly.
+    # wsd: fractions of the run (< 1) at which a cooldown branch is trained and evaluated, giving
+    # the losses of shorter budgets from one run; the run's own end is always the last budget.
+    c.train.budgets = ()
     c.train.warmup_epochs = 0.5
     c.train.weight_decay = 0.05
     c.train.b1 = 0.9
     c.train.b2 = 0.999
-    c.train.grad_clip_norm = 1.0
+    c.train.grad_clip_norm = 1.0  # 0 turns clipping off.
     c.train.label_smoothing = 0.1
     c.train.log_every = 50
     c.train.eval_every = 0  # Steps between evaluations; 0 evaluates only at the end.

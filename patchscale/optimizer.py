@@ -1,20 +1,56 @@
-"""AdamW with linear warmup, cosine decay and global-norm clipping; no decay on 1-D and embedding params."""
+"""AdamW with a learning-rate schedule, optional global-norm clipping; no decay on 1-D and embedding params.
+
+Schedules (`train.schedule`):
+
+* cosine: linear warmup, cosine decay to `end_learning_rate` at the last step;
+* wsd (warmup-stable-decay): linear warmup, constant peak, then a linear cooldown to
+  `end_learning_rate` over the last `cooldown_fraction` of the trajectory. The trajectory's
+  last step (`end`) is an argument, so one run can branch off short cooldowns from its
+  stable phase and evaluate several training budgets, each with its own anneal.
+
+The learning rate multiplies AdamW's update in the train step (`lr(step, end)`), rather than
+living in the optimizer state, so a cooldown branch needs no second optimizer.
+"""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from patchscale.partitioning import path_names
 
 # Parameters under these names are never decayed, whatever their rank.
 NO_DECAY = frozenset({"posemb", "cls_token"})
+SCHEDULES = ("cosine", "wsd")
 
 
-def schedule(train_config, total_steps: int, warmup_steps: int) -> optax.Schedule:
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=train_config.learning_rate, warmup_steps=warmup_steps,
-        decay_steps=max(total_steps, warmup_steps + 1), end_value=train_config.end_learning_rate)
+def cooldown_steps(train_config, end: int) -> int:
+    """Length of the cooldown of a WSD trajectory that ends at step `end` (at least one step)."""
+    return max(1, round(train_config.cooldown_fraction * end))
+
+
+def schedule(train_config, total_steps: int, warmup_steps: int):
+    """lr(step, end): the learning rate applied at `step` (0-based) of a trajectory ending at `end`."""
+    t = train_config
+    peak, final = t.learning_rate, t.end_learning_rate
+    warm = lambda step: peak * step / max(warmup_steps, 1)  # noqa: E731
+
+    if t.schedule == "cosine":
+        cosine = optax.warmup_cosine_decay_schedule(
+            init_value=0.0, peak_value=peak, warmup_steps=warmup_steps,
+            decay_steps=max(total_steps, warmup_steps + 1), end_value=final)
+        return lambda step, end=None: cosine(step)
+
+    def wsd(step, end=total_steps):
+        step = jnp.asarray(step, jnp.float32)
+        end = jnp.asarray(end, jnp.float32)
+        length = jnp.maximum(1.0, jnp.round(t.cooldown_fraction * end))
+        start = end - length
+        decay = peak + (final - peak) * jnp.clip((step - start) / length, 0.0, 1.0)
+        return jnp.where(step < warmup_steps, warm(step), jnp.where(step < start, peak, decay))
+
+    return wsd
 
 
 def decay_mask(params):
@@ -26,10 +62,11 @@ def decay_mask(params):
     return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def make(train_config, total_steps: int, warmup_steps: int) -> optax.GradientTransformation:
-    lr = schedule(train_config, total_steps, warmup_steps)
-    return optax.chain(
-        optax.clip_by_global_norm(train_config.grad_clip_norm),
-        optax.adamw(lr, b1=train_config.b1, b2=train_config.b2, weight_decay=train_config.weight_decay,
-                    mask=decay_mask),
-    )
+def make(train_config) -> optax.GradientTransformation:
+    """AdamW at unit learning rate: the step scales its update by the schedule's rate."""
+    parts = []
+    if train_config.grad_clip_norm:
+        parts.append(optax.clip_by_global_norm(train_config.grad_clip_norm))
+    parts.append(optax.adamw(1.0, b1=train_config.b1, b2=train_config.b2, weight_decay=train_config.weight_decay,
+                             mask=decay_mask))
+    return optax.chain(*parts)

@@ -18,7 +18,7 @@ import optax
 from flax import nnx
 
 from patchscale import optimizer, partitioning, sharding
-from patchscale.models.backbone import VisionBackbone
+from patchscale.models import build_model
 
 EMBEDDING_PARAMS = ("patch_embed", "posemb", "cls_token")
 
@@ -58,15 +58,16 @@ class Program:
         c = self.config
 
         def build():
-            return VisionBackbone(c.model, image_size=self.image_size, channels=self.channels,
-                                  num_classes=self.num_classes, rngs=nnx.Rngs(c.seed))
+            return build_model(c.model, image_size=self.image_size, channels=self.channels,
+                               num_classes=self.num_classes, rngs=nnx.Rngs(c.seed))
 
         model = nnx.eval_shape(build)
         self.graphdef, params, frozen = nnx.split(model, nnx.Param, ...)
-        self.tx = optimizer.make(c.train, self.total_steps, self.warmup_steps)
+        self.tx = optimizer.make(c.train)
         self.lr = optimizer.schedule(c.train, self.total_steps, self.warmup_steps)
-        state = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": params,
-                 "opt": jax.eval_shape(self.tx.init, params)}
+        # `end`: the last step of the trajectory this state is on (a cooldown branch ends earlier).
+        state = {"step": jax.ShapeDtypeStruct((), jnp.int32), "end": jax.ShapeDtypeStruct((), jnp.int32),
+                 "params": params, "opt": jax.eval_shape(self.tx.init, params)}
         self.rules = partitioning.parse_rules(c.mesh.rules)
         self.logical_axes = partitioning.param_logical_axes(model)
         self.state_sharding = partitioning.tree_shardings(state, self.logical_axes, self.rules, self.mesh)
@@ -77,7 +78,8 @@ class Program:
 
         def create():
             _, params, frozen = nnx.split(build(), nnx.Param, ...)
-            return {"step": jnp.zeros((), jnp.int32), "params": params, "opt": self.tx.init(params)}, frozen
+            return {"step": jnp.zeros((), jnp.int32), "end": jnp.asarray(self.total_steps, jnp.int32),
+                    "params": params, "opt": self.tx.init(params)}, frozen
 
         state, self.frozen = jax.jit(create, out_shardings=(self.state_sharding, self.frozen_sharding))()
         return state
@@ -101,8 +103,11 @@ class Program:
         key = jax.random.fold_in(jax.random.key(self.config.seed + 1), state["step"])
         loss, grads = jax.value_and_grad(self._loss)(state["params"], frozen, batch["image"], batch["label"], key)
         updates, opt = self.tx.update(grads, state["opt"], state["params"])
-        new_state = {"step": state["step"] + 1, "params": optax.apply_updates(state["params"], updates), "opt": opt}
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": self.lr(state["step"])}
+        lr = self.lr(state["step"], state["end"])
+        updates = jax.tree.map(lambda u: (u * lr).astype(u.dtype), updates)
+        new_state = {"step": state["step"] + 1, "end": state["end"],
+                     "params": optax.apply_updates(state["params"], updates), "opt": opt}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr}
         return new_state, metrics
 
     def _eval_step(self, params, frozen, batch):

@@ -38,6 +38,14 @@ def append_metrics(run_dir, record: dict) -> None:
         f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
+def read_metrics(run_dir) -> list[dict]:
+    """Every record of metrics.jsonl ([] when there is none yet)."""
+    path = epath.Path(run_dir, METRICS)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def truncate_metrics(run_dir, last_step: int) -> None:
     """Drop records logged after the checkpoint a run resumes from, so no step appears twice."""
     path = epath.Path(run_dir, METRICS)

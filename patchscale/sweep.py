@@ -246,14 +246,14 @@ def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
     from flax import nnx
 
     from patchscale import sharding
-    from patchscale.models.backbone import VisionBackbone
+    from patchscale.models import build_model
     from patchscale.program import Program, param_counts
     from patchscale.scaling import flops
 
     c = point.config
     size, channels, classes, steps = _shape_facts(c)
-    model = nnx.eval_shape(lambda: VisionBackbone(c.model, image_size=size, channels=channels,
-                                                  num_classes=classes, rngs=nnx.Rngs(0)))
+    model = nnx.eval_shape(lambda: build_model(c.model, image_size=size, channels=channels,
+                                               num_classes=classes, rngs=nnx.Rngs(0)))
     row = {"name": point.name, **param_counts(nnx.state(model, nnx.Param)),
            "tokens_per_image": flops.tokens_per_image(c.model, size), "steps": steps,
            "train_flops_per_image": flops.train_flops_per_image(c.model, size, channels, classes)}

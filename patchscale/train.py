@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from etils import epath
 
-from patchscale import checkpoint, preemption, results, sharding
+from patchscale import checkpoint, optimizer, preemption, results, sharding
 from patchscale.data import datasets, pipeline
 from patchscale.errors import Preempted, TrainingError, UserError
 from patchscale.program import Program, param_counts, total_steps
@@ -36,25 +36,41 @@ class Trainer:
         # Opening the sources is cheap (and prepares the embedded MNIST on first use); doing it
         # before the run directory exists keeps data errors from leaving a half-made run behind.
         self.num_train = pipeline.train_length(d)
-        self.eval_split = pipeline.EvalSplit(d, d.eval_split, self.image_size, t.eval_batch_size)
+        self.eval_splits = {"test": pipeline.EvalSplit(d, d.eval_split, self.image_size, t.eval_batch_size)}
+        if d.val_split is not None:
+            self.eval_splits["val"] = pipeline.EvalSplit(d, d.val_split, self.image_size, t.eval_batch_size)
         self.total_steps = total_steps(t, self.num_train)
+        self.branches = self._branches()
         self.warmup_steps = round(t.warmup_epochs * self.num_train / t.batch_size)
         self.program = Program(config, self.image_size, self.info.channels, self.info.num_classes,
                                self.total_steps, self.warmup_steps, sharding.make_mesh(config.mesh))
         self.mesh = self.program.mesh
 
+    def _branches(self) -> dict[int, int]:
+        """Cooldown branches of a WSD run: step on the main trajectory where one starts → its last step."""
+        out = {}
+        for fraction in self.config.train.budgets:
+            end = round(fraction * self.total_steps)
+            out[end - optimizer.cooldown_steps(self.config.train, end)] = end
+        return out
+
     # ----------------------------------------------------------------- evaluation
     def evaluate(self, params) -> dict[str, float]:
-        totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
-        for batch in self.eval_split.batches():
-            batch = sharding.global_batch(batch, self.mesh)
-            out = jax.device_get(self.program.eval_step(params, self.program.frozen, batch))
-            for k in totals:
-                totals[k] += float(out[k])
-        if int(totals["count"]) != self.eval_split.num_examples:
-            raise AssertionError(f"evaluated {totals['count']} examples, expected {self.eval_split.num_examples}")
-        return {"test_loss": totals["loss_sum"] / totals["count"], "test_accuracy": totals["correct"] / totals["count"],
-                "test_examples": int(totals["count"])}
+        """Loss and accuracy on the test split (and the validation split when configured)."""
+        out = {}
+        for prefix, split in self.eval_splits.items():
+            totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
+            for batch in split.batches():
+                batch = sharding.global_batch(batch, self.mesh)
+                step_out = jax.device_get(self.program.eval_step(params, self.program.frozen, batch))
+                for k in totals:
+                    totals[k] += float(step_out[k])
+            if int(totals["count"]) != split.num_examples:
+                raise AssertionError(f"evaluated {totals['count']} examples, expected {split.num_examples}")
+            out.update({f"{prefix}_loss": totals["loss_sum"] / totals["count"],
+                        f"{prefix}_accuracy": totals["correct"] / totals["count"],
+                        f"{prefix}_examples": int(totals["count"])})
+        return out
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> dict:
@@ -106,6 +122,7 @@ class Trainer:
         """Steps start+1 … total; returns (state, last evaluation or None). Raises Preempted on SIGTERM."""
         t, gb = self.config.train, self.config.train.batch_size
         pending: list[tuple[int, dict]] = []
+        done_branches = {r["step"] for r in results.read_metrics(self.workdir) if "budget_steps" in r}
         interval_start, interval_steps = time.perf_counter(), 0
         eval_metrics = None
         for step in range(start + 1, self.total_steps + 1):
@@ -120,7 +137,7 @@ class Trainer:
                 ckpt.wait_until_finished()
                 raise Preempted(f"SIGTERM at step {step}/{self.total_steps}: checkpoint saved in {self.workdir};"
                                 " run the same command again to resume")
-            log_now = step % t.log_every == 0 or last
+            log_now = step % t.log_every == 0 or last or step in self.branches
             eval_now = last or (t.eval_every and step % t.eval_every == 0)
             save_now = step % t.checkpoint_every == 0 or last
             if not (log_now or eval_now or save_now):
@@ -144,11 +161,63 @@ class Trainer:
                 self._progress(step, record)
             if save_now:
                 checkpoint.save(ckpt, step, state, data)
+            if step in self.branches and step not in done_branches:
+                self._cooldown_branch(state, step, data)
             if log_now:
                 interval_start, interval_steps = time.perf_counter(), 0
             else:
                 interval_start += time.perf_counter() - paused
         return state, eval_metrics
+
+    def _cooldown_branch(self, state, start: int, data) -> None:
+        """Anneal a copy of the state from `start` to its budget's end, evaluate it, and rewind the data.
+
+        The branch sees the batches the main trajectory would see next (the iterator's state is
+        restored afterwards), so budget b's loss is that of a run stopped at b with its own anneal.
+        Its record carries the branch's first step, so a resume before it trains it again.
+        """
+        end = self.branches[start]
+        gb = self.config.train.batch_size
+        data_state = data.get_state()
+        branch = jax.tree.map(lambda x: x.copy(), state)  # The step donates its input: never the main state.
+        branch["end"] = jax.device_put(np.asarray(end, np.int32), branch["end"].sharding)
+        began = time.perf_counter()
+        pending = []
+        for _ in range(start + 1, end + 1):
+            branch, metrics = self.program.train_step(branch, self.program.frozen,
+                                                      sharding.global_batch(next(data), self.mesh))
+            pending.append((int(start), metrics))
+        losses = self._check_finite(pending)
+        data.set_state(data_state)
+        record = {"step": start, "budget_steps": end, "images_seen": end * gb,
+                  "train_flops": self._train_flops_per_image() * end * gb,
+                  "cooldown_train_loss": float(np.mean(losses[-max(1, len(losses) // 5):])),
+                  **self.evaluate(branch["params"])}
+        del branch
+        if self.is_main:
+            results.append_metrics(self.workdir, record)
+        line = (f"[train] budget {end}/{self.total_steps} steps: cooldown from step {start} in"
+                f" {format_duration(time.perf_counter() - began)} | test loss {record['test_loss']:.4f}"
+                f" acc {record['test_accuracy']:.4f}")
+        if "val_loss" in record:
+            line += f" | val loss {record['val_loss']:.4f}"
+        print(line, flush=True)
+
+    def _train_flops_per_image(self) -> float:
+        return flops.train_flops_per_image(self.config.model, self.image_size, self.info.channels,
+                                           self.info.num_classes)
+
+    def _budgets(self, eval_metrics) -> list[dict]:
+        """Every budget's evaluation: the cooldown branches' records, then the whole run."""
+        keys = ("test_loss", "test_accuracy", "val_loss", "val_accuracy")
+        branches = {r["budget_steps"]: r for r in results.read_metrics(self.workdir) if "budget_steps" in r}
+        gb = self.config.train.batch_size
+        out = [{"steps": end, "images_seen": r["images_seen"], "train_flops": r["train_flops"],
+                **{k: r[k] for k in keys if k in r}} for end, r in sorted(branches.items())]
+        out.append({"steps": self.total_steps, "images_seen": self.total_steps * gb,
+                    "train_flops": self._train_flops_per_image() * self.total_steps * gb,
+                    **{k: eval_metrics[k] for k in keys if k in eval_metrics}})
+        return out
 
     def _check_finite(self, pending) -> list[float]:
         losses = [float(v) for v in jax.device_get([m["loss"] for _, m in pending])]
@@ -187,14 +256,16 @@ class Trainer:
             **eval_metrics,
             **param_counts(state["params"]),
             "steps": self.total_steps,
+            "images_seen": self.total_steps * self.config.train.batch_size,
+            "budgets": self._budgets(eval_metrics),
             "epochs": self.total_steps * self.config.train.batch_size / self.num_train,
             "train_examples": self.num_train,
             "image_size": self.image_size,
             "patch_size": m.patch_size,
             "tokens_per_image": flops.tokens_per_image(m, self.image_size),
             "forward_flops_per_image": flops.forward_flops_per_image(*args),
-            "train_flops_per_image": flops.train_flops_per_image(*args),
-            "train_flops_total": flops.train_flops_per_image(*args) * self.total_steps * self.config.train.batch_size,
+            "train_flops_per_image": self._train_flops_per_image(),
+            "train_flops_total": self._train_flops_per_image() * self.total_steps * self.config.train.batch_size,
             **self._xla_flops(),
             "wall_time_s": time.time() - wall_start,
             "compile_time_s": compile_seconds,

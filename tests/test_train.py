@@ -108,7 +108,7 @@ def test_evaluation_matches_one_pass_over_all_examples(mnist_dir, tmp_path):
     trainer.program.compile(state)
     batched = trainer.evaluate(state["params"])  # 1050 examples in batches of 200: a ragged last batch.
 
-    batches = list(trainer.eval_split.batches())
+    batches = list(trainer.eval_splits["test"].batches())
     images = np.concatenate([b["image"] for b in batches])[:1050]
     labels = np.concatenate([b["label"] for b in batches])[:1050]
     logits = nnx.merge(trainer.program.graphdef, state["params"], trainer.program.frozen)(jnp.asarray(images))

@@ -7,11 +7,16 @@ checkpoint, so a resumed run sees exactly the batches the uninterrupted run woul
 
 Evaluation: the complete held-out split in order, in fixed-size batches; the last batch is
 padded and carries a mask, so every example is counted exactly once and none is dropped.
+
+Small datasets (`data.in_memory`): a split is read and resized once per process and served
+from memory, so tiny models at small inputs are not held back by per-example decoding and
+resizing; the batches are the same as those of the streaming path.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Iterator
 
@@ -73,6 +78,37 @@ def _subset(source, limit: int | None) -> grain.MapDataset:
     return ds
 
 
+class ArraySource:
+    """A random-access source over preprocessed arrays (what grain's MapDataset.source needs)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return {"image": self.images[index], "label": self.labels[index]}
+
+
+@functools.cache
+def _cached_split(name: str, split: str, data_dir: str | None, limit: int | None, image_size: int) -> ArraySource:
+    source = _subset(datasets.open_split(name, split, data_dir), limit)
+    preprocess = Preprocess(image_size)
+    rows = [preprocess(source[i]) for i in range(len(source))]
+    images = np.stack([r["image"] for r in rows])
+    images.setflags(write=False)
+    return ArraySource(images, np.asarray([r["label"] for r in rows], np.int32))
+
+
+def _source(data_config, split: str, limit: int | None, image_size: int):
+    """(dataset, whether its examples still need `Preprocess`)."""
+    d = data_config
+    if d.in_memory:
+        return grain.MapDataset.source(_cached_split(d.name, split, d.data_dir, limit, image_size)), False
+    return _subset(datasets.open_split(d.name, split, d.data_dir), limit), True
+
+
 def train_length(data_config) -> int:
     source = datasets.open_split(data_config.name, data_config.train_split, data_config.data_dir)
     return len(_subset(source, data_config.train_examples))
@@ -80,12 +116,12 @@ def train_length(data_config) -> int:
 
 def train_iterator(data_config, image_size: int, global_batch: int, steps: int, seed: int):
     """A checkpointable iterator of this host's share of `steps` global batches."""
-    source = datasets.open_split(data_config.name, data_config.train_split, data_config.data_dir)
-    ds = _subset(source, data_config.train_examples)
+    ds, needs_preprocess = _source(data_config, data_config.train_split, data_config.train_examples, image_size)
     epochs = math.ceil(steps * global_batch / len(ds))
     host_batch = global_batch // jax.process_count()
-    ds = (ds.shuffle(seed=seed).repeat(epochs)[jax.process_index()::jax.process_count()]
-          .map(Preprocess(image_size)))
+    ds = ds.shuffle(seed=seed).repeat(epochs)[jax.process_index()::jax.process_count()]
+    if needs_preprocess:
+        ds = ds.map(Preprocess(image_size))
     if data_config.random_shift:
         ds = ds.random_map(RandomShift(data_config.random_shift), seed=seed + 1)
     ds = ds.batch(host_batch, drop_remainder=True)
@@ -103,9 +139,10 @@ class EvalSplit:
     global_batch: int
 
     def __post_init__(self):
-        d = self.data_config
-        object.__setattr__(self, "_source", _subset(datasets.open_split(d.name, self.split, d.data_dir),
-                                                     d.eval_examples))
+        source, needs_preprocess = _source(self.data_config, self.split, self.data_config.eval_examples,
+                                           self.image_size)
+        object.__setattr__(self, "_source", source)
+        object.__setattr__(self, "_preprocess", Preprocess(self.image_size) if needs_preprocess else (lambda x: x))
 
     @property
     def num_examples(self) -> int:
@@ -119,7 +156,7 @@ class EvalSplit:
         """This host's part of each global batch: a contiguous block of the batch's indices."""
         host_batch = self.global_batch // jax.process_count()
         first = jax.process_index() * host_batch
-        preprocess = Preprocess(self.image_size)
+        preprocess = self._preprocess
         last = self.num_examples - 1
         for b in range(self.num_batches):
             indices = b * self.global_batch + first + np.arange(host_batch)

@@ -7,18 +7,23 @@ L·(24·N·D² + 4·N²·D) + … at M = 4D. Each token mixer and channel mixer 
 
 from __future__ import annotations
 
-from patchscale.models import sizes
+from patchscale.models import baselines, sizes
 from patchscale.models.channel import CHANNEL_MIXERS
 from patchscale.models.mixers import registry
 
 
 def tokens_per_image(model_config, image_size: int) -> int:
-    """Sequence length the mixers see: patches plus the CLS token when pooling on it."""
+    """Sequence length the mixers see: patches plus the CLS token when pooling on it (0: a pixel baseline)."""
+    if model_config.baseline != "none":
+        return 0
     grid = image_size // model_config.patch_size
     return grid * grid + int(model_config.pool == "cls")
 
 
 def forward_flops_per_image(model_config, image_size: int, channels: int, num_classes: int) -> float:
+    if model_config.baseline != "none":
+        return baselines.forward_flops_per_image(model_config.baseline, model_config.baseline_hidden, image_size,
+                                                 channels, num_classes)
     shape = sizes.resolve(model_config)
     tokens = tokens_per_image(model_config, image_size)
     mixer = registry.get(model_config.mixer).flops_per_image(shape, tokens, model_config)
