@@ -112,7 +112,8 @@ def cmd_bench(args) -> int:
 def cmd_fit(args) -> int:
     from patchscale.scaling import report
 
-    payload = report.fit_results(args.results_dir, n_boot=args.bootstrap)
+    payload = report.fit_results(args.results_dir, metric="test_" + getattr(args, "metric", "loss"),
+                                 budget=getattr(args, "budget", None))
     print(report.table(payload))
     print(f"patchscale: wrote {args.results_dir.rstrip('/')}/{report.FIT_FILE}")
     return 0
@@ -174,7 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = verbs.add_parser("fit", help="fit scaling laws to a sweep's stored results; writes fit.json")
     fit.add_argument("results_dir", help="a sweep's results directory, e.g. results/mnist_sweep")
-    fit.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    fit.add_argument("--metric", choices=("loss", "error"), default="loss",
+                     help="fit the test loss or the test error (1 - top-1 accuracy); docs/statistics.md")
+    fit.add_argument("--budget", type=float, default=None, metavar="FLOPS",
+                     help="a training budget in FLOPs to report the compute analysis at (recorded in fit.json)")
     fit.set_defaults(run=cmd_fit)
 
     plot = verbs.add_parser("plot", help="regenerate every plot of a sweep from its stored results")

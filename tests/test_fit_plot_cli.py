@@ -33,15 +33,49 @@ def make_results(root, experiment="demo", mixers=("attention", "mamba2"), patche
 
 def test_fit_writes_fit_json_and_prints_a_table(tmp_path):
     root = make_results(tmp_path / "demo")
-    done = run_cli("fit", root, "--bootstrap", "100")
+    done = run_cli("fit", root, "--budget", "1e15")
     assert done.returncode == 0, done.stderr
     assert "attention-pico-r32" in done.stdout and "alpha" in done.stdout
-    fits = json.loads((root / "fit.json").read_text())["fits"]
-    sat = fits["attention-pico-r32"]["saturating"]
+    # The table says which keys define each group.
+    assert "group keys: data.image_size=32, model.mixer=attention, model.size=pico" in done.stdout
+    text = (root / "fit.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    payload = json.loads(text)
+    assert payload["metric"] == "test_loss" and payload["budget"] == 1e15
+    entry = payload["fits"]["attention-pico-r32"]
+    sat = entry["saturating"]
     assert sat["params"]["alpha"] == pytest.approx(1.0, rel=0.2)
     lo, hi = sat["intervals"]["alpha"]
     assert lo < sat["params"]["alpha"] < hi
-    assert fits["mamba2-pico-r32"]["chosen"] in ("saturating", "power")
+    assert sat["n_patch_sizes"] == 5 and sat["n_seeds"]["16"] == 3 and sat["lack_of_fit"]["df2"] == 10
+    assert entry["chosen"] in ("saturating", "power", None) and entry["choice"]
+    assert [s["from"] for s in entry["steps"]] == [16, 8, 4, 2] and entry["steps"][0]["n_pairs"] == 3
+    assert entry["group_keys"] == {"data.image_size": "32", "model.mixer": "attention", "model.size": "pico"}
+
+
+def test_fit_the_test_error(tmp_path):
+    root = make_results(tmp_path / "demo")
+    done = run_cli("fit", root, "--metric", "error")
+    assert done.returncode == 0, done.stderr
+    assert "metric: test error" in done.stdout
+    payload = json.loads((root / "fit.json").read_text())
+    assert payload["metric"] == "test_error"
+    # make_results sets accuracy = 1 − loss/2, so the error is half the loss: same alpha, half of E.
+    loss_fit = report.fit_results(root)["fits"]["attention-pico-r32"]["saturating"]["params"]
+    error_fit = payload["fits"]["attention-pico-r32"]["saturating"]["params"]
+    assert error_fit["alpha"] == pytest.approx(loss_fit["alpha"], rel=1e-3)
+    assert error_fit["E"] == pytest.approx(loss_fit["E"] / 2, rel=1e-3)
+
+
+def test_an_error_of_exactly_zero_is_a_clear_message_not_a_crash(tmp_path):
+    root = make_results(tmp_path / "demo", mixers=("attention",))
+    path = root / "runs" / "attention-pico-p1-s0" / "summary.json"
+    summary = json.loads(path.read_text())
+    path.write_text(json.dumps({**summary, "test_accuracy": 1.0}))
+    done = run_cli("fit", root, "--metric", "error")
+    assert done.returncode == 0, done.stderr
+    entry = json.loads((root / "fit.json").read_text())["fits"]["attention-pico-r32"]
+    assert "test error of exactly 0" in entry["error"] and "not fitted" in done.stdout
 
 
 def test_plot_regenerates_every_figure_from_stored_results(tmp_path):
@@ -72,7 +106,7 @@ def test_failed_and_unfinished_runs_are_left_out_with_a_warning(tmp_path):
     assert len(runs) == 28
     assert any("attention-pico-p1-s0: failed (TrainingError" in w for w in warnings)
     assert any("attention-pico-p2-s0: partial" in w for w in warnings)
-    done = run_cli("fit", root, "--bootstrap", "50")
+    done = run_cli("fit", root)
     assert done.returncode == 0 and "warning: attention-pico-p1-s0: failed" in done.stdout
 
 
@@ -115,6 +149,6 @@ def test_not_a_results_directory(tmp_path):
 
 def test_table_marks_groups_that_cannot_be_fitted(tmp_path):
     root = make_results(tmp_path / "demo", mixers=("attention",), patches=(16, 8), seeds=(0, 1))
-    payload = report.fit_results(root, n_boot=10)
+    payload = report.fit_results(root)
     assert "at least 3 distinct patch sizes" in payload["fits"]["attention-pico-r32"]["error"]
     assert "not fitted" in report.table(payload)

@@ -1,7 +1,8 @@
 """`patchscale plot DIR`: every figure regenerated from stored results alone (no model is built).
 
-* loss_vs_patch: test loss vs patch size (log-log), runs as points, the chosen fitted law as a
-  line with its 95% bootstrap band, one colour per (mixer, size, input size);
+* loss_vs_patch: the fitted metric (test loss or error, as in fit.json) vs patch size (log-log),
+  runs as points, the chosen law with its 95% band (both laws when the forms are not separable),
+  bound and lack-of-fit flags in the legend, one colour per group;
 * accuracy_vs_patch: test accuracy vs patch size (mean ± spread over seeds);
 * loss_vs_flops: test loss vs total training FLOPs, the loss-vs-compute frontier marked.
 
@@ -57,28 +58,35 @@ def _patch_axis(ax, patch_sizes):
     ax.grid(True, which="both", alpha=0.3)
 
 
-def _loss_vs_patch(ax, grouped, fits, colors):
+def _loss_vs_patch(ax, grouped, fits, colors, metric="test_loss"):
     for group, members in sorted(grouped.items()):
         p = np.asarray([r.patch_size for r in members], float)
-        ax.scatter(p, [r.test_loss for r in members], color=colors[group], s=18, alpha=0.8, label=f"{group} runs")
+        ax.scatter(p, [r.metric(metric) for r in members], color=colors[group], s=18, alpha=0.8,
+                   label=f"{group} runs")
         entry = fits.get(group, {})
-        if "chosen" not in entry:
+        if "saturating" not in entry:
             continue
-        fit = entry[entry["chosen"]]
         grid = np.geomspace(p.min(), p.max(), 100)
-        params = fit["params"]
-        if fit["form"] == "saturating":
-            label = f"{group}: L = {params['E']:.3g} + {params['A']:.3g}·p^{params['alpha']:.2f}"
-        else:
-            sign = "+" if params["s"] >= 0 else "−"
-            label = f"{group}: log L = {params['c']:.3g} {sign} {abs(params['s']):.2f}·log p"
-        ax.plot(grid, PREDICT[fit["form"]](params, grid), color=colors[group], label=label)
-        if fit["band"] is not None:
-            ax.fill_between(fit["band"]["p"], fit["band"]["lo"], fit["band"]["hi"], color=colors[group],
-                            alpha=0.2, linewidth=0)
+        forms = [entry["chosen"]] if entry.get("chosen") else ["saturating", "power"]  # Not separable: both.
+        for form in forms:
+            fit = entry[form]
+            params = fit["params"]
+            if form == "saturating":
+                label = f"{group}: L = {params['E']:.3g} + {params['A']:.3g}·p^{params['alpha']:.2f}"
+            else:
+                sign = "+" if params["s"] >= 0 else "−"
+                label = f"{group}: log L = {params['c']:.3g} {sign} {abs(params['s']):.2f}·log p"
+            flags = [n.split(":")[0] for n in fit["notes"] if "bound" in n.split(":")[0] or n.startswith("lack of fit")]
+            label += "".join(f"\n  ({flag})" for flag in flags)
+            ax.plot(grid, PREDICT[form](params, grid), color=colors[group], label=label,
+                    linestyle="-" if form == "saturating" else "--")
+            if fit["band"] is not None and len(forms) == 1:
+                ax.fill_between(fit["band"]["p"], fit["band"]["lo"], fit["band"]["hi"], color=colors[group],
+                                alpha=0.2, linewidth=0)
     ax.set_yscale("log")
-    ax.set_ylabel("test loss (cross-entropy)")
-    ax.set_title("Test loss vs patch size (fit with 95% bootstrap band)")
+    ax.set_ylabel("test loss (cross-entropy)" if metric == "test_loss" else "test error (1 − top-1 accuracy)")
+    ax.set_title("Test loss vs patch size (fit with 95% band)" if metric == "test_loss"
+                 else "Test error vs patch size (fit with 95% band)")
 
 
 def _accuracy_vs_patch(ax, grouped, colors):
@@ -123,12 +131,13 @@ def plot_results(results_dir) -> list[str]:
     for warning in warnings:
         print(f"patchscale: warning: {warning}", flush=True)
     fit_file = root / report.FIT_FILE
-    fits = (collect._read(fit_file) if fit_file.exists() else report.fit_results(results_dir))["fits"]
+    payload = collect._read(fit_file) if fit_file.exists() else report.fit_results(results_dir)
+    fits, metric = payload["fits"], payload.get("metric", "test_loss")
     grouped = collect.groups(runs)
     colors = dict(zip(sorted(grouped), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10))
     patch_sizes = {r.patch_size for r in runs}
     figures = {
-        "loss_vs_patch": lambda ax: (_loss_vs_patch(ax, grouped, fits, colors), _patch_axis(ax, patch_sizes)),
+        "loss_vs_patch": lambda ax: (_loss_vs_patch(ax, grouped, fits, colors, metric), _patch_axis(ax, patch_sizes)),
         "accuracy_vs_patch": lambda ax: (_accuracy_vs_patch(ax, grouped, colors), _patch_axis(ax, patch_sizes)),
         "loss_vs_flops": lambda ax: _loss_vs_flops(ax, runs, grouped, colors),
     }

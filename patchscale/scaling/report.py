@@ -1,4 +1,9 @@
-"""`patchscale fit DIR`: fit both laws per (mixer, size, input size), write fit.json, print a table."""
+"""`patchscale fit DIR`: fit both laws to every group of runs, write fit.json, print a table.
+
+A group is every run that differs only in patch size and seed (`collect.groups`). Per group,
+fit.json holds both fits (`fit.Fit.to_dict()`), the form choice, the paired-seed steps between
+adjacent patch sizes and the keys that define the group. docs/statistics.md explains each field.
+"""
 
 from __future__ import annotations
 
@@ -8,58 +13,93 @@ import numpy as np
 from etils import epath
 
 from patchscale import results
+from patchscale.errors import UserError
 from patchscale.scaling import collect
-from patchscale.scaling.fit import FitError, choose, fit_power, fit_saturating
+from patchscale.scaling.fit import FitError, choose, fit_power, fit_saturating, json_safe, paired_steps
 
 FIT_FILE = "fit.json"
+METRIC_NAMES = {"test_loss": "test loss", "test_error": "test error (1 − top-1 accuracy)"}
 
 
-def fit_results(results_dir, n_boot: int = 1000) -> dict:
+def fit_group(members, metric: str = "test_loss") -> dict:
+    """Both laws, the choice between them and the paired steps for one group of runs."""
+    p = np.asarray([r.patch_size for r in members], float)
+    values = np.asarray([r.metric(metric) for r in members], float)
+    seeds = np.asarray([r.seed for r in members])
+    entry = {"runs": [r.name for r in members], "group_keys": dict(members[0].group_keys)}
+    try:
+        saturating, power = fit_saturating(p, values, seeds), fit_power(p, values, seeds)
+    except FitError as e:
+        return {**entry, "error": str(e)}
+    chosen, why = choose(saturating, power)
+    return {**entry, "saturating": saturating.to_dict(), "power": power.to_dict(), "chosen": chosen,
+            "choice": why, "steps": json_safe(paired_steps(p, values, seeds))}
+
+
+def fit_results(results_dir, metric: str = "test_loss", budget: float | None = None) -> dict:
+    """Fit every group of a results directory, write fit.json atomically and return its payload."""
+    if metric not in collect.METRICS:
+        raise UserError(f"unknown metric {metric!r}: choose one of {', '.join(collect.METRICS)}")
     runs, warnings = collect.load(results_dir)
     for warning in warnings:
         print(f"patchscale: warning: {warning}", flush=True)
     fits = {}
     for group, members in sorted(collect.groups(runs).items()):
-        p = np.asarray([r.patch_size for r in members], float)
-        loss = np.asarray([r.test_loss for r in members], float)
-        seeds = np.asarray([r.seed for r in members])
-        try:
-            both = [fit_saturating(p, loss, seeds, n_boot=n_boot), fit_power(p, loss, seeds, n_boot=n_boot)]
-        except FitError as e:
-            fits[group] = {"error": str(e), "runs": [r.name for r in members]}
-            print(f"patchscale: warning: {group}: not fitted: {e}", flush=True)
-            continue
-        chosen = choose(both)
-        fits[group] = {"saturating": both[0].to_dict(), "power": both[1].to_dict(), "chosen": chosen.form,
-                       "runs": [r.name for r in members]}
-    payload = {"fits": fits, "left_out": warnings, "git_commit": results.git_commit(),
+        fits[group] = fit_group(members, metric)
+        if "error" in fits[group]:
+            print(f"patchscale: warning: {group}: not fitted: {fits[group]['error']}", flush=True)
+    payload = {"metric": metric, "budget": budget, "fits": fits, "left_out": warnings,
+               "git_commit": results.git_commit(),
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    results.write_json_atomic(epath.Path(results_dir) / FIT_FILE, payload)
+    results.write_json_atomic(epath.Path(results_dir) / FIT_FILE, json_safe(payload))
     return payload
 
 
-def _interval(fit: dict, key: str) -> str:
+def _value(fit: dict, key: str) -> str:
     value = fit["params"][key]
     if fit["intervals"] is None:
         return f"{value:.4g}"
-    lo, hi = fit["intervals"][key]
-    return f"{value:.4g} [{lo:.4g}, {hi:.4g}]"
+    interval = fit["intervals"].get(key)
+    if interval is None:
+        return f"{value:.4g} [not identified]"
+    return f"{value:.4g} [{interval[0]:.4g}, {interval[1]:.4g}]"
+
+
+def _lack(fit: dict) -> str:
+    lof = fit["lack_of_fit"]
+    return "-" if lof is None else f"F({lof['df1']},{lof['df2']})={lof['F']:.3g} p={lof['p_value']:.2g}"
+
+
+def _step(step: dict) -> str:
+    if not step["testable"]:
+        return step["note"]
+    lo, hi = step["interval"]
+    return (f"p={step['from']:g} → {step['to']:g}: mean change {step['mean_difference']:+.4g} [{lo:+.4g}, {hi:+.4g}]"
+            f" over {step['n_pairs']} seeds, p(smaller is better) = {step['p_value_smaller_better']:.2g}")
 
 
 def table(payload: dict) -> str:
-    lines = [f"{'group':<28} {'E':>26} {'A':>26} {'alpha':>26} {'extrap. err':>11} {'chosen':>10}"]
+    metric = payload.get("metric", "test_loss")
+    lines = [f"metric: {METRIC_NAMES.get(metric, metric)}; 95% profile intervals (t on the seeds' pure error)"
+             + (f"; budget {payload['budget']:.4g} FLOPs" if payload.get("budget") is not None else "")]
+    header = f"  {'law':<11} {'parameters [95% interval]':<92} {'lack of fit':<22} {'max|log res|':>12}"
     for group, entry in payload["fits"].items():
+        keys = ", ".join(f"{k}={v}" for k, v in entry.get("group_keys", {}).items())
+        lines += ["", f"{group}  (group keys: {keys or '-'})"]
         if "error" in entry:
-            lines.append(f"{group:<28} not fitted: {entry['error']}")
+            lines.append(f"  not fitted: {entry['error']}")
             continue
-        sat = entry["saturating"]
-        err = sat["extrapolation_error"]
-        lines.append(f"{group:<28} {_interval(sat, 'E'):>26} {_interval(sat, 'A'):>26} {_interval(sat, 'alpha'):>26}"
-                     f" {'-' if err is None else f'{err:.4f}':>11} {entry['chosen']:>10}")
-        power = entry["power"]
-        perr = power["extrapolation_error"]
-        lines.append(f"{'  power law: log L = c + s log p':<28} c={_interval(power, 'c')}  s={_interval(power, 's')}"
-                     f"  extrap. err {'-' if perr is None else f'{perr:.4f}'}")
-        for note in dict.fromkeys(sat["notes"] + power["notes"]):  # Unique, in order.
-            lines.append(f"  note: {note}")
+        sat, power = entry["saturating"], entry["power"]
+        seeds = ", ".join(f"p{p}:{n}" for p, n in sat["n_seeds"].items())
+        lines.append(f"  {sat['n_patch_sizes']} patch sizes, {sat['n_runs']} runs (seeds per size: {seeds})")
+        lines.append(header)
+        for fit, text in ((sat, f"E={_value(sat, 'E')}  A={_value(sat, 'A')}  alpha={_value(sat, 'alpha')}"),
+                          (power, f"c={_value(power, 'c')}  s={_value(power, 's')}")):
+            lines.append(f"  {fit['form']:<11} {text:<92} {_lack(fit):<22} {fit['max_abs_log_residual']:>12.4f}")
+        lines.append(f"  choice: {entry['choice']}")
+        for step in entry["steps"]:
+            lines.append(f"  step: {_step(step)}")
+        for fit in (sat, power):
+            for note in fit["notes"]:
+                lines.append(f"  note ({fit['form']}): {note}")
     return "\n".join(lines)
