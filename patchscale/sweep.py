@@ -44,11 +44,20 @@ class Point:
 
 
 def run_name(config: ml_collections.ConfigDict, varying: Iterable[str]) -> str:
-    """Readable and unique within a sweep: mixer, size and patch size always, other varying keys after."""
-    keys = sorted(set(varying) | {"model.mixer", "model.size", "model.patch_size", "seed"},
-                  key=lambda k: (NAME_ORDER.index(k) if k in NAME_ORDER else len(NAME_ORDER), k == "seed", k))
-    parts = []
-    for key in keys:
+    """Readable and unique within a sweep: mixer, size and patch size always, other varying keys after.
+
+    A pixel baseline is named by its kind (`baseline-linear-s0`): mixer and patch size do not apply.
+    """
+    if config.model.baseline != "none":
+        ignored = {"model.mixer", "model.size", "model.patch_size", "model.baseline", "model.norm",
+                   "model.channel_mixer", "model.cls_position"}
+        return _join(config, ["baseline", config.model.baseline], (set(varying) | {"seed"}) - ignored)
+    return _join(config, [], set(varying) | {"model.mixer", "model.size", "model.patch_size", "seed"})
+
+
+def _join(config, parts: list[str], keys: set[str]) -> str:
+    ordered = sorted(keys, key=lambda k: (NAME_ORDER.index(k) if k in NAME_ORDER else len(NAME_ORDER), k == "seed", k))
+    for key in ordered:
         value = _get(config, key)
         prefix = SHORT_NAMES.get(key, key.split(".")[-1] + "=")
         parts.append(f"{prefix}{value}")

@@ -1,0 +1,39 @@
+"""The 16 → 1 study: test loss vs patch size on MNIST at 16×16, attention (ViT) and Mamba-2 (Adventurer).
+
+    patchscale sweep experiments/mnist_sweep_16.py
+
+Patch sizes 16, 8, 4, 2, 1 at a 16×16 input (1 … 256 patch tokens), with the recipe, models,
+budgets, baselines and convergence criterion of the default study (experiments/mnist_sweep.py),
+which it extends: it separates "more input information" from "more tokens", since this
+study's p = 2 and the 8×8 study's p = 1 both see 65 tokens but this one sees 4× the pixels.
+
+Cost: hours on a 2-core CPU (the p = 1 runs dominate: 257 tokens). Run it resumably: a killed
+or stopped sweep resumes from its checkpoints when the same command is run again.
+
+Width 64 (as in the default study) equals p²·C at p = 8; at p = 16 the 256-pixel patch is
+projected to 64 dimensions, a 4× bottleneck that a width-256 model would avoid at ~16× the
+cost per token. Read p = 16 with that in mind (the fit can be repeated without it).
+"""
+
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+import mnist_sweep  # noqa: E402
+
+PATCH_SIZES = (16, 8, 4, 2, 1)
+
+
+def get_config(arg=None):
+    c = mnist_sweep.get_config(arg)
+    c.data.image_size = 16
+    return c
+
+
+def get_sweep():
+    """The default study's points with the 16×16 patch sizes."""
+    baselines = [point for point in mnist_sweep.get_sweep() if "model.baseline" in point]
+    runs = [{**mixer, "model.patch_size": p, "seed": seed}
+            for seed in mnist_sweep.SEEDS for mixer in mnist_sweep._mixer_settings() for p in PATCH_SIZES]
+    return baselines + runs
