@@ -65,7 +65,7 @@ def _analyse(results_dir: str) -> None:
     """Fit and plot a finished sweep; a sweep whose results cannot be fitted still succeeds."""
     print(f"[sweep] every run is done: patchscale fit {results_dir} && patchscale plot {results_dir}", flush=True)
     try:
-        cmd_fit(argparse.Namespace(results_dir=results_dir, bootstrap=1000))
+        cmd_fit(argparse.Namespace(results_dir=results_dir, metric="loss", budget=None))
         cmd_plot(argparse.Namespace(results_dir=results_dir))
     except UserError as e:
         print(f"patchscale: warning: analysis of {results_dir} failed: {e}", file=sys.stderr)

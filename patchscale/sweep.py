@@ -187,7 +187,8 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
     durations: list[float] = []
     for k, point in enumerate(todo, 1):
         run_dir = results_dir / "runs" / point.name
-        eta = f", sweep ETA {format_duration(estimate_remaining(durations, costs))}" if durations else ""
+        remaining = estimate_remaining(durations, costs) if durations else None
+        eta = f", sweep ETA {format_duration(remaining)}" if remaining is not None else ""
         print(f"[sweep] run {k}/{len(todo)}: {point.name}{eta}", flush=True)
         started = time.time()
         if is_main:
@@ -214,7 +215,7 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
     return outcome
 
 
-def estimate_remaining(durations: list[float], costs: list[float]) -> float:
+def estimate_remaining(durations: list[float], costs: list[float]) -> float | None:
     """Seconds left for runs len(durations): from the finished runs' durations and every run's FLOPs.
 
     A run costs a fixed overhead (compile, evaluation), taken as the shortest run so far, plus
@@ -223,6 +224,8 @@ def estimate_remaining(durations: list[float], costs: list[float]) -> float:
     """
     done, left = costs[:len(durations)], costs[len(durations):]
     overhead = min(durations)
+    if sum(done) < 0.01 * sum(left):  # Only cheap runs (baselines) so far: no rate to extrapolate yet.
+        return None
     seconds_per_flop = max(sum(durations) - overhead * len(durations), 0.0) / max(sum(done), 1e-30)
     return overhead * len(left) + seconds_per_flop * sum(left)
 

@@ -5,29 +5,46 @@ import json
 import numpy as np
 import pytest
 
-from patchscale.scaling import collect, plots, report
+from patchscale.scaling import collect, compute, plots, report
 from tests.conftest import run_cli
 
 
-def make_results(root, experiment="demo", mixers=("attention", "mamba2"), patches=(16, 8, 4, 2, 1), seeds=(0, 1, 2)):
-    """A results directory shaped like a sweep's, with losses following known saturating laws."""
+def make_results(root, experiment="demo", mixers=("attention", "mamba2"), patches=(16, 8, 4, 2, 1), seeds=(0, 1, 2),
+                 baseline=True):
+    """A results directory shaped like a sweep's: losses follow known saturating laws in p plus a
+    budget term, every run has three budgets, and a linear baseline sits above every model."""
     rng = np.random.default_rng(0)
     (root / "runs").mkdir(parents=True)
     (root / "sweep.json").write_text(json.dumps({"experiment": experiment, "runs": []}))
+
+    def write(name, config, summary):
+        run = root / "runs" / name
+        run.mkdir()
+        (run / "point.json").write_text(json.dumps({"experiment": experiment, "name": name}))
+        (run / "config.json").write_text(json.dumps(config))
+        (run / "summary.json").write_text(json.dumps(summary))
+
     for mixer, (E, A, alpha) in zip(mixers, [(0.05, 0.02, 1.0), (0.04, 0.03, 0.8)]):
         for p in patches:
             for seed in seeds:
-                name = f"{mixer}-pico-p{p}-s{seed}"
-                run = root / "runs" / name
-                run.mkdir()
-                loss = (E + A * p**alpha) * np.exp(rng.normal(0, 0.01))
                 tokens = (32 // p) ** 2 + 1
-                (run / "point.json").write_text(json.dumps({"experiment": experiment, "name": name}))
-                (run / "config.json").write_text(json.dumps({"seed": seed, "model": {"mixer": mixer, "size": "pico"}}))
-                (run / "summary.json").write_text(json.dumps({
+                noise = np.exp(rng.normal(0, 0.01))
+                budgets = [{"steps": d // 100, "images_seen": d, "train_flops": 1e7 * tokens * d,
+                            "test_loss": (E + A * p**alpha + 0.02 * (d / 1e5) ** -0.5) * noise,
+                            "val_loss": (E + A * p**alpha + 0.02 * (d / 1e5) ** -0.5) * noise}
+                           for d in (25_000, 50_000, 100_000)]
+                for b in budgets:
+                    b["test_accuracy"] = b["val_accuracy"] = 1 - b["test_loss"] / 2
+                loss = budgets[-1]["test_loss"]
+                write(f"{mixer}-pico-p{p}-s{seed}", {"seed": seed, "model": {"mixer": mixer, "size": "pico"}}, {
                     "test_loss": loss, "test_accuracy": 1 - loss / 2, "patch_size": p, "image_size": 32,
                     "tokens_per_image": tokens, "train_flops_total": 1e12 * tokens, "params": 1000,
-                    "params_non_embedding": 900}))
+                    "params_non_embedding": 900, "budgets": budgets})
+    for seed in seeds if baseline else ():
+        write(f"baseline-linear-s{seed}", {"seed": seed, "model": {"mixer": "attention", "size": "pico",
+                                                                    "baseline": "linear"}}, {
+            "test_loss": 0.9, "test_accuracy": 0.55, "patch_size": 4, "image_size": 32, "tokens_per_image": 0,
+            "train_flops_total": 1e9, "params": 10250, "params_non_embedding": 10250})
     return root
 
 
@@ -81,7 +98,7 @@ def test_an_error_of_exactly_zero_is_a_clear_message_not_a_crash(tmp_path):
 def test_plot_regenerates_every_figure_from_stored_results(tmp_path):
     root = make_results(tmp_path / "demo")
     written = plots.plot_results(root)
-    for name in ("loss_vs_patch", "accuracy_vs_patch", "loss_vs_flops"):
+    for name in ("loss_vs_patch", "accuracy_vs_patch", "compute_attention-pico-r32", "compute_mamba2-pico-r32"):
         for ext in ("png", "svg"):
             path = root / f"{name}.{ext}"
             assert str(path) in written and path.stat().st_size > 1000
@@ -91,7 +108,7 @@ def test_plot_regenerates_every_figure_from_stored_results(tmp_path):
 def test_frontier_keeps_only_runs_no_cheaper_run_beats():
     flops = np.asarray([1.0, 2.0, 3.0, 4.0])
     loss = np.asarray([0.5, 0.6, 0.3, 0.4])
-    assert plots.frontier(flops, loss).tolist() == [0, 2]
+    assert compute.frontier(flops, loss) == [0, 2]
 
 
 def test_failed_and_unfinished_runs_are_left_out_with_a_warning(tmp_path):
@@ -103,7 +120,7 @@ def test_failed_and_unfinished_runs_are_left_out_with_a_warning(tmp_path):
     (unfinished / "summary.json").unlink()
     (unfinished / "checkpoints").mkdir()
     runs, warnings = collect.load(root)
-    assert len(runs) == 28
+    assert len(runs) == 31 and len([r for r in runs if r.baseline]) == 3
     assert any("attention-pico-p1-s0: failed (TrainingError" in w for w in warnings)
     assert any("attention-pico-p2-s0: partial" in w for w in warnings)
     done = run_cli("fit", root)

@@ -155,6 +155,7 @@ def test_eta_counts_a_fixed_overhead_plus_time_per_flop():
     # Runs of 0 and 100 FLOPs took 5 s and 15 s: 5 s overhead, 0.1 s per FLOP.
     assert sweep.estimate_remaining([5.0, 15.0], [0.0, 100.0, 0.0, 200.0]) == pytest.approx(2 * 5.0 + 0.1 * 200.0)
     assert sweep.estimate_remaining([3.0], [1.0, 1.0]) == pytest.approx(3.0)  # One run: overhead only.
+    assert sweep.estimate_remaining([2.0, 2.1], [1.0, 1.0, 1e6]) is None  # Only baselines so far: no rate.
 
 
 def test_default_experiment_is_the_promised_sweep():

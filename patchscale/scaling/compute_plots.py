@@ -176,6 +176,8 @@ def plot_compute(results_dir_path, runs, analysis: dict, colors: dict | None = N
     grouped = collect.groups(runs)
     written = []
     for label, g in analysis["groups"].items():
+        if not g["cells"]:  # No run recorded its budgets (images seen): nothing to draw.
+            continue
         members = grouped.get(label, [])
         image_size = members[0].image_size if members else None
         fig, axes = plt.subplots(1, 3, figsize=(18, 5))

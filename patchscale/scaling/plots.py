@@ -4,9 +4,12 @@
   runs as points, the chosen law with its 95% band (both laws when the forms are not separable),
   bound and lack-of-fit flags in the legend, one colour per group;
 * accuracy_vs_patch: test accuracy vs patch size (mean ± spread over seeds);
-* loss_vs_flops: test loss vs total training FLOPs, the loss-vs-compute frontier marked.
+* compute_<group>: the compute view per group (compute_plots.py): the metric vs patch size per
+  budget, vs training FLOPs per patch size with the frontier of seed means, and p*(C).
 
-Each is written as PNG and SVG next to fit.json (which is refitted if missing).
+Pixel baselines (linear, MLP) are drawn as horizontal reference lines; groups that fail the
+convergence criterion are marked "budget-limited" in the legend. Each figure is written as PNG
+and SVG next to fit.json (which is refitted if missing).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from etils import epath
 
-from patchscale.scaling import collect, report
+from patchscale.scaling import collect, compute, compute_plots, report
 from patchscale.scaling.fit import PREDICT
 
 
@@ -25,17 +28,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def frontier(flops: np.ndarray, loss: np.ndarray) -> np.ndarray:
-    """Indices of runs on the loss-vs-compute frontier: no other run is cheaper and better."""
-    order = np.lexsort((loss, flops))
-    best, keep = np.inf, []
-    for i in order:
-        if loss[i] < best:
-            keep.append(i)
-            best = loss[i]
-    return np.asarray(keep, int)
 
 
 def _save(fig, out: epath.Path, name: str) -> list[str]:
@@ -77,6 +69,8 @@ def _loss_vs_patch(ax, grouped, fits, colors, metric="test_loss"):
                 sign = "+" if params["s"] >= 0 else "−"
                 label = f"{group}: log L = {params['c']:.3g} {sign} {abs(params['s']):.2f}·log p"
             flags = [n.split(":")[0] for n in fit["notes"] if "bound" in n.split(":")[0] or n.startswith("lack of fit")]
+            if not entry.get("law_claim", True):
+                flags.append("budget-limited: no claim about the law")
             label += "".join(f"\n  ({flag})" for flag in flags)
             ax.plot(grid, PREDICT[form](params, grid), color=colors[group], label=label,
                     linestyle="-" if form == "saturating" else "--")
@@ -100,28 +94,11 @@ def _accuracy_vs_patch(ax, grouped, colors):
     ax.set_title("Test accuracy vs patch size")
 
 
-def _loss_vs_flops(ax, runs, grouped, colors):
-    for group, members in sorted(grouped.items()):
-        ax.scatter([r.train_flops for r in members], [r.test_loss for r in members], color=colors[group], s=18,
-                   label=group)
-        labelled = {}
-        for r in members:  # One label per patch size, at the seed with the highest loss.
-            if r.patch_size not in labelled or r.test_loss > labelled[r.patch_size].test_loss:
-                labelled[r.patch_size] = r
-        for r in labelled.values():
-            ax.annotate(f"p{r.patch_size}", (r.train_flops, r.test_loss), fontsize=7, alpha=0.8,
-                        xytext=(3, 3), textcoords="offset points")
-    flops = np.asarray([r.train_flops for r in runs])
-    loss = np.asarray([r.test_loss for r in runs])
-    edge = frontier(flops, loss)
-    ax.step(flops[edge], loss[edge], where="post", color="black", linewidth=1, label="compute frontier")
-    ax.scatter(flops[edge], loss[edge], facecolors="none", edgecolors="black", s=60)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("training compute (analytic FLOPs, whole run)")
-    ax.set_ylabel("test loss (cross-entropy)")
-    ax.set_title("Test loss vs training compute")
-    ax.grid(True, which="both", alpha=0.3)
+def _baselines(ax, baselines, value) -> None:
+    """Horizontal reference lines: each pixel baseline's seed mean (same input, same trainer)."""
+    for (label, members), style in zip(sorted(baselines.items()), (":", "-.", "--")):
+        ax.axhline(np.mean([value(r) for r in members]), color="gray", linestyle=style, linewidth=1,
+                   label=f"{label} (mean of {len(members)})")
 
 
 def plot_results(results_dir) -> list[str]:
@@ -134,12 +111,16 @@ def plot_results(results_dir) -> list[str]:
     payload = collect._read(fit_file) if fit_file.exists() else report.fit_results(results_dir)
     fits, metric = payload["fits"], payload.get("metric", "test_loss")
     grouped = collect.groups(runs)
+    baselines = collect.baselines(runs)
     colors = dict(zip(sorted(grouped), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10))
-    patch_sizes = {r.patch_size for r in runs}
+    patch_sizes = {r.patch_size for members in grouped.values() for r in members}
     figures = {
-        "loss_vs_patch": lambda ax: (_loss_vs_patch(ax, grouped, fits, colors, metric), _patch_axis(ax, patch_sizes)),
-        "accuracy_vs_patch": lambda ax: (_accuracy_vs_patch(ax, grouped, colors), _patch_axis(ax, patch_sizes)),
-        "loss_vs_flops": lambda ax: _loss_vs_flops(ax, runs, grouped, colors),
+        "loss_vs_patch": lambda ax: (_loss_vs_patch(ax, grouped, fits, colors, metric),
+                                     _baselines(ax, baselines, lambda r: r.metric(metric)),
+                                     _patch_axis(ax, patch_sizes)),
+        "accuracy_vs_patch": lambda ax: (_accuracy_vs_patch(ax, grouped, colors),
+                                         _baselines(ax, baselines, lambda r: 100 * r.test_accuracy),
+                                         _patch_axis(ax, patch_sizes)),
     }
     written = []
     for name, draw in figures.items():
@@ -148,4 +129,6 @@ def plot_results(results_dir) -> list[str]:
         ax.legend(fontsize=7)
         written += _save(fig, root, name)
         plt.close(fig)
+    analysis = payload.get("compute") or compute.analyse(runs, metric=metric, n_draws=1000)
+    written += compute_plots.plot_compute(root, runs, analysis, colors)
     return written

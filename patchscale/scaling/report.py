@@ -14,7 +14,7 @@ from etils import epath
 
 from patchscale import results
 from patchscale.errors import UserError
-from patchscale.scaling import collect
+from patchscale.scaling import collect, compute
 from patchscale.scaling.fit import FitError, choose, fit_power, fit_saturating, json_safe, paired_steps
 
 FIT_FILE = "fit.json"
@@ -48,7 +48,12 @@ def fit_results(results_dir, metric: str = "test_loss", budget: float | None = N
         fits[group] = fit_group(members, metric)
         if "error" in fits[group]:
             print(f"patchscale: warning: {group}: not fitted: {fits[group]['error']}", flush=True)
-    payload = {"metric": metric, "budget": budget, "fits": fits, "left_out": warnings,
+    analysis = compute.analyse(runs, metric=metric, budget=budget, n_draws=1000)
+    for group, entry in fits.items():
+        verdict = analysis["groups"].get(group, {})
+        entry["law_claim"] = bool(verdict.get("law_claim"))
+        entry["convergence"] = verdict.get("convergence", {}).get("reason")
+    payload = {"metric": metric, "budget": budget, "fits": fits, "compute": analysis, "left_out": warnings,
                "git_commit": results.git_commit(),
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     results.write_json_atomic(epath.Path(results_dir) / FIT_FILE, json_safe(payload))
@@ -92,6 +97,10 @@ def table(payload: dict) -> str:
         sat, power = entry["saturating"], entry["power"]
         seeds = ", ".join(f"p{p}:{n}" for p, n in sat["n_seeds"].items())
         lines.append(f"  {sat['n_patch_sizes']} patch sizes, {sat['n_runs']} runs (seeds per size: {seeds})")
+        if entry.get("convergence"):
+            lines.append(f"  convergence: {entry['convergence']}")
+        if not entry.get("law_claim", True):
+            lines.append(f"  {compute.BUDGET_LIMITED}: the fitted laws below describe these runs, not the law")
         lines.append(header)
         for fit, text in ((sat, f"E={_value(sat, 'E')}  A={_value(sat, 'A')}  alpha={_value(sat, 'alpha')}"),
                           (power, f"c={_value(power, 'c')}  s={_value(power, 's')}")):
@@ -102,4 +111,6 @@ def table(payload: dict) -> str:
         for fit in (sat, power):
             for note in fit["notes"]:
                 lines.append(f"  note ({fit['form']}): {note}")
+    if payload.get("compute"):
+        lines += ["", compute.table(payload["compute"])]
     return "\n".join(lines)
