@@ -1,6 +1,7 @@
 """Training budgets from one run: WSD cooldown branches, their resume, pixel baselines, in-memory data."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -90,14 +91,22 @@ def test_linear_baseline_trains_through_the_same_path(mnist_dir, tmp_path):
     ({"train.budgets": "(0.5, 0.25)"}, "increasing fractions"),
     ({"train.budgets": "(1.0,)"}, "increasing fractions"),
     ({"train.budgets": "(0.05,)"}, "inside the"),
+    ({"train.cooldown_fraction": 0.0}, "train.cooldown_fraction=0.0"),
     ({"model.baseline": "cnn"}, "model.baseline='cnn'"),
     ({"data.val_split": "val"}, "data.val_split='val'"),
 ])
-def test_bad_budget_settings_are_one_line_errors(mnist_dir, tmp_path, bad, message):
-    done = run_cli("train", DEFAULT_EXPERIMENT, *overrides(mnist_dir, **{"train.warmup_epochs": 0.5, **bad}),
+def test_bad_budget_settings_are_refused_before_any_work(mnist_dir, bad, message):
+    from patchscale.errors import UserError
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        config_lib.load_config(str(DEFAULT_EXPERIMENT), overrides(mnist_dir, **{"train.warmup_epochs": 0.5, **bad}))
+
+
+def test_a_bad_budget_is_a_one_line_cli_error(mnist_dir, tmp_path):
+    done = run_cli("train", DEFAULT_EXPERIMENT, *overrides(mnist_dir, **{"train.budgets": "(0.5, 0.25)"}),
                    "--workdir", tmp_path / "bad")
-    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "bad").exists()
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith("patchscale: error: ") and not (tmp_path / "bad").exists()
 
 
 def test_in_memory_data_gives_the_same_batches_as_streaming(mnist_dir):
