@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from patchscale.scaling import compute, compute_plots
+from patchscale.scaling import compute, compute_plots, convergence, joint
 from patchscale.scaling.collect import Budget, Run
 
 R, WIDTH, DEPTH = 8, 64, 4  # The 8×8 MNIST default: p = 8, 4, 2, 1 → 2…65 tokens.
@@ -105,11 +105,11 @@ def _true_pstar(C, cells):
 
 def test_true_optimal_patch_size_within_interval(synthetic):
     runs, _ = synthetic
-    cells = compute.cells(runs, "test_loss")
-    joint = compute.fit_joint(cells)
-    fit = joint["fits"]["additive"]
+    cells = joint.cells(runs, "test_loss")
+    law = joint.fit_joint(cells)
+    fit = law["fits"]["additive"]
     budgets = [1.5e11, 4e11, 9e11, 2.5e12]
-    rows = compute.optimal(cells, fit, joint["_ctx"], budgets, n_draws=1000)
+    rows = joint.optimal(cells, fit, law["_ctx"], budgets, n_draws=1000)
     discrete_truth = []
     for C, row in zip(budgets, rows):
         discrete, continuous = _true_pstar(C, cells)
@@ -154,32 +154,33 @@ def _curve(values_by_p, budgets=(75_000, 150_000), **kw):
 
 
 def test_convergence_verdicts():
-    converged = compute.convergence(_curve({8: [0.50, 0.49], 4: [0.40, 0.39], 2: [0.30, 0.295]}))
+    converged = convergence.convergence(_curve({8: [0.50, 0.49], 4: [0.40, 0.39], 2: [0.30, 0.295]}))
     assert converged["verdict"] == "converged" and converged["converged"], converged["reason"]
     assert converged["metric"] == "val_loss"
 
-    limited = compute.convergence(_curve({8: [0.50, 0.49], 4: [0.40, 0.30], 2: [0.30, 0.29]}))
+    limited = convergence.convergence(_curve({8: [0.50, 0.49], 4: [0.40, 0.30], 2: [0.30, 0.29]}))
     assert limited["verdict"] == "budget-limited"
     assert "budget-limited: no claim about the law" in limited["reason"]
     by_p = {e["patch_size"]: e for e in limited["patch_sizes"]}
     assert by_p[4]["converged"] is False and by_p[8]["converged"] is True
     assert abs(by_p[4]["relative_improvement"] - 1 / 3) < 0.01
 
-    flip = compute.convergence(_curve({8: [0.300, 0.296], 4: [0.298, 0.299]}))  # Small changes, ranking flips.
+    flip = convergence.convergence(_curve({8: [0.300, 0.296], 4: [0.298, 0.299]}))  # Small changes, ranking flips.
     assert flip["verdict"] == "budget-limited" and "ranking" in flip["reason"]
     assert flip["ranking_flips"][0]["patch_sizes"] == [8, 4]
 
-    rise = compute.convergence(_curve({8: [0.50, 0.60], 4: [0.40, 0.48]}))  # Overfitting: more budget does not help.
+    # Overfitting: more budget does not help.
+    rise = convergence.convergence(_curve({8: [0.50, 0.60], 4: [0.40, 0.48]}))
     assert rise["verdict"] == "converged"
 
-    unchecked = compute.convergence(_curve({8: [0.50, 0.49], 4: [0.40, 0.39]}, budgets=(100_000, 150_000)))
+    unchecked = convergence.convergence(_curve({8: [0.50, 0.49], 4: [0.40, 0.39]}, budgets=(100_000, 150_000)))
     assert unchecked["verdict"] == "not checkable"
     assert unchecked["patch_sizes"][0]["relative_improvement"] is None
     json.dumps([converged, limited, flip, rise, unchecked], allow_nan=False)
 
 
 def test_convergence_falls_back_to_test_loss():
-    out = compute.convergence(_curve({8: [0.50, 0.49], 4: [0.40, 0.39]}, val=False))
+    out = convergence.convergence(_curve({8: [0.50, 0.49], 4: [0.40, 0.39]}, val=False))
     assert out["metric"] == "test_loss" and "val_loss missing" in out["notes"][0]
 
 
@@ -208,7 +209,7 @@ def test_too_few_budgets_for_a_joint_law():
 def test_plots_written(tmp_path, synthetic):
     runs, analysis = synthetic
     runs = runs + baseline_runs()
-    analysis = dict(analysis, baselines=compute.baseline_comparison(
+    analysis = dict(analysis, baselines=convergence.baseline_comparison(
         {"vit-pico-r8": runs[:-3]}, {"baseline-linear-r8": runs[-3:]}, "test_loss"))
     written = compute_plots.plot_compute(tmp_path, runs, analysis)
     assert sorted(p.rsplit(".", 1)[1] for p in written) == ["png", "svg"]

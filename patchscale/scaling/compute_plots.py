@@ -14,7 +14,7 @@ import re
 import numpy as np
 from etils import epath
 
-from patchscale.scaling import compute
+from patchscale.scaling.joint import Cells, Context, frontier, predict
 
 
 def _pyplot():
@@ -66,10 +66,10 @@ def _joint_line(g, p, D):
         [prm["gamma"]] if "gamma" in prm else [])
     ps = np.asarray([e["patch_size"] for e in g["flops_per_image"]], np.float64)
     tok = np.asarray([e["tokens"] for e in g["flops_per_image"]], np.float64)
-    holder = compute.Cells(p=ps, D=ps, C=ps, n=ps, mean=ps, values=[], seeds=[], patch_sizes=ps, flops_per_image=tok,
-                           tokens=np.maximum(tok, 1), notes=[])
-    ctx = compute.Context(p0=joint["reference"]["p0"], D0=joint["reference"]["D0"], tokens=holder)
-    return compute.predict(fit["form"], np.asarray(theta), p, D, ctx)
+    holder = Cells(p=ps, D=ps, C=ps, n=ps, mean=ps, values=[], seeds=[], patch_sizes=ps, flops_per_image=tok,
+                   tokens=np.maximum(tok, 1), notes=[])
+    ctx = Context(p0=joint["reference"]["p0"], D0=joint["reference"]["D0"], tokens=holder)
+    return predict(fit["form"], np.asarray(theta), p, D, ctx)
 
 
 def _panel_patch(ax, g, metric, cmap):
@@ -109,7 +109,7 @@ def _panel_flops(ax, g, metric, cmap, baselines, image_size, color):
             ax.plot(D * f, _joint_line(g, np.full_like(D, p), D), color=col, lw=0.8, ls=":")
     cost = [c["train_flops"] for c in g["cells"]]
     loss = [c["mean"] for c in g["cells"]]
-    edge = compute.frontier(cost, loss)
+    edge = frontier(cost, loss)
     ax.step([cost[i] for i in edge], [loss[i] for i in edge], where="post", color=color or "black", lw=1.5,
             label="frontier (seed means)")
     for label, b in baselines.items():

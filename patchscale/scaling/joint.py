@@ -1,0 +1,541 @@
+"""The joint law L(p, D) of one group and the compute-optimal patch size p*(C) it implies.
+
+Every run has losses at several budgets D (training images seen, each after its own cooldown);
+`cells` gathers the seed means of the (patch size p, budget D) cells of one group, which the rest
+of this module works on. Pure numpy/scipy in float64; outputs are JSON-able with None for a
+missing number, apart from the private members (keys starting with '_': numpy arrays, the Context).
+docs/compute.md explains the statistics; in short:
+
+* `fit_joint`: candidate joint laws (`FORMS`), each a weighted least-squares fit of log seed
+  means (weights from the pooled within-cell seed variance, t-scaled covariance), compared by
+  leave-one-cell-out prediction error with a paired t-interval; "not separable" when the
+  interval of the difference contains zero.
+* `optimal`: p*(C) = argmin over the sweep's patch sizes of L(p, C / f(p)), f(p) the measured
+  training FLOPs per image, with a parametric (multivariate-t) bootstrap of the fit for its interval.
+* `iso_flop`, `compute_budgets`, `frontier`: L vs p at fixed C, the budgets C reported, and the
+  measured loss-vs-compute frontier.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from scipy import optimize, stats
+
+from patchscale.scaling.stats import json_mean_interval, json_number, mean_interval, t_quantile
+
+TOO_FEW = "too few budgets/patch sizes for a joint law"
+N_DRAWS = 2000  # Parametric bootstrap draws for p*(C).
+P_OPT_MIN = 0.025  # A patch size enters p*'s set when it is optimal in at least this share of draws.
+ALPHA_BOUNDS = (1e-3, 5.0)
+BETA_BOUNDS = (1e-3, 3.0)
+GAMMA_BOUNDS = (-6.0, 6.0)
+LOG_SCALE_BOUNDS = (-25.0, 10.0)  # ln A and ln B (loss units at the reference point).
+
+
+# --------------------------------------------------------------------------- cells
+
+@dataclasses.dataclass
+class Cells:
+    """Seed means per (patch size, budget) cell of one group, plus per-patch-size cost."""
+
+    p: np.ndarray  # (m,) patch size per cell
+    D: np.ndarray  # (m,) images seen
+    C: np.ndarray  # (m,) mean training FLOPs
+    n: np.ndarray  # (m,) seeds
+    mean: np.ndarray  # (m,) seed mean of the metric
+    values: list  # per cell, the seed values
+    seeds: list  # per cell, the seeds behind them
+    patch_sizes: np.ndarray  # sorted measured patch sizes
+    flops_per_image: np.ndarray  # f(p) at patch_sizes
+    tokens: np.ndarray  # tokens per image at patch_sizes
+    notes: list
+
+    def f(self, p) -> np.ndarray:
+        """Training FLOPs per image, interpolated log-log between measured patch sizes."""
+        return _loglog(self.patch_sizes, self.flops_per_image, p)
+
+    def t(self, p) -> np.ndarray:
+        """Tokens per image, interpolated like f."""
+        return _loglog(self.patch_sizes, self.tokens, p)
+
+    def d_range(self, p: float) -> tuple[float, float]:
+        """Smallest and largest measured budget at patch size p: beyond them a prediction extrapolates."""
+        sel = self.p == p
+        return float(self.D[sel].min()), float(self.D[sel].max())
+
+    def to_list(self) -> list[dict]:
+        out = []
+        for i in range(len(self.p)):
+            out.append({"patch_size": int(self.p[i]), "images_seen": int(self.D[i]), "train_flops": float(self.C[i]),
+                        **json_mean_interval(self.values[i])})
+        return out
+
+
+def _loglog(xs, ys, x) -> np.ndarray:
+    """y at x from measured (xs, ys): piecewise linear in log-log, the end slopes beyond the ends."""
+    lx, ly = np.log(np.asarray(xs, np.float64)), np.log(np.asarray(ys, np.float64))
+    x = np.log(np.asarray(x, np.float64))
+    if len(lx) == 1:
+        return np.full_like(x, math.exp(ly[0]))
+    order = np.argsort(lx)
+    lx, ly = lx[order], ly[order]
+    # Linear in log-log inside the range; the end segments' slopes outside it.
+    slope_lo = (ly[1] - ly[0]) / (lx[1] - lx[0])
+    slope_hi = (ly[-1] - ly[-2]) / (lx[-1] - lx[-2])
+    y = np.interp(x, lx, ly)
+    y = np.where(x < lx[0], ly[0] + slope_lo * (x - lx[0]), y)
+    y = np.where(x > lx[-1], ly[-1] + slope_hi * (x - lx[-1]), y)
+    return np.exp(y)
+
+
+def cells(group_runs, metric: str = "test_loss") -> Cells:
+    """Seed means per (p, D); budgets without images seen (old runs) are left out with a note."""
+    notes = []
+    table: dict[tuple[int, int], list[tuple[float, float, int]]] = {}
+    ratio: dict[int, list[float]] = {}
+    tokens: dict[int, int] = {}
+    skipped = 0
+    for run in group_runs:
+        tokens[run.patch_size] = run.tokens_per_image
+        for b in run.budgets:
+            value = b.metric(metric)
+            if b.images_seen <= 0 or value is None:
+                skipped += 1
+                continue
+            table.setdefault((run.patch_size, b.images_seen), []).append((float(value), b.train_flops, run.seed))
+            ratio.setdefault(run.patch_size, []).append(b.train_flops / b.images_seen)
+    if skipped:
+        notes.append(f"{skipped} budget(s) without images seen or without {metric} left out")
+    keys = sorted(table, key=lambda k: (-k[0], k[1]))
+    ps = np.asarray(sorted(ratio), np.float64)
+    return Cells(
+        p=np.asarray([k[0] for k in keys], np.float64), D=np.asarray([k[1] for k in keys], np.float64),
+        C=np.asarray([np.mean([c for _, c, _ in table[k]]) for k in keys]),
+        n=np.asarray([len(table[k]) for k in keys]),
+        mean=np.asarray([np.mean([v for v, _, _ in table[k]]) for k in keys]),
+        values=[[v for v, _, _ in table[k]] for k in keys], seeds=[[s for _, _, s in table[k]] for k in keys],
+        patch_sizes=ps,
+        flops_per_image=np.asarray([np.median(ratio[int(p)]) for p in ps]),
+        tokens=np.asarray([max(tokens[int(p)], 1) for p in ps], np.float64), notes=notes)
+
+
+# --------------------------------------------------------------------------- joint law
+
+@dataclasses.dataclass(frozen=True)
+class Form:
+    """A candidate joint law: its name, its formula for the output, its fit-space parameter names."""
+
+    name: str
+    formula: str
+    names: tuple[str, ...]
+
+    @property
+    def k(self) -> int:
+        return len(self.names)
+
+
+FORMS = (
+    Form("additive", "E + A·(p/p0)^α + B·(D/D0)^(−β)", ("E", "A", "alpha", "B", "beta")),
+    Form("tokens", "E + A·(p/p0)^α + B·(D·t(p)/(D0·t(p0)))^(−β)", ("E", "A", "alpha", "B", "beta")),
+    Form("interaction", "E + A·(p/p0)^α + B·(p/p0)^γ·(D/D0)^(−β)", ("E", "A", "alpha", "B", "beta", "gamma")),
+)
+FORM = {f.name: f for f in FORMS}
+
+
+@dataclasses.dataclass
+class Context:
+    """What a prediction needs besides the parameters: references and t(p)."""
+
+    p0: float
+    D0: float
+    tokens: Cells
+
+    def x(self, p):
+        return np.asarray(p, np.float64) / self.p0
+
+    def d(self, D):
+        return np.asarray(D, np.float64) / self.D0
+
+
+def predict(form: str, theta, p, D, ctx: Context) -> np.ndarray:
+    """L(p, D); theta is in fit space (E, ln A, α, ln B, β[, γ]) and may be a (draws, k) array."""
+    theta = np.asarray(theta, np.float64)
+    th = theta[..., None] if theta.ndim == 2 else theta  # draws broadcast against points
+    E, lnA, alpha, lnB, beta = (th[..., i] if theta.ndim == 1 else th[:, i] for i in range(5))
+    x, d = ctx.x(p), ctx.d(D)
+    patch = np.exp(lnA + alpha * np.log(x))
+    if form == "additive":
+        data = np.exp(lnB - beta * np.log(d))
+    elif form == "tokens":
+        tau = ctx.tokens.t(p) / ctx.tokens.t(ctx.p0)
+        data = np.exp(lnB - beta * np.log(d * tau))
+    elif form == "interaction":
+        gamma = theta[..., 5] if theta.ndim == 1 else th[:, 5]
+        data = np.exp(lnB + gamma * np.log(x) - beta * np.log(d))
+    else:
+        raise ValueError(f"unknown joint form {form!r}")
+    return E + patch + data
+
+
+def _bounds(form: Form, ymin: float):
+    """Fit-space box: E in [0, smallest cell mean), scales and exponents within the module's bounds."""
+    lo = [0.0, LOG_SCALE_BOUNDS[0], ALPHA_BOUNDS[0], LOG_SCALE_BOUNDS[0], BETA_BOUNDS[0]]
+    hi = [ymin * (1 - 1e-6), LOG_SCALE_BOUNDS[1], ALPHA_BOUNDS[1], LOG_SCALE_BOUNDS[1], BETA_BOUNDS[1]]
+    if form.k == 6:
+        lo.append(GAMMA_BOUNDS[0])
+        hi.append(GAMMA_BOUNDS[1])
+    return np.asarray(lo), np.asarray(hi)
+
+
+def _starts(form: Form, p, D, y, ctx: Context, n_best: int = 3) -> list[np.ndarray]:
+    """Variable-projection starts: for each (α, β[, γ]) on a coarse grid, E, A, B ≥ 0 from an NNLS on
+    relative errors of L; the best few (by log residual) start the full fit."""
+    ymin = float(y.min())
+    cands = []
+    gammas = np.linspace(-3, 3, 7) if form.k == 6 else [None]
+    for alpha in (0.25, 0.5, 1.0, 1.5, 2.0, 3.0):
+        for beta in (0.1, 0.25, 0.5, 0.75, 1.0, 1.5):
+            for gamma in gammas:
+                theta = np.array([0.0, 0.0, alpha, 0.0, beta] + ([gamma] if gamma is not None else []))
+                # Columns: 1, patch term at A = 1, data term at B = 1 (relative weights as in log space).
+                one_a = predict(form.name, theta, p, D, ctx)  # E=0, A=B=1
+                th_b = theta.copy()
+                th_b[1] = LOG_SCALE_BOUNDS[0] * 4  # A ≈ 0
+                col_b = predict(form.name, th_b, p, D, ctx)
+                col_a = one_a - col_b
+                X = np.stack([np.ones_like(y), col_a, col_b], 1) * (1 / y)[:, None]  # Relative errors.
+                coef, _ = optimize.nnls(X, np.ones_like(y))
+                E = min(coef[0], ymin * 0.99)
+                full = np.concatenate([[E, math.log(max(coef[1], 1e-9)), alpha, math.log(max(coef[2], 1e-9)), beta],
+                                       [gamma] if gamma is not None else []])
+                r = np.log(y) - np.log(np.maximum(predict(form.name, full, p, D, ctx), 1e-300))
+                cands.append((float(r @ r), full))
+    cands.sort(key=lambda c: c[0])
+    return [c[1] for c in cands[:n_best]]
+
+
+def _solve(form: Form, p, D, y, W, ctx: Context, starts) -> optimize.OptimizeResult:
+    """Bounded least squares of the whitened log residuals from each start; the best result."""
+    lo, hi = _bounds(form, float(y.min()))
+    logy = np.log(y)
+
+    def resid(theta):
+        return W @ (logy - np.log(np.maximum(predict(form.name, theta, p, D, ctx), 1e-300)))
+
+    best = None
+    for x0 in starts:
+        x0 = np.clip(np.asarray(x0, np.float64), lo + 1e-9 * (hi - lo), hi - 1e-9 * (hi - lo))
+        res = optimize.least_squares(resid, x0, bounds=(lo, hi), method="trf", x_scale="jac", max_nfev=3000,
+                                     ftol=1e-12, xtol=1e-12, gtol=1e-12)
+        if best is None or res.cost < best.cost - 1e-12:
+            best = res
+    return best
+
+
+def _pure_error(c: Cells) -> tuple[float | None, int, float]:
+    """Seed noise of log L: pooled within-cell variance, its degrees of freedom, and the correlation
+    between budgets of one run (cooldown branches of one seed share its history), pooled over patch
+    sizes and clipped to [0, 0.95]."""
+    ss, df = 0.0, 0
+    for v in c.values:
+        if len(v) > 1:
+            lv = np.log(np.asarray(v, np.float64))
+            ss += float(((lv - lv.mean()) ** 2).sum())
+            df += len(v) - 1
+    if not df:
+        return None, 0, 0.0
+    s2 = ss / df
+    cross, pairs = 0.0, 0
+    for p in np.unique(c.p):
+        idx = np.flatnonzero(c.p == p)
+        common = set.intersection(*(set(c.seeds[i]) for i in idx))
+        if len(idx) < 2 or len(common) < 2:
+            continue
+        dev = np.stack([np.log([dict(zip(c.seeds[i], c.values[i]))[s] for s in sorted(common)]) for i in idx], 1)
+        dev = dev - dev.mean(0)
+        S = dev.T @ dev  # (budgets × budgets) sums of products, len(common) − 1 df
+        k = len(idx)
+        cross += float(S.sum() - np.trace(S))
+        pairs += k * (k - 1) * (len(common) - 1)
+    rho = float(np.clip(cross / pairs / s2, 0.0, 0.95)) if pairs and s2 > 0 else 0.0
+    return s2, df, rho
+
+
+def _whitener(c: Cells, idx: np.ndarray, s2: float | None, rho: float) -> np.ndarray:
+    """W with W·(log ȳ − log L̂) standardised: inverse Cholesky factor of the cell means' covariance,
+    block-diagonal by patch size (identity with one seed per cell: the scale comes from the residuals)."""
+    m = len(idx)
+    if s2 is None:
+        return np.eye(m)
+    V = np.zeros((m, m))
+    for a in range(m):
+        for b in range(m):
+            i, j = idx[a], idx[b]
+            if c.p[i] != c.p[j]:
+                continue
+            shared = len(set(c.seeds[i]) & set(c.seeds[j]))
+            V[a, b] = s2 * (1.0 if a == b else rho) * shared / (c.n[i] * c.n[j])
+    return np.linalg.inv(np.linalg.cholesky(V))
+
+
+def _requirements(c: Cells, form: Form) -> str | None:
+    """Why the data cannot support `form` (too few patch sizes, budgets or cells), or None."""
+    m, n_p, n_d = len(c.p), len(set(c.p)), len(set(c.D))
+    if n_p < 3 or n_d < 3 or m < form.k + 2:
+        return (f"{TOO_FEW}: {form.name} ({form.k} parameters) needs ≥ 3 patch sizes, ≥ 3 budgets and ≥ "
+                f"{form.k + 2} (p, D) cells; the data have {n_p} patch sizes, {n_d} budgets, {m} cells")
+    return None
+
+
+def fit_form(c: Cells, form: Form, ctx: Context, s2: float | None, df_pe: int, rho: float = 0.0) -> dict:
+    """One joint form: generalised least squares on log seed means (seed noise as covariance),
+    t-scaled covariance of the parameters, diagnostics, leave-one-cell-out errors."""
+    y, p, D = c.mean, c.p, c.D
+    m = len(y)
+    dof = m - form.k
+    W = _whitener(c, np.arange(m), s2, rho)
+    res = _solve(form, p, D, y, W, ctx, _starts(form, p, D, y, ctx))
+    theta = res.x
+    chi2 = 2 * res.cost
+    notes = []
+    lo, hi = _bounds(form, float(y.min()))
+    span = hi - lo
+    at_bound = (np.abs(theta - lo) < 1e-6 * span) | (np.abs(theta - hi) < 1e-6 * span) | (res.active_mask != 0)
+    # A or B ≈ 0 makes its exponent unidentified.
+    scale = float(np.median(y))
+    unident = at_bound.copy()
+    if math.exp(theta[1]) < 1e-6 * scale:
+        unident[[1, 2]] = True
+        notes.append("A ≈ 0: the patch-size term vanishes, α not identified")
+    if math.exp(theta[3]) < 1e-6 * scale:
+        unident[[3, 4] + ([5] if form.k == 6 else [])] = True
+        notes.append("B ≈ 0: the budget term vanishes, β not identified")
+    for i in np.flatnonzero(at_bound):
+        name = form.names[i]
+        side = "lower" if abs(theta[i] - lo[i]) <= abs(theta[i] - hi[i]) else "upper"
+        if name == "E" and side == "upper":
+            notes.append("E at its upper bound (the smallest cell mean): floor not identified")
+        else:
+            notes.append(f"{name} at its {side} bound: not identified, no interval")
+    # Scale: pure error when it exists and the fit is adequate; else the residual variance.
+    if s2 is None:
+        phi = chi2 / dof if dof > 0 else float("nan")
+        df_t = dof
+        lof = None
+        notes.append("one seed per cell: intervals from the residual scatter")
+    else:
+        F = chi2 / dof if dof > 0 else float("nan")
+        pval = float(stats.f.sf(F, dof, df_pe)) if dof > 0 and df_pe > 0 else None
+        lof = {"F": json_number(F), "df": [dof, df_pe], "p_value": json_number(pval)}
+        phi, df_t = (max(1.0, F), df_pe if F <= 1.0 else dof) if dof > 0 else (1.0, df_pe)
+        if pval is not None and pval < 0.05:
+            notes.append(f"lack of fit (F({dof},{df_pe}) = {F:.2f}, p = {pval:.3g}):"
+                         " intervals widened by the residual scatter")
+    free = ~unident
+    J = res.jac[:, free]
+    cov_free = np.linalg.pinv(J.T @ J) * phi if free.any() and math.isfinite(phi) else None
+    cov = np.zeros((form.k, form.k))
+    if cov_free is not None:
+        cov[np.ix_(free, free)] = cov_free
+    tq = t_quantile(max(df_t, 1))
+    params, intervals, se = {}, {}, {}
+    for i, name in enumerate(form.names):
+        value = theta[i]
+        sd = math.sqrt(max(cov[i, i], 0.0)) if cov_free is not None and free[i] else None
+        if name in ("A", "B"):
+            params[name] = math.exp(value)
+            intervals[name] = None if sd is None else [math.exp(value - tq * sd), math.exp(value + tq * sd)]
+            se[name] = None if sd is None else math.exp(value) * sd
+        else:
+            params[name] = float(value)
+            intervals[name] = None if sd is None else [max(value - tq * sd, lo[i]), min(value + tq * sd, hi[i])]
+            se[name] = sd
+    out = {"form": form.name, "formula": form.formula, "k": form.k,
+           "params": {k: json_number(v) for k, v in params.items()},
+           "intervals": {k: None if v is None else [json_number(v[0]), json_number(v[1])]
+                         for k, v in intervals.items()},
+           "standard_errors": {k: json_number(v) for k, v in se.items()},
+           "at_bound": [form.names[i] for i in np.flatnonzero(unident)],
+           "chi2": json_number(chi2), "dof": dof, "scale": json_number(phi), "t_df": int(df_t), "lack_of_fit": lof,
+           "rms_log_residual": json_number(math.sqrt(float(np.mean(np.linalg.solve(W, res.fun) ** 2)))),
+           "notes": notes,
+           "_theta": theta, "_cov": cov if cov_free is not None else None, "_df": max(df_t, 1)}
+    errors = np.empty(m)
+    for i in range(m):
+        keep = np.arange(m) != i
+        r_i = _solve(form, p[keep], D[keep], y[keep], _whitener(c, np.flatnonzero(keep), s2, rho), ctx, [theta])
+        errors[i] = math.log(y[i]) - math.log(float(predict(form.name, r_i.x, p[i], D[i], ctx)))
+    out["_loo"] = errors
+    out["loo_rmse"] = json_number(math.sqrt(float(np.mean(errors ** 2))))
+    out["loo_mae"] = json_number(float(np.mean(np.abs(errors))))
+    return out
+
+
+def _context(c: Cells) -> Context:
+    """References p0 and D0 at the geometric means of the measured patch sizes and budgets."""
+    return Context(p0=float(np.exp(np.mean(np.log(c.patch_sizes)))), D0=float(np.exp(np.mean(np.log(np.unique(c.D))))),
+                   tokens=c)
+
+
+def fit_joint(c: Cells, forms=FORMS) -> dict:
+    """Fit every candidate form that the data can support; choose by leave-one-cell-out error."""
+    if np.any(c.mean <= 0):
+        return {"status": "not fitted", "reason": "non-positive cell means: the law is fitted in log L", "fits": {}}
+    s2, df_pe, rho = _pure_error(c)
+    ctx = _context(c)
+    fits, skipped = {}, {}
+    for form in forms:
+        why = _requirements(c, form)
+        if why:
+            skipped[form.name] = why
+            continue
+        fits[form.name] = fit_form(c, form, ctx, s2, df_pe, rho)
+    base = {"reference": {"p0": ctx.p0, "D0": ctx.D0},
+            "pure_error": {"variance_log": json_number(s2), "df": df_pe, "budget_correlation": rho},
+            "cells": len(c.p), "skipped": skipped, "_ctx": ctx}
+    if not fits:
+        return {**base, "status": "too few", "reason": next(iter(skipped.values())), "fits": {}}
+    names = sorted(fits, key=lambda f: fits[f]["loo_mae"])
+    best = names[0]
+    comparisons, tied = {}, [best]
+    for other in names[1:]:
+        d = np.abs(fits[other]["_loo"]) - np.abs(fits[best]["_loo"])
+        s = mean_interval(d)
+        separated = s["lo"] is not None and s["lo"] > 0
+        comparisons[other] = {"mean_abs_error_difference": json_number(s["mean"]),
+                              "interval": [json_number(s["lo"]), json_number(s["hi"])], "separated": separated}
+        if not separated:
+            tied.append(other)
+    chosen = best if len(tied) == 1 else None
+    reason = (f"{best}: lowest leave-one-cell-out error, separated from the others" if chosen else
+              f"forms not separable: {', '.join(tied)} within the uncertainty of leave-one-cell-out error;"
+              f" {best} has the lowest")
+    return {**base, "status": "fitted", "fits": fits, "preferred": best, "chosen": chosen,
+            "separable": chosen is not None,
+            "candidates": tied, "comparisons": comparisons, "reason": reason}
+
+
+# --------------------------------------------------------------------------- p*(C)
+
+def _patch_grid(c: Cells, n: int) -> np.ndarray:
+    """n log-spaced patch sizes across the measured range, plus the measured sizes themselves."""
+    return np.unique(np.concatenate([np.geomspace(c.patch_sizes.min(), c.patch_sizes.max(), n), c.patch_sizes]))
+
+
+def outside_range(x: float, lo: float, hi: float) -> bool:
+    """x below lo or above hi by more than rounding (relative 1e-9): an extrapolation."""
+    return bool(x < lo * (1 - 1e-9) or x > hi * (1 + 1e-9))
+
+
+def _central_95(draws) -> list:
+    """The 2.5 and 97.5 percentiles of bootstrap draws: their 95% interval."""
+    return [json_number(np.percentile(draws, 2.5)), json_number(np.percentile(draws, 97.5))]
+
+
+def _draws(fit: dict, n_draws: int, seed: int, form: Form, ymin: float) -> np.ndarray:
+    """Multivariate-t draws of the fit-space parameters (at-bound ones fixed). Draws outside the
+    bounds are redrawn (truncation keeps the correlations that clipping would break)."""
+    theta, cov = fit["_theta"], fit["_cov"]
+    if cov is None:
+        return theta[None, :]
+    rng = np.random.default_rng(seed)
+    vals, vecs = np.linalg.eigh(cov)
+    root = vecs * np.sqrt(np.clip(vals, 0, None))
+    lo, hi = _bounds(form, ymin)
+    kept, total = [], 0
+    for _ in range(20):
+        z = rng.standard_normal((n_draws, len(theta))) @ root.T
+        chi = rng.chisquare(fit["_df"], size=(n_draws, 1)) / fit["_df"]
+        x = theta + z / np.sqrt(chi)
+        kept.append(x[np.all((x >= lo) & (x <= hi), 1)])
+        total += len(kept[-1])
+        if total >= n_draws:
+            break
+    x = np.concatenate(kept)[:n_draws]
+    if len(x) < n_draws // 10:  # Almost all mass outside the bounds: fall back to clipping.
+        x = np.clip(theta + z / np.sqrt(chi), lo, hi)
+    return x
+
+
+def optimal(c: Cells, fit: dict, ctx: Context, budgets, n_draws: int = N_DRAWS, seed: int = 0,
+            grid: int = 121) -> list[dict]:
+    """p*(C) for each compute budget C: over the sweep's patch sizes, and continuous p between them."""
+    form = FORM[fit["form"]]
+    theta = fit["_theta"]
+    draws = _draws(fit, n_draws, seed, form, float(c.mean.min()))
+    cand = c.patch_sizes
+    pg = _patch_grid(c, grid)
+    out = []
+    for C in budgets:
+        C = float(C)
+        D_c, D_g = C / c.f(cand), C / c.f(pg)
+        L_c = predict(form.name, theta, cand, D_c, ctx)
+        i = int(np.argmin(L_c))
+        p_star = float(cand[i])
+        L_g = predict(form.name, theta, pg, D_g, ctx)
+        j = int(np.argmin(L_g))
+        Ld_c = predict(form.name, draws, cand, D_c, ctx)  # (draws, candidates)
+        win = np.bincount(np.argmin(Ld_c, 1), minlength=len(cand)) / len(draws)
+        Ld_g = predict(form.name, draws, pg, D_g, ctx)
+        pd = pg[np.argmin(Ld_g, 1)]
+        loss_i = Ld_c[:, i]
+        dlo, dhi = c.d_range(p_star)
+        extrapolated = outside_range(D_c[i], dlo, dhi)
+        pc = float(pg[j])
+        lower, upper = cand[cand <= pc].max(), cand[cand >= pc].min()
+        drange = [max(c.d_range(lower)[0], c.d_range(upper)[0]), min(c.d_range(lower)[1], c.d_range(upper)[1])]
+        out.append({
+            "compute": C, "patch_size": int(p_star), "images_seen": json_number(D_c[i]), "loss": json_number(L_c[i]),
+            "loss_interval": _central_95(loss_i),
+            "probability_optimal": {str(int(p)): json_number(q) for p, q in zip(cand, win)},
+            "patch_set": [int(p) for p, q in zip(cand, win) if q >= P_OPT_MIN] or [int(p_star)],
+            "extrapolated": extrapolated,
+            "continuous": {"patch_size": pc, "interval": _central_95(pd),
+                           "loss": json_number(L_g[j]), "interpolated": bool(not np.any(np.isclose(pc, cand))),
+                           "extrapolated": outside_range(D_g[j], *drange)},
+        })
+    return out
+
+
+def iso_flop(c: Cells, fit: dict, ctx: Context, budgets, grid: int = 41) -> list[dict]:
+    """Predicted L vs p at fixed compute C (continuous p between the measured sizes, and at them)."""
+    pg = _patch_grid(c, grid)
+    out = []
+    for C in budgets:
+        D = float(C) / c.f(pg)
+        L = predict(fit["form"], fit["_theta"], pg, D, ctx)
+        out.append({"compute": float(C), "patch_size": [float(x) for x in pg], "images_seen": [float(x) for x in D],
+                    "loss": [json_number(x) for x in L]})
+    return out
+
+
+def compute_budgets(c: Cells, extra=None, n_log: int = 5) -> list[dict]:
+    """The budgets p*(C) is reported at: each patch size's compute at its largest budget, log-spaced
+    values across the covered range, and the user's budget."""
+    out = []
+    for p in sorted(c.patch_sizes, reverse=True):
+        sel = c.p == p
+        out.append({"compute": float(c.C[sel][np.argmax(c.D[sel])]), "source": f"largest budget at p={int(p)}"})
+    lo, hi = float(c.C.min()), float(c.C.max())
+    for C in np.geomspace(lo, hi, n_log):
+        if all(abs(math.log(C / e["compute"])) > 0.05 for e in out):
+            out.append({"compute": float(C), "source": "log-spaced in the covered range"})
+    if extra is not None:
+        out.append({"compute": float(extra), "source": "requested (--budget)"})
+    return sorted(out, key=lambda e: e["compute"])
+
+
+# --------------------------------------------------------------------------- frontier
+
+def frontier(cost, loss) -> list[int]:
+    """Indices on the loss-vs-compute frontier: no other point is cheaper and better."""
+    cost, loss = np.asarray(cost, np.float64), np.asarray(loss, np.float64)
+    best, keep = np.inf, []
+    for i in np.lexsort((loss, cost)):
+        if loss[i] < best:
+            keep.append(int(i))
+            best = loss[i]
+    return keep
