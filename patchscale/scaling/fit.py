@@ -42,6 +42,8 @@ import math
 import numpy as np
 from scipy import optimize, stats
 
+from patchscale.scaling.stats import t_quantile
+
 ALPHA_MIN = 1e-4  # Bounds of α in the saturating law.
 ALPHA_MAX = 6.0
 ALPHA_GRID = np.concatenate([np.geomspace(ALPHA_MIN, 0.1, 16)[:-1], np.linspace(0.1, 3.0, 117),
@@ -156,10 +158,6 @@ def means(p, loss) -> Means:
     return Means(distinct, y, n, sigma2, df, int(p.size))
 
 
-def _t(level: float, df: int) -> float:
-    return float(stats.t.ppf(0.5 + level / 2, df))
-
-
 # ---------------------------------------------------------------------------------------------
 # Saturating law.
 
@@ -243,7 +241,7 @@ def _saturating(m: Means, level: float) -> tuple[dict, dict | None, dict | None,
     notes, unidentified = _saturating_bounds(params, m, e_max)
     intervals = band = None
     if m.sigma2 is not None:
-        threshold = s_min + _t(level, m.df) ** 2 * m.sigma2
+        threshold = s_min + t_quantile(m.df, level) ** 2 * m.sigma2
         zoom = _zoom(theta, se, m.sigma2, e_max)
         if zoom is not None:
             grid = np.concatenate([grid, _saturating_grid(m, *zoom)])
@@ -301,7 +299,7 @@ def _power(m: Means, level: float) -> tuple[dict, dict | None, dict | None, list
     notes = ["s < 0: the metric rises as the patch shrinks"] if params["s"] < 0 else []
     intervals = band = None
     if m.sigma2 is not None:
-        t = _t(level, m.df)
+        t = t_quantile(m.df, level)
         se = np.sqrt(np.diag(inv) * m.sigma2)
         intervals = {k: [float(b - t * e), float(b + t * e)] for k, b, e in zip(("c", "s"), beta, se)}
         grid_p = np.geomspace(m.p.min(), m.p.max(), 50)
@@ -396,7 +394,7 @@ def paired_steps(p, loss, seeds, level: float = 0.95) -> list[dict]:
                           f" ({d.size} seed pair{'s' if d.size != 1 else ''})"})
             continue
         mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size))
-        t = _t(level, d.size - 1)
+        t = t_quantile(d.size - 1, level)
         p_value = float(stats.t.cdf(mean / se, d.size - 1)) if se > 0 else (0.0 if mean < 0 else 1.0)
         steps.append({**step, "testable": True, "mean_difference": mean, "interval": [mean - t * se, mean + t * se],
                       "p_value_smaller_better": p_value})

@@ -15,6 +15,7 @@ from etils import epath
 from patchscale import results
 from patchscale.errors import UserError
 from patchscale.scaling import collect, compute
+from patchscale.scaling.stats import json_mean_interval
 from patchscale.scaling.fit import FitError, choose, fit_power, fit_saturating, json_safe, paired_steps
 
 FIT_FILE = "fit.json"
@@ -26,7 +27,8 @@ def fit_group(members, metric: str = "test_loss") -> dict:
     p = np.asarray([r.patch_size for r in members], float)
     values = np.asarray([r.metric(metric) for r in members], float)
     seeds = np.asarray([r.seed for r in members])
-    entry = {"runs": [r.name for r in members], "group_keys": dict(members[0].group_keys)}
+    entry = {"runs": [r.name for r in members], "group_keys": dict(members[0].group_keys),
+             "means": {str(int(size)): json_mean_interval(values[p == size]) for size in sorted(set(p), reverse=True)}}
     try:
         saturating, power = fit_saturating(p, values, seeds), fit_power(p, values, seeds)
     except FitError as e:
@@ -97,10 +99,13 @@ def table(payload: dict) -> str:
         sat, power = entry["saturating"], entry["power"]
         seeds = ", ".join(f"p{p}:{n}" for p, n in sat["n_seeds"].items())
         lines.append(f"  {sat['n_patch_sizes']} patch sizes, {sat['n_runs']} runs (seeds per size: {seeds})")
+        lines.append("  means [95% t-interval over seeds]: " + "; ".join(
+            f"p={size}: {m['mean']:.4g}" + (f" [{m['lo']:.4g}, {m['hi']:.4g}]" if m["lo"] is not None else "")
+            for size, m in entry["means"].items()))
         if entry.get("convergence"):
             lines.append(f"  convergence: {entry['convergence']}")
         if not entry.get("law_claim", True):
-            lines.append(f"  {compute.BUDGET_LIMITED}: the fitted laws below describe these runs, not the law")
+            lines.append("  no claim about the law (convergence not established): the fits below describe these runs only")
         lines.append(header)
         for fit, text in ((sat, f"E={_value(sat, 'E')}  A={_value(sat, 'A')}  alpha={_value(sat, 'alpha')}"),
                           (power, f"c={_value(power, 'c')}  s={_value(power, 's')}")):
