@@ -10,7 +10,7 @@ from tests.conftest import run_cli
 
 
 def make_results(root, experiment="demo", mixers=("attention", "mamba2"), patches=(16, 8, 4, 2, 1), seeds=(0, 1, 2),
-                 baseline=True):
+                 baseline=True, budget_term=0.02):
     """A results directory shaped like a sweep's: losses follow known saturating laws in p plus a
     budget term, every run has three budgets, and a linear baseline sits above every model."""
     rng = np.random.default_rng(0)
@@ -30,8 +30,8 @@ def make_results(root, experiment="demo", mixers=("attention", "mamba2"), patche
                 tokens = (32 // p) ** 2 + 1
                 noise = np.exp(rng.normal(0, 0.01))
                 budgets = [{"steps": d // 100, "images_seen": d, "train_flops": 1e7 * tokens * d,
-                            "test_loss": (E + A * p**alpha + 0.02 * (d / 1e5) ** -0.5) * noise,
-                            "val_loss": (E + A * p**alpha + 0.02 * (d / 1e5) ** -0.5) * noise}
+                            "test_loss": (E + A * p**alpha + budget_term * (d / 1e5) ** -0.5) * noise,
+                            "val_loss": (E + A * p**alpha + budget_term * (d / 1e5) ** -0.5) * noise}
                            for d in (25_000, 50_000, 100_000)]
                 for b in budgets:
                     b["test_accuracy"] = b["val_accuracy"] = 1 - b["test_loss"] / 2
@@ -169,3 +169,13 @@ def test_table_marks_groups_that_cannot_be_fitted(tmp_path):
     payload = report.fit_results(root)
     assert "at least 3 distinct patch sizes" in payload["fits"]["attention-pico-r32"]["error"]
     assert "not fitted" in report.table(payload)
+
+
+@pytest.mark.parametrize("budget_term, verdict", [(0.2, "budget-limited: no claim about the law"), (1e-4, "converged")])
+def test_fit_says_whether_the_runs_support_a_claim_about_the_law(tmp_path, budget_term, verdict):
+    root = make_results(tmp_path / "demo", mixers=("attention",), budget_term=budget_term)
+    payload = report.fit_results(root)
+    entry = payload["fits"]["attention-pico-r32"]
+    assert verdict in entry["convergence"] and entry["law_claim"] == (verdict == "converged")
+    text = report.table(payload)
+    assert ("no claim about the law (convergence not established)" in text) == (verdict != "converged")
