@@ -167,7 +167,7 @@ def test_default_experiment_is_the_promised_sweep():
     assert {(p.config.model.mixer, p.config.model.patch_size) for p in models} == {
         ("attention", ps) for ps in (8, 4, 2, 1)} | {("mamba2", ps) for ps in (8, 4, 2)}
     assert {p.config.data.image_size for p in points} == {8}
-    assert len({(p.config.train.epochs, p.config.train.budgets, p.config.train.learning_rate) for p in points}) == 1
+    assert len({(p.config.train.epochs, p.config.train.budgets, p.config.train.learning_rate) for p in models}) == 1
     assert {p.config.train.label_smoothing for p in points} == {0.0}
     assert {p.config.data.eval_examples for p in points} == {None}  # The whole test split.
     assert {p.name for p in points[:6]} == {f"baseline-{k}-s{s}" for k in ("linear", "mlp") for s in range(3)}
