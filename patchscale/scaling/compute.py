@@ -159,6 +159,7 @@ def table(analysis: dict) -> str:
             tl, te = b["test_loss"], b["test_error"]
             lines.append(f"  {label:<24} n={tl['n']}  loss {_fmt(tl['mean'])} [{_fmt(tl['lo'])}, {_fmt(tl['hi'])}]"
                          f"  error {_fmt(te['mean'])} [{_fmt(te['lo'])}, {_fmt(te['hi'])}]")
+            lines.append(f"    {b['convergence']}")
         lines.append(f"  {base['note']}")
         for name in base["under_trained"]:
             lines.append(f"    under-trained: {name}")

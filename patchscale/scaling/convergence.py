@@ -106,7 +106,9 @@ def baseline_comparison(grouped: dict, baselines: dict, metric: str = "test_loss
         out[label] = {"kind": kind, "image_size": size, "runs": [r.name for r in members],
                       "test_loss": json_mean_interval([_final(r, "test_loss") for r in members]),
                       "test_error": json_mean_interval([_final(r, "test_error") for r in members]),
-                      "reference": json_number(np.mean([_final(r, metric) for r in members]))}
+                      "reference": json_number(np.mean([_final(r, metric) for r in members])),
+                      # A baseline is a fair reference only when it is itself converged.
+                      "convergence": convergence(members, "val_loss")["reason"]}
         if kind == "linear":
             linear_by_size.setdefault(size, label)
     runs, under, notes = [], [], []
