@@ -14,40 +14,12 @@ import re
 import numpy as np
 from etils import epath
 
+from patchscale.scaling import figures
 from patchscale.scaling.joint import Cells, Context, frontier, predict
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, out: epath.Path, name: str) -> list[str]:
-    written = []
-    for ext in ("png", "svg"):
-        path = out / f"{name}.{ext}"
-        tmp = out / f".{name}.tmp.{ext}"
-        fig.savefig(str(tmp), dpi=120, bbox_inches="tight")
-        tmp.replace(path)
-        written.append(str(path))
-    return written
 
 
 def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", label)
-
-
-def _patch_axis(ax, patch_sizes):
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(patch_sizes))
-    ax.set_xticklabels([str(p) for p in sorted(patch_sizes)])
-    ax.invert_xaxis()  # Smaller patches (more tokens) to the right.
-    ax.set_xlabel("patch size p (smaller = more tokens)")
-    ax.grid(True, which="both", alpha=0.3)
 
 
 def _err(cells):
@@ -84,7 +56,7 @@ def _panel_patch(ax, g, metric, cmap):
                     label=f"D = {D:,} images")
         if fitted:
             ax.plot(pg, _joint_line(g, pg, np.full_like(pg, D)), color=color, lw=1)
-    _patch_axis(ax, g["patch_sizes"])
+    figures.patch_axis(ax, g["patch_sizes"])
     ax.set_yscale("log")
     ax.set_ylabel(f"{metric} (seed mean, 95% t-interval)")
     conv = g["convergence"]
@@ -168,7 +140,7 @@ def _panel_pstar(ax, g):
 
 def plot_compute(results_dir_path, runs, analysis: dict, colors: dict | None = None) -> list[str]:
     """One three-panel figure per group; returns the written paths (PNG and SVG)."""
-    plt = _pyplot()
+    plt = figures.pyplot()
     root = epath.Path(results_dir_path)
     cmap = plt.get_cmap("viridis")
     from patchscale.scaling import collect
@@ -186,6 +158,6 @@ def plot_compute(results_dir_path, runs, analysis: dict, colors: dict | None = N
                      (colors or {}).get(label))
         _panel_pstar(axes[2], g)
         fig.suptitle(f"{label}: {analysis['metric']} over patch size and budget", fontsize=11)
-        written += _save(fig, root, f"compute_{_slug(label)}")
+        written += figures.save(fig, root, f"compute_{_slug(label)}", dpi=120)
         plt.close(fig)
     return written

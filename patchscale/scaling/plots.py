@@ -17,37 +17,8 @@ from __future__ import annotations
 import numpy as np
 from etils import epath
 
-from patchscale.scaling import collect, compute, compute_plots, report
+from patchscale.scaling import collect, compute, compute_plots, figures, report
 from patchscale.scaling.fit import PREDICT
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # No display needed; deterministic output.
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, out: epath.Path, name: str) -> list[str]:
-    written = []
-    for ext in ("png", "svg"):
-        path = out / f"{name}.{ext}"
-        tmp = out / f".{name}.tmp.{ext}"
-        fig.savefig(str(tmp), dpi=150, bbox_inches="tight")
-        tmp.replace(path)
-        written.append(str(path))
-    return written
-
-
-def _patch_axis(ax, patch_sizes):
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(patch_sizes))
-    ax.set_xticklabels([str(p) for p in sorted(patch_sizes)])
-    ax.invert_xaxis()  # Smaller patches (more tokens) to the right.
-    ax.set_xlabel("patch size p (pixels; smaller = more tokens)")
-    ax.grid(True, which="both", alpha=0.3)
 
 
 def _loss_vs_patch(ax, grouped, fits, colors, metric="test_loss"):
@@ -102,7 +73,7 @@ def _baselines(ax, baselines, value) -> None:
 
 
 def plot_results(results_dir) -> list[str]:
-    plt = _pyplot()
+    plt = figures.pyplot()
     root = epath.Path(results_dir)
     runs, warnings = collect.load(results_dir)
     for warning in warnings:
@@ -114,20 +85,20 @@ def plot_results(results_dir) -> list[str]:
     baselines = collect.baselines(runs)
     colors = dict(zip(sorted(grouped), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10))
     patch_sizes = {r.patch_size for members in grouped.values() for r in members}
-    figures = {
+    drawings = {
         "loss_vs_patch": lambda ax: (_loss_vs_patch(ax, grouped, fits, colors, metric),
                                      _baselines(ax, baselines, lambda r: r.metric(metric)),
-                                     _patch_axis(ax, patch_sizes)),
+                                     figures.patch_axis(ax, patch_sizes)),
         "accuracy_vs_patch": lambda ax: (_accuracy_vs_patch(ax, grouped, colors),
                                          _baselines(ax, baselines, lambda r: 100 * r.test_accuracy),
-                                         _patch_axis(ax, patch_sizes)),
+                                         figures.patch_axis(ax, patch_sizes)),
     }
     written = []
-    for name, draw in figures.items():
+    for name, draw in drawings.items():
         fig, ax = plt.subplots(figsize=(7, 5))
         draw(ax)
         ax.legend(fontsize=7)
-        written += _save(fig, root, name)
+        written += figures.save(fig, root, name)
         plt.close(fig)
     analysis = payload.get("compute") or compute.analyse(runs, metric=metric, n_draws=1000)
     written += compute_plots.plot_compute(root, runs, analysis, colors)
