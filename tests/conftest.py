@@ -41,3 +41,19 @@ def run_cli(*args, env_extra=None, timeout=600) -> subprocess.CompletedProcess:
     env = dict(os.environ, **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "patchscale.cli", *map(str, args)], capture_output=True,
                           text=True, env=env, timeout=timeout, cwd=REPO)
+
+
+def train_until_then_kill(overrides, run_dir, marker) -> None:
+    """Start `patchscale train` and SIGKILL it as soon as `marker` (a path) exists; fails if it ended first."""
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "patchscale.cli", "train", str(DEFAULT_EXPERIMENT), *overrides,
+           "--workdir", str(run_dir)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"

@@ -2,17 +2,13 @@
 
 import json
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from patchscale import config as config_lib
 from patchscale import optimizer
-from tests.conftest import DEFAULT_EXPERIMENT, REPO, run_cli, small_overrides
+from tests.conftest import DEFAULT_EXPERIMENT, run_cli, small_overrides, train_until_then_kill
 
 WSD = {"train.schedule": "wsd", "train.steps": 40, "train.budgets": "(0.5,)", "train.checkpoint_every": 8,
        "train.log_every": 8, "data.val_split": "validation", "data.eval_examples": 500, "model.drop_path": 0.0,
@@ -59,16 +55,8 @@ def test_cooldown_branch_equals_a_separate_run_of_that_budget(wsd_run, mnist_dir
 def test_resume_after_the_branch_keeps_it_and_ends_identically(wsd_run, mnist_dir, tmp_path):
     reference_dir, expected = wsd_run
     run_dir = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "patchscale.cli", "train", str(DEFAULT_EXPERIMENT), *overrides(mnist_dir),
-           "--workdir", str(run_dir)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    checkpoint = run_dir / "checkpoints" / "24"  # After the branch that starts at step 16.
-    deadline = time.time() + 300
-    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    # Killed once the checkpoint after the branch (which starts at step 16) exists.
+    train_until_then_kill(overrides(mnist_dir), run_dir, run_dir / "checkpoints" / "24")
     resumed = run_cli("train", DEFAULT_EXPERIMENT, *overrides(mnist_dir), "--workdir", run_dir)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and "[train] budget" not in resumed.stdout  # Not trained twice.

@@ -1,10 +1,6 @@
 """End-to-end training on a real MNIST subset: outputs, evaluation, resume after SIGKILL, NaN stop."""
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +10,7 @@ from flax import nnx
 
 from patchscale import config as config_lib
 from patchscale import train
-from tests.conftest import DEFAULT_EXPERIMENT, REPO, run_cli, small_overrides
+from tests.conftest import DEFAULT_EXPERIMENT, run_cli, small_overrides, train_until_then_kill
 
 
 def read_metrics(run_dir):
@@ -67,16 +63,7 @@ def test_other_config_in_an_existing_run_directory_is_refused(finished_run, mnis
 def test_resume_after_sigkill_ends_with_identical_metrics(finished_run, mnist_dir, tmp_path):
     reference_dir, _ = finished_run
     run_dir = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "patchscale.cli", "train", str(DEFAULT_EXPERIMENT),
-           *small_overrides(mnist_dir), "--workdir", str(run_dir)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    first_checkpoint = run_dir / "checkpoints" / "20"
-    deadline = time.time() + 300
-    while not first_checkpoint.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    train_until_then_kill(small_overrides(mnist_dir), run_dir, run_dir / "checkpoints" / "20")
     assert not (run_dir / "summary.json").exists()
 
     resumed = run_cli("train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir), "--workdir", run_dir)
