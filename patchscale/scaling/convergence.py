@@ -96,6 +96,16 @@ def convergence(group_runs, metric: str = "val_loss", tolerance: float = TOLERAN
 
 # --------------------------------------------------------------------------- baselines
 
+def _baseline_convergence(members) -> str:
+    """The criterion applied to one baseline (a single 'patch size'), in words that fit a baseline."""
+    result = convergence(members, "val_loss")
+    if result["verdict"] == "not checkable":
+        return "convergence not checkable (needs two budgets a factor ≥ 2 apart)"
+    gain = result["patch_sizes"][0]["relative_improvement"]
+    state = "converged" if result["converged"] else "not converged"
+    return f"{state}: doubling the budget improved {result['metric']} by {gain:.1%} (tolerance {TOLERANCE:.0%})"
+
+
 def baseline_comparison(grouped: dict, baselines: dict, metric: str = "test_loss") -> dict:
     """Baselines' seed means with t-intervals; runs worse than the linear baseline (test error) listed."""
     out: dict = {}
@@ -108,7 +118,7 @@ def baseline_comparison(grouped: dict, baselines: dict, metric: str = "test_loss
                       "test_error": json_mean_interval([_final(r, "test_error") for r in members]),
                       "reference": json_number(np.mean([_final(r, metric) for r in members])),
                       # A baseline is a fair reference only when it is itself converged.
-                      "convergence": convergence(members, "val_loss")["reason"]}
+                      "convergence": _baseline_convergence(members)}
         if kind == "linear":
             linear_by_size.setdefault(size, label)
     runs, under, notes = [], [], []
