@@ -85,6 +85,7 @@ def test_every_patch_size(patch_size):
     assert logits.shape == (2, 10) and bool(jnp.all(jnp.isfinite(logits)))
 
 
+@pytest.mark.heavy
 def test_remat_gives_the_same_loss_and_gradients():
     images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 32, 32, 1)), jnp.uint8)
 

@@ -21,6 +21,7 @@ def test_vendor_peaks_by_device_kind():
     assert bench.vendor_peak_flops("cpu", "float32") is None
 
 
+@pytest.mark.heavy
 def test_bench_command_writes_a_complete_result(tmp_path, mnist_dir):
     out = tmp_path / "b.json"
     done = run_cli("bench", DEFAULT_EXPERIMENT, "model.size=pico", "model.patch_size=8", "train.batch_size=8",

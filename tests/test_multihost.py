@@ -8,7 +8,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from tests.conftest import DEFAULT_EXPERIMENT, REPO, run_cli, small_overrides
+
+pytestmark = pytest.mark.heavy  # Minutes of subprocess runs: `python -m pytest -m heavy`.
 
 
 def free_port() -> int:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import DEFAULT_EXPERIMENT, REPO, run_cli, small_overrides
 
 PREEMPTED = 75
@@ -48,6 +50,7 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path, mnist_dir):
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 600
 
 
+@pytest.mark.heavy
 def test_sigterm_stops_a_sweep_without_touching_finished_runs(tmp_path, mnist_dir):
     experiment = tmp_path / "two.py"
     overrides = dict(item.split("=", 1) for item in long_run(mnist_dir))

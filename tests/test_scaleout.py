@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.heavy  # Minutes of subprocess runs: `python -m pytest -m heavy`.
+
 MESHES = ["data=8", "fsdp=8", "data=2,fsdp=2,tensor=2"]
 
 

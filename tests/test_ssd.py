@@ -40,8 +40,8 @@ def test_matmul_state_passing_matches_sequential(length, chunk, multiple):
     assert rel_err(actual, ssd_sequential(*args)) < 1e-5
 
 
-@pytest.mark.parametrize("length, chunk, groups, passing", [(48, 16, 1, "scan"), (37, 8, 2, "scan"),
-                                                            (37, 8, 2, "matmul")])
+@pytest.mark.parametrize("length, chunk, groups, passing", [
+    pytest.param(48, 16, 1, "scan", marks=pytest.mark.heavy), (37, 8, 2, "scan"), (37, 8, 2, "matmul")])
 def test_gradients_match_sequential(length, chunk, groups, passing):
     args = inputs(length=length, groups=groups, seed=1)
     weights = jnp.asarray(np.random.default_rng(2).normal(size=args[0].shape), jnp.float32)
