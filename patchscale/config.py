@@ -195,7 +195,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def _validate_schedule(t, num_train: int | None, optimizer) -> None:
     """Schedule names, and budgets whose cooldown branches start after the warmup."""
-    from patchscale.program import total_steps
+    from patchscale.program import total_steps, warmup_steps
 
     if t.schedule not in optimizer.SCHEDULES:
         raise UserError(f"train.schedule={t.schedule!r}: expected one of {', '.join(optimizer.SCHEDULES)}")
@@ -211,11 +211,8 @@ def _validate_schedule(t, num_train: int | None, optimizer) -> None:
     if any(not isinstance(b, (int, float)) or not 0.0 < b < 1.0 for b in budgets) or list(budgets) != sorted(set(budgets)):
         raise UserError(f"train.budgets={budgets}: expected increasing fractions of the run, each in (0, 1)")
     if num_train:
-        total = total_steps(t, num_train)
-        warmup = round(t.warmup_epochs * num_train / t.batch_size)
-        for fraction in budgets:
-            end = round(fraction * total)
-            start = end - optimizer.cooldown_steps(t, end)
+        warmup = warmup_steps(t, num_train)
+        for start, end in optimizer.cooldown_branches(t, total_steps(t, num_train)).items():
             if start < warmup:
-                raise UserError(f"train.budgets: the budget {fraction} ({end} steps) would start its cooldown at"
-                                f" step {start}, inside the {warmup}-step warmup; use larger budgets or less warmup")
+                raise UserError(f"train.budgets: the budget of {end} steps would start its cooldown at step {start},"
+                                f" inside the {warmup}-step warmup; use larger budgets or less warmup")

@@ -30,6 +30,15 @@ def cooldown_steps(train_config, end: int) -> int:
     return max(1, round(train_config.cooldown_fraction * end))
 
 
+def cooldown_branches(train_config, total_steps: int) -> dict[int, int]:
+    """WSD budgets (`train.budgets`) as step where a cooldown branch leaves the run → its last step."""
+    out = {}
+    for fraction in train_config.budgets:
+        end = round(fraction * total_steps)
+        out[end - cooldown_steps(train_config, end)] = end
+    return out
+
+
 def schedule(train_config, total_steps: int, warmup_steps: int):
     """lr(step, end): the learning rate applied at `step` (0-based) of a trajectory ending at `end`."""
     t = train_config

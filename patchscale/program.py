@@ -28,6 +28,11 @@ def total_steps(train_config, num_examples: int) -> int:
     return train_config.steps or math.ceil(train_config.epochs * num_examples / train_config.batch_size)
 
 
+def warmup_steps(train_config, num_examples: int) -> int:
+    """`train.warmup_epochs` in steps."""
+    return round(train_config.warmup_epochs * num_examples / train_config.batch_size)
+
+
 def param_counts(params) -> dict[str, int]:
     total = embedding = 0
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:

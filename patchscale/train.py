@@ -19,7 +19,7 @@ from etils import epath
 from patchscale import checkpoint, optimizer, preemption, results, sharding
 from patchscale.data import datasets, pipeline
 from patchscale.errors import Preempted, TrainingError, UserError
-from patchscale.program import Program, param_counts, total_steps
+from patchscale.program import Program, param_counts, total_steps, warmup_steps
 from patchscale.progress import format_duration
 from patchscale.scaling import flops
 
@@ -40,19 +40,11 @@ class Trainer:
         if d.val_split is not None:
             self.eval_splits["val"] = pipeline.EvalSplit(d, d.val_split, self.image_size, t.eval_batch_size)
         self.total_steps = total_steps(t, self.num_train)
-        self.branches = self._branches()
-        self.warmup_steps = round(t.warmup_epochs * self.num_train / t.batch_size)
+        self.branches = optimizer.cooldown_branches(t, self.total_steps)  # Branch start → its last step.
+        self.warmup_steps = warmup_steps(t, self.num_train)
         self.program = Program(config, self.image_size, self.info.channels, self.info.num_classes,
                                self.total_steps, self.warmup_steps, sharding.make_mesh(config.mesh))
         self.mesh = self.program.mesh
-
-    def _branches(self) -> dict[int, int]:
-        """Cooldown branches of a WSD run: step on the main trajectory where one starts → its last step."""
-        out = {}
-        for fraction in self.config.train.budgets:
-            end = round(fraction * self.total_steps)
-            out[end - optimizer.cooldown_steps(self.config.train, end)] = end
-        return out
 
     # ----------------------------------------------------------------- evaluation
     def evaluate(self, params) -> dict[str, float]:
