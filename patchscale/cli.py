@@ -20,10 +20,11 @@ def default_run_name(config) -> str:
 
 
 def cmd_train(args) -> int:
+    from patchscale import compile_cache, distributed
     from patchscale import config as config_lib
-    from patchscale import distributed
 
     distributed.initialize(args)
+    compile_cache.enable()
     config = config_lib.load_config(args.config, args.overrides)
     workdir = args.workdir or str(pathlib.Path("results") / pathlib.Path(args.config).stem / "runs"
                                   / default_run_name(config))
@@ -34,9 +35,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from patchscale import distributed, sweep
+    from patchscale import compile_cache, distributed, sweep
 
     distributed.initialize(args)
+    compile_cache.enable()
     index, count = sweep.parse_shard(args.shard)
     points = sweep.expand(args.config, args.overrides)
     mine = sweep.shard(points, index, count)

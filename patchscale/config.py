@@ -126,6 +126,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     from patchscale.models.mixers import attention, mamba2, registry
 
     m, d, t = config.model, config.data, config.train
+    if not isinstance(config.seed, int) or not 0 <= config.seed < 2**31 - 1:
+        raise UserError(f"seed={config.seed!r}: expected an integer in [0, 2**31 - 1)")  # An int32 in the state.
     shape = sizes.resolve(m)  # Raises on unknown sizes or inconsistent shapes.
     registry.get(m.mixer)
     choices = {"pool": ("cls", "gap"), "cls_position": ("first", "last"),

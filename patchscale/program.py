@@ -71,7 +71,10 @@ class Program:
         self.tx = optimizer.make(c.train)
         self.lr = optimizer.schedule(c.train, self.total_steps, self.warmup_steps)
         # `end`: the last step of the trajectory this state is on (a cooldown branch ends earlier).
-        state = {"step": jax.ShapeDtypeStruct((), jnp.int32), "end": jax.ShapeDtypeStruct((), jnp.int32),
+        # `seed`: a value, not a constant of the compiled step, so every seed of a sweep point runs
+        # the same executable (and hits the persistent compilation cache).
+        scalar = jax.ShapeDtypeStruct((), jnp.int32)
+        state = {"step": scalar, "end": scalar, "seed": scalar,
                  "params": params, "opt": jax.eval_shape(self.tx.init, params)}
         self.rules = partitioning.parse_rules(c.mesh.rules)
         self.logical_axes = partitioning.param_logical_axes(model)
@@ -84,7 +87,7 @@ class Program:
         def create():
             _, params, frozen = nnx.split(build(), nnx.Param, ...)
             return {"step": jnp.zeros((), jnp.int32), "end": jnp.asarray(self.total_steps, jnp.int32),
-                    "params": params, "opt": self.tx.init(params)}, frozen
+                    "seed": jnp.asarray(c.seed, jnp.int32), "params": params, "opt": self.tx.init(params)}, frozen
 
         state, self.frozen = jax.jit(create, out_shardings=(self.state_sharding, self.frozen_sharding))()
         return state
@@ -105,12 +108,12 @@ class Program:
 
     def _train_step(self, state, frozen, batch):
         # Per-step randomness from the step number: a resumed run draws the same drop-path masks.
-        key = jax.random.fold_in(jax.random.key(self.config.seed + 1), state["step"])
+        key = jax.random.fold_in(jax.random.key(state["seed"] + 1), state["step"])
         loss, grads = jax.value_and_grad(self._loss)(state["params"], frozen, batch["image"], batch["label"], key)
         updates, opt = self.tx.update(grads, state["opt"], state["params"])
         lr = self.lr(state["step"], state["end"])
         updates = jax.tree.map(lambda u: (u * lr).astype(u.dtype), updates)
-        new_state = {"step": state["step"] + 1, "end": state["end"],
+        new_state = {"step": state["step"] + 1, "end": state["end"], "seed": state["seed"],
                      "params": optax.apply_updates(state["params"], updates), "opt": opt}
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr}
         return new_state, metrics

@@ -104,3 +104,37 @@ def test_evaluation_matches_one_pass_over_all_examples(mnist_dir, tmp_path):
     assert batched["test_examples"] == 1050
     np.testing.assert_allclose(batched["test_loss"], float(loss), rtol=1e-5)
     np.testing.assert_allclose(batched["test_accuracy"], float(accuracy), rtol=1e-7)
+
+
+def _train_step_hlo(seed: int) -> str:
+    import jax
+
+    from patchscale import sharding
+    from patchscale.program import Program
+
+    c = config_lib.load_config(str(DEFAULT_EXPERIMENT), ["model.size=pico", "model.patch_size=16",
+                                                         "model.drop_path=0.1", f"seed={seed}"])
+    program = Program(c, 32, 1, 10, total_steps=100, warmup_steps=10, mesh=sharding.make_mesh(c.mesh))
+    state = program.init_state(abstract=True)
+    step = jax.jit(program._train_step)
+    return step.lower(state, program.frozen, program.batch_spec(c.train.batch_size)).as_text()
+
+
+def test_every_seed_runs_the_same_compiled_train_step():
+    """The seed is a value in the state (drop-path keys), so one executable serves every seed."""
+    assert _train_step_hlo(0) == _train_step_hlo(7)
+
+
+def test_compilation_cache_is_filled_by_a_run_and_can_be_turned_off(mnist_dir, tmp_path, monkeypatch):
+    from patchscale import compile_cache
+
+    monkeypatch.setenv(compile_cache.ENV, "off")
+    assert compile_cache.directory() is None
+    monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "cache"))
+    assert compile_cache.directory() == tmp_path / "cache"
+
+    overrides = small_overrides(mnist_dir, **{"train.steps": 5, "train.checkpoint_every": 5})
+    done = run_cli("train", DEFAULT_EXPERIMENT, *overrides, "--workdir", tmp_path / "run",
+                   env_extra={compile_cache.ENV: str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stderr
+    assert any((tmp_path / "cache").iterdir()), "the train and eval steps were not written to the cache"
