@@ -26,6 +26,7 @@ def adventurer(config, size: str = "adv-mu"):
     m.norm = "rmsnorm"
     m.channel_mixer = "swiglu"
     m.cls_position = "last"
+    m.patch_embed_init = "lecun_normal"
     return config
 
 

@@ -74,7 +74,8 @@ def _mixer_settings() -> list[dict]:
     """Attention as in the base config; Adventurer's block keys (norm, SwiGLU, CLS last, size)."""
     vit = {"model.mixer": "attention"}
     adv_config = adventurer(get_config(), size="adv-mu").model
-    adv = {f"model.{key}": adv_config[key] for key in ("mixer", "size", "norm", "channel_mixer", "cls_position")}
+    adv = {f"model.{key}": adv_config[key]
+           for key in ("mixer", "size", "norm", "channel_mixer", "cls_position", "patch_embed_init")}
     return [vit, adv]
 
 

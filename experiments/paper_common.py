@@ -46,6 +46,7 @@ def adventurer(c, size: str):
     """The Adventurer block (Mamba-2 mixer, RMSNorm, SwiGLU, CLS last) at an Adventurer size."""
     m = c.model
     m.size, m.mixer, m.norm, m.channel_mixer, m.cls_position = size, "mamba2", "rmsnorm", "swiglu", "last"
+    m.patch_embed_init = "lecun_normal"
     return c
 
 

@@ -18,7 +18,7 @@ from paper_common import PATCH_SIZES, adventurer_recipe, deit_recipe, imagenet  
 from patchscale.sweep import product  # noqa: E402
 
 ADVENTURER_BLOCK = {"model.mixer": "mamba2", "model.norm": "rmsnorm", "model.channel_mixer": "swiglu",
-                    "model.cls_position": "last"}
+                    "model.cls_position": "last", "model.patch_embed_init": "lecun_normal"}
 
 
 def get_config(arg=None):

@@ -122,7 +122,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     from patchscale import partitioning, sharding
     from patchscale.data import datasets
     from patchscale import optimizer
-    from patchscale.models import backbone, baselines, channel, sizes
+    from patchscale.models import backbone, baselines, channel, initializers, sizes
     from patchscale.models.mixers import attention, mamba2, registry
 
     m, d, t = config.model, config.data, config.train
@@ -133,7 +133,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     choices = {"pool": ("cls", "gap"), "cls_position": ("first", "last"),
                "posemb": ("learned", "sincos2d", "none"), "norm": tuple(backbone.NORMS),
                "channel_mixer": tuple(channel.CHANNEL_MIXERS), "remat": tuple(backbone.REMAT_POLICIES),
-               "dtype": ("auto", *backbone.DTYPES)}
+               "dtype": ("auto", *backbone.DTYPES), "patch_embed_init": initializers.PATCH_EMBED_INITS}
     for key, allowed in choices.items():
         if m[key] not in allowed:
             raise UserError(f"model.{key}={m[key]!r}: expected one of {', '.join(allowed)}")

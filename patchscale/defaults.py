@@ -29,6 +29,7 @@ def base_config() -> ConfigDict:
     c.model.posemb = "learned"  # learned | sincos2d | none
     c.model.norm = "layernorm"  # layernorm (DeiT, eps 1e-6) | rmsnorm (Adventurer, eps 1e-5)
     c.model.channel_mixer = "mlp"  # mlp (GELU) | swiglu
+    c.model.patch_embed_init = "torch"  # torch (PyTorch conv default, DeiT) | lecun_normal (Adventurer)
     c.model.drop_path = 0.0
     c.model.dtype = "auto"  # auto (float32 on CPU, bfloat16 on accelerators) | float32 | bfloat16
     c.model.remat = "none"  # none | full (keep only block inputs) | dots (also keep matmul outputs)

@@ -76,3 +76,30 @@ def test_deit_sizes_and_analytic_flops_match_reference_formula():
     n, d, depth = 14 * 14 + 1, 768, 12
     expected = depth * (24 * n * d**2 + 4 * n**2 * d) + 2 * 224**2 * 3 * d + 2 * d * 1000
     assert flops.forward_flops_per_image(m, 224, 3, 1000) == pytest.approx(expected)
+
+
+def test_init_statistics_match_the_reference_implementations():
+    """timm's trunc_normal_(std=.02) has std 0.0200 (not JAX's 0.0176); LeCun normal has std 1/√fan_in.
+
+    timm's `lecun_normal_` samples N(0, 1) cut at ±2, scaled by 1.14/√fan_in, so that the cut
+    distribution's std is exactly 1/√fan_in; PyTorch's conv default U(±1/√fan_in) has 1/√(3·fan_in).
+    """
+    from patchscale.models import initializers
+
+    key = jax.random.key(0)
+    draws = np.asarray(initializers.trunc_normal_02(key, (400, 1000)))
+    assert abs(draws.std() / 0.02 - 1) < 0.01 and abs(draws).max() < 2.0
+
+    fan_in = 48  # A 4×4 patch of three channels.
+    lecun = np.asarray(initializers.patch_embed_init("lecun_normal", fan_in)(key, (fan_in, 8000)))
+    torch = np.asarray(initializers.patch_embed_init("torch", fan_in)(key, (fan_in, 8000)))
+    np.testing.assert_allclose(lecun.std() * np.sqrt(fan_in), 1.0, rtol=0.01)
+    assert abs(lecun).max() <= 2.0 * 1.14 / np.sqrt(fan_in)  # Cut at ±2 of the pre-cut scale.
+    np.testing.assert_allclose(torch.std() * np.sqrt(3 * fan_in), 1.0, rtol=0.01)
+
+    for init, expected_std in (("torch", 1 / np.sqrt(3 * 16)), ("lecun_normal", 1 / np.sqrt(16))):
+        m = model_config(patch_size=4, width=256, patch_embed_init=init)
+        model = VisionBackbone(m, image_size=32, channels=1, num_classes=10, rngs=nnx.Rngs(0))
+        np.testing.assert_allclose(np.asarray(model.patch_embed.proj.kernel[...]).std(), expected_std, rtol=0.05)
+    qkv = np.asarray(model.blocks[0].mixer.qkv.kernel[...])
+    np.testing.assert_allclose(qkv.std(), 0.02, rtol=0.05)

@@ -93,7 +93,8 @@ class VisionBackbone(nnx.Module):
         self.pool = model_config.pool
         self.cls_first = model_config.cls_position == "first"
         grid = image_size // model_config.patch_size
-        self.patch_embed = PatchEmbed(model_config.patch_size, channels, shape.width, dtype=dtype, rngs=rngs)
+        self.patch_embed = PatchEmbed(model_config.patch_size, channels, shape.width, dtype=dtype, rngs=rngs,
+                                      init=model_config.patch_embed_init)
         self.cls_token = (nnx.Param(trunc_normal_02(rngs.params(), (1, 1, shape.width)))
                           if self.pool == "cls" else None)
         extra = int(self.pool == "cls")

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from patchscale.models.initializers import torch_default, trunc_normal_02
+from patchscale.models.initializers import patch_embed_init, trunc_normal_02
 
 
 def patches(images: jax.Array, p: int) -> jax.Array:
@@ -26,12 +26,12 @@ def patches(images: jax.Array, p: int) -> jax.Array:
 class PatchEmbed(nnx.Module):
     LOGICAL_AXES = {"proj/kernel": (None, "embed"), "proj/bias": ("embed",)}
 
-    def __init__(self, patch_size: int, channels: int, width: int, *, dtype, rngs: nnx.Rngs):
+    def __init__(self, patch_size: int, channels: int, width: int, *, dtype, rngs: nnx.Rngs, init: str = "torch"):
         self.patch_size = patch_size
         fan_in = patch_size * patch_size * channels
-        # The reference models keep PyTorch's default conv init for the patch embedding.
+        # DeiT keeps PyTorch's default conv init for the patch embedding; Adventurer uses LeCun normal.
         self.proj = nnx.Linear(fan_in, width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
-                               kernel_init=torch_default(fan_in), bias_init=nnx.initializers.zeros)
+                               kernel_init=patch_embed_init(init, fan_in), bias_init=nnx.initializers.zeros)
 
     def __call__(self, images: jax.Array) -> jax.Array:
         return self.proj(patches(images, self.patch_size))
