@@ -114,7 +114,8 @@ def input_rate(config, size: int, batches: int = 20) -> float | None:
     from patchscale.errors import UserError
 
     try:
-        data = pipeline.train_iterator(config.data, size, config.train.batch_size, batches + 2, config.seed)
+        data = pipeline.train_iterator(config.data, size, config.train.batch_size, batches + 2, config.seed,
+                                       config.augment)
         next(data)  # Start-up (threads, file opening) is not throughput.
     except (UserError, FileNotFoundError):
         return None

@@ -174,6 +174,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise UserError(f"data.val_split={d.val_split!r}: dataset {d.name!r} has splits {', '.join(info.splits)}")
     if d.random_shift < 0:
         raise UserError(f"data.random_shift={d.random_shift}: must be >= 0")
+    _validate_augment(config.augment, d)
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise UserError(f"train.ema_decay={t.ema_decay}: expected a decay in [0, 1) (0 turns the EMA off)")
 
     for key in ("batch_size", "eval_batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints"):
         if t[key] is not None and t[key] <= 0:
@@ -193,6 +196,39 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise UserError(
                 f"train.{key}={t[key]} is not divisible by the {batch_parallel} data-parallel devices"
                 f" of the mesh {mesh_shape}")
+
+
+def _validate_augment(a, d) -> None:
+    """`augment.*` and the resize settings of `data.*`."""
+    from patchscale.data import augment
+
+    if d.interpolation not in augment.INTERPOLATIONS:
+        raise UserError(f"data.interpolation={d.interpolation!r}: expected one of {', '.join(augment.INTERPOLATIONS)}")
+    if d.eval_crop_ratio is not None and not 0.0 < d.eval_crop_ratio <= 1.0:
+        raise UserError(f"data.eval_crop_ratio={d.eval_crop_ratio}: expected a ratio in (0, 1] (or unset: squash)")
+    if a.crop not in ("resize", "random_resized"):
+        raise UserError(f"augment.crop={a.crop!r}: expected resize or random_resized")
+    low, high = a.crop_scale
+    if not 0.0 < low <= high <= 1.0:
+        raise UserError(f"augment.crop_scale={tuple(a.crop_scale)}: expected 0 < low <= high <= 1")
+    low, high = a.crop_ratio
+    if not 0.0 < low <= high:
+        raise UserError(f"augment.crop_ratio={tuple(a.crop_ratio)}: expected 0 < low <= high")
+    if a.policy not in ("none", "three_augment"):
+        try:
+            augment.RandAugment.parse(a.policy)
+        except ValueError as e:
+            raise UserError(f"augment.policy: {e} (or none, three_augment)") from None
+    for key in ("hflip", "random_erasing", "mixup_switch_prob"):
+        if not 0.0 <= a[key] <= 1.0:
+            raise UserError(f"augment.{key}={a[key]}: expected a probability in [0, 1]")
+    for key in ("color_jitter", "mixup_alpha", "cutmix_alpha"):
+        if a[key] < 0:
+            raise UserError(f"augment.{key}={a[key]}: must be >= 0 (0 turns it off)")
+    if a.color_jitter >= 1.0:
+        raise UserError(f"augment.color_jitter={a.color_jitter}: expected a strength below 1")
+    if not isinstance(a.repeats, int) or a.repeats < 1:
+        raise UserError(f"augment.repeats={a.repeats}: expected a whole number >= 1 (1: no repeated augmentation)")
 
 
 def _validate_schedule(t, num_train: int | None, optimizer) -> None:

@@ -55,9 +55,28 @@ def base_config() -> ConfigDict:
     c.data.eval_examples = placeholder(int)  # Evaluate on the first N held-out examples (None: all).
     c.data.image_size = placeholder(int)  # Resize to this size (None: the dataset's own).
     c.data.random_shift = 0  # Training augmentation: random translation by up to this many pixels.
+    c.data.interpolation = "bilinear"  # bilinear | bicubic (the reference recipes): every resize and crop.
+    # Evaluation view: None squashes to the input size; a ratio resizes the shorter side to
+    # ⌊size / ratio⌋ and centre-crops (DeiT: 0.875; the study: 1.0 below p = 16 or above 224²).
+    c.data.eval_crop_ratio = placeholder(float)
     c.data.in_memory = False  # Read and resize each split once, then serve it from memory (small datasets).
     c.data.worker_threads = 2
     c.data.prefetch = 4
+
+    # Training augmentation (docs/data.md). Per example on the host: crop, flip, policy, jitter;
+    # per batch on device: random erasing, Mixup/CutMix with soft targets.
+    c.augment = ConfigDict()
+    c.augment.crop = "resize"  # resize (squash to the input size) | random_resized (torchvision RandomResizedCrop)
+    c.augment.crop_scale = (0.08, 1.0)  # random_resized: area fraction range.
+    c.augment.crop_ratio = (3 / 4, 4 / 3)  # random_resized: aspect-ratio range.
+    c.augment.hflip = 0.0  # Probability of a horizontal flip.
+    c.augment.policy = "none"  # none | three_augment (DeiT III) | a timm RandAugment spec, e.g. rand-m9-mstd0.5-inc1
+    c.augment.color_jitter = 0.0  # Brightness/contrast/saturation strength (0.3 with three_augment).
+    c.augment.random_erasing = 0.0  # Probability per image of erasing one box with normal noise (pixel mode).
+    c.augment.repeats = 1  # Repeated augmentation: each example this many times in a row (DeiT: 3).
+    c.augment.mixup_alpha = 0.0  # Beta(α, α) mixing of image pairs; 0 turns Mixup off.
+    c.augment.cutmix_alpha = 0.0  # Beta(α, α) box pasting; 0 turns CutMix off.
+    c.augment.mixup_switch_prob = 0.5  # With both on: probability that a batch uses CutMix instead of Mixup.
 
     c.train = ConfigDict()
     c.train.batch_size = 128
@@ -77,6 +96,7 @@ def base_config() -> ConfigDict:
     c.train.b2 = 0.999
     c.train.grad_clip_norm = 1.0  # 0 turns clipping off.
     c.train.label_smoothing = 0.1
+    c.train.ema_decay = 0.0  # Exponential moving average of the parameters (saved, evaluated too); 0 = off.
     c.train.log_every = 50
     c.train.eval_every = 0  # Steps between evaluations; 0 evaluates only at the end.
     c.train.checkpoint_every = 500

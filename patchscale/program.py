@@ -18,9 +18,12 @@ import optax
 from flax import nnx
 
 from patchscale import optimizer, partitioning, sharding
+from patchscale.data import augment_batch
 from patchscale.models import build_model
+from patchscale.models.backbone import normalize
 
 EMBEDDING_PARAMS = ("patch_embed", "posemb", "cls_token")
+AUGMENT_STREAM = 0x5EED  # Folded into the step key for batch augmentation.
 
 
 def total_steps(train_config, num_examples: int) -> int:
@@ -76,6 +79,8 @@ class Program:
         scalar = jax.ShapeDtypeStruct((), jnp.int32)
         state = {"step": scalar, "end": scalar, "seed": scalar,
                  "params": params, "opt": jax.eval_shape(self.tx.init, params)}
+        if c.train.ema_decay:  # The EMA of the parameters: sharded like them, saved with them.
+            state["ema"] = params
         self.rules = partitioning.parse_rules(c.mesh.rules)
         self.logical_axes = partitioning.param_logical_axes(model)
         self.state_sharding = partitioning.tree_shardings(state, self.logical_axes, self.rules, self.mesh)
@@ -86,8 +91,11 @@ class Program:
 
         def create():
             _, params, frozen = nnx.split(build(), nnx.Param, ...)
-            return {"step": jnp.zeros((), jnp.int32), "end": jnp.asarray(self.total_steps, jnp.int32),
-                    "seed": jnp.asarray(c.seed, jnp.int32), "params": params, "opt": self.tx.init(params)}, frozen
+            state = {"step": jnp.zeros((), jnp.int32), "end": jnp.asarray(self.total_steps, jnp.int32),
+                     "seed": jnp.asarray(c.seed, jnp.int32), "params": params, "opt": self.tx.init(params)}
+            if c.train.ema_decay:
+                state["ema"] = jax.tree.map(jnp.copy, params)
+            return state, frozen
 
         state, self.frozen = jax.jit(create, out_shardings=(self.state_sharding, self.frozen_sharding))()
         return state
@@ -100,21 +108,34 @@ class Program:
         return self._abstract(state, self.state_sharding)
 
     # ------------------------------------------------------------- the steps (pure functions)
-    def _loss(self, params, frozen, images, labels, key):
+    def _loss(self, params, frozen, images, targets, key):
         with partitioning.activation_rules(self.mesh, self.rules):
             logits = nnx.merge(self.graphdef, params, frozen)(images, key)
-        targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), self.config.train.label_smoothing)
         return optax.softmax_cross_entropy(logits, targets).mean()
 
+    def _inputs(self, batch, key):
+        """Images and (smoothed, possibly mixed) soft targets; erasing and Mixup/CutMix when configured."""
+        targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], self.num_classes),
+                                      self.config.train.label_smoothing)
+        if not augment_batch.is_active(self.config.augment):
+            return batch["image"], targets
+        return augment_batch.apply(normalize(batch["image"]), targets, key, self.config.augment)
+
     def _train_step(self, state, frozen, batch):
-        # Per-step randomness from the step number: a resumed run draws the same drop-path masks.
+        # Per-step randomness from the step number: a resumed run draws the same drop-path masks
+        # and the same batch augmentation (its key is folded off the model's).
         key = jax.random.fold_in(jax.random.key(state["seed"] + 1), state["step"])
-        loss, grads = jax.value_and_grad(self._loss)(state["params"], frozen, batch["image"], batch["label"], key)
+        images, targets = self._inputs(batch, jax.random.fold_in(key, AUGMENT_STREAM))
+        loss, grads = jax.value_and_grad(self._loss)(state["params"], frozen, images, targets, key)
         updates, opt = self.tx.update(grads, state["opt"], state["params"])
         lr = self.lr(state["step"], state["end"])
         updates = jax.tree.map(lambda u: (u * lr).astype(u.dtype), updates)
-        new_state = {"step": state["step"] + 1, "end": state["end"], "seed": state["seed"],
-                     "params": optax.apply_updates(state["params"], updates), "opt": opt}
+        params = optax.apply_updates(state["params"], updates)
+        new_state = {"step": state["step"] + 1, "end": state["end"], "seed": state["seed"], "params": params,
+                     "opt": opt}
+        if "ema" in state:
+            decay = self.config.train.ema_decay
+            new_state["ema"] = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state["ema"], params)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr}
         return new_state, metrics
 

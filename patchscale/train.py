@@ -83,7 +83,7 @@ class Trainer:
         state = self.program.init_state()
         compile_seconds = self.program.compile(state)
         gb = t.batch_size
-        data = pipeline.train_iterator(c.data, self.image_size, gb, self.total_steps, c.seed)
+        data = pipeline.train_iterator(c.data, self.image_size, gb, self.total_steps, c.seed, c.augment)
         ckpt = checkpoint.manager(self.workdir / results.CHECKPOINTS, t.keep_checkpoints)
         restored_step, restored = checkpoint.restore_latest(ckpt, self.program.abstract_state(state), data)
         if restored is not None:
@@ -100,6 +100,8 @@ class Trainer:
             state, eval_metrics = self._loop(state, start, data, ckpt, watch)
         if eval_metrics is None:  # Resumed after the last step's checkpoint: evaluate once more.
             eval_metrics = self.evaluate(state["params"])
+        if "ema" in state:  # The reference reports the raw model; the EMA's numbers come alongside.
+            eval_metrics = {**eval_metrics, **{f"ema_{k}": v for k, v in self.evaluate(state["ema"]).items()}}
         ckpt.wait_until_finished()
         ckpt.close()
         summary = self._summary(state, eval_metrics, wall_start, compile_seconds)

@@ -25,16 +25,32 @@ import jax
 import numpy as np
 from PIL import Image
 
-from patchscale.data import datasets
+from patchscale.data import augment, datasets
 from patchscale.errors import UserError
 
 
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Square-resize one uint8 (H, W, C) image; identity when it already has the size."""
-    if image.shape[0] == size and image.shape[1] == size:
-        return image
-    channels = [np.asarray(Image.fromarray(image[..., c]).resize((size, size), Image.Resampling.BILINEAR))
-                for c in range(image.shape[-1])]
+def _resize(image: np.ndarray, size: int, interpolation: str = "bilinear", crop_ratio: float | None = None
+            ) -> np.ndarray:
+    """One uint8 (H, W, C) image to size × size.
+
+    Without `crop_ratio`: a square resize (identity when it already has the size). With it, the
+    reference evaluation view: the shorter side resized to ⌊size / crop_ratio⌋, then a centre crop.
+    """
+    h, w = image.shape[:2]
+    if crop_ratio is None:
+        if h == size and w == size:
+            return image
+        target, box = (size, size), None
+    else:
+        scaled = math.floor(size / crop_ratio)
+        target = (scaled, round(scaled * h / w)) if w <= h else (round(scaled * w / h), scaled)  # (W, H)
+        left, top = (target[0] - size) // 2, (target[1] - size) // 2
+        box = (left, top, left + size, top + size)
+    resample = augment.INTERPOLATIONS[interpolation]
+    channels = []
+    for c in range(image.shape[-1]):
+        plane = Image.fromarray(image[..., c]).resize(target, resample)
+        channels.append(np.asarray(plane.crop(box) if box else plane))
     return np.stack(channels, axis=-1)
 
 
@@ -43,9 +59,14 @@ class Preprocess:
     """Example → (uint8 image of the model's input size, int32 label). Normalisation runs on device."""
 
     image_size: int
+    interpolation: str = "bilinear"
+    crop_ratio: float | None = None
 
     def __call__(self, example):
-        return {"image": _resize(np.asarray(example["image"], np.uint8), self.image_size),
+        image = np.asarray(example["image"], np.uint8)
+        if image.ndim == 2:
+            image = image[..., None]
+        return {"image": _resize(image, self.image_size, self.interpolation, self.crop_ratio),
                 "label": np.int32(example["label"])}
 
 
@@ -92,21 +113,32 @@ class ArraySource:
 
 
 @functools.cache
-def _cached_split(name: str, split: str, data_dir: str | None, limit: int | None, image_size: int) -> ArraySource:
+def _cached_split(name: str, split: str, data_dir: str | None, limit: int | None,
+                  preprocess: Preprocess) -> ArraySource:
     source = _subset(datasets.open_split(name, split, data_dir), limit)
-    preprocess = Preprocess(image_size)
     rows = [preprocess(source[i]) for i in range(len(source))]
     images = np.stack([r["image"] for r in rows])
     images.setflags(write=False)
     return ArraySource(images, np.asarray([r["label"] for r in rows], np.int32))
 
 
-def _source(data_config, split: str, limit: int | None, image_size: int):
-    """(dataset, whether its examples still need `Preprocess`)."""
+def _source(data_config, split: str, limit: int | None, preprocess: Preprocess | None):
+    """(dataset, whether its examples still need `preprocess`); raw examples when it is None."""
     d = data_config
-    if d.in_memory:
-        return grain.MapDataset.source(_cached_split(d.name, split, d.data_dir, limit, image_size)), False
+    if d.in_memory and preprocess is not None:
+        return grain.MapDataset.source(_cached_split(d.name, split, d.data_dir, limit, preprocess)), False
     return _subset(datasets.open_split(d.name, split, d.data_dir), limit), True
+
+
+def _repeat_each(ds: grain.MapDataset, repeats: int) -> grain.MapDataset:
+    """Repeated augmentation (DeiT's RASampler): every example `repeats` times in a row.
+
+    Each copy has its own index, so `random_map` augments it differently; an epoch of the result
+    holds len/repeats distinct examples, as the reference sampler does.
+    """
+    if repeats == 1:
+        return ds
+    return grain.MapDataset.range(len(ds) * repeats).map(lambda k: ds[k // repeats])
 
 
 def train_length(data_config) -> int:
@@ -114,14 +146,24 @@ def train_length(data_config) -> int:
     return len(_subset(source, data_config.train_examples))
 
 
-def train_iterator(data_config, image_size: int, global_batch: int, steps: int, seed: int):
-    """A checkpointable iterator of this host's share of `steps` global batches."""
-    ds, needs_preprocess = _source(data_config, data_config.train_split, data_config.train_examples, image_size)
-    epochs = math.ceil(steps * global_batch / len(ds))
+def train_iterator(data_config, image_size: int, global_batch: int, steps: int, seed: int, augment_config=None):
+    """A checkpointable iterator of this host's share of `steps` global batches.
+
+    With `augment_config` active (augment.*), examples are read raw and cropped, flipped and
+    augmented per example (data/augment.py) instead of resized; `augment.repeats` > 1 is
+    repeated augmentation.
+    """
+    augmenting = augment_config is not None and augment.is_active(augment_config)
+    repeats = augment_config.repeats if augment_config is not None else 1
+    preprocess = None if augmenting else Preprocess(image_size, data_config.interpolation)
+    ds, needs_preprocess = _source(data_config, data_config.train_split, data_config.train_examples, preprocess)
+    epochs = math.ceil(steps * global_batch / len(ds) / repeats)
     host_batch = global_batch // jax.process_count()
-    ds = ds.shuffle(seed=seed).repeat(epochs)[jax.process_index()::jax.process_count()]
-    if needs_preprocess:
-        ds = ds.map(Preprocess(image_size))
+    ds = _repeat_each(ds.shuffle(seed=seed).repeat(epochs), repeats)[jax.process_index()::jax.process_count()]
+    if augmenting:
+        ds = ds.random_map(augment.from_config(augment_config, image_size, data_config.interpolation), seed=seed + 2)
+    elif needs_preprocess:
+        ds = ds.map(preprocess)
     if data_config.random_shift:
         ds = ds.random_map(RandomShift(data_config.random_shift), seed=seed + 1)
     ds = ds.batch(host_batch, drop_remainder=True)
@@ -139,10 +181,11 @@ class EvalSplit:
     global_batch: int
 
     def __post_init__(self):
-        source, needs_preprocess = _source(self.data_config, self.split, self.data_config.eval_examples,
-                                           self.image_size)
+        d = self.data_config
+        preprocess = Preprocess(self.image_size, d.interpolation, d.eval_crop_ratio)
+        source, needs_preprocess = _source(d, self.split, d.eval_examples, preprocess)
         object.__setattr__(self, "_source", source)
-        object.__setattr__(self, "_preprocess", Preprocess(self.image_size) if needs_preprocess else (lambda x: x))
+        object.__setattr__(self, "_preprocess", preprocess if needs_preprocess else (lambda x: x))
 
     @property
     def num_examples(self) -> int:

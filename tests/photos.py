@@ -1,0 +1,51 @@
+"""A tiny TFDS image-classification dataset of real photographs, for the augmentation tests.
+
+The photographs ship inside scikit-image's wheel (skimage.data: no download). Each photo is its
+own class; the train split holds every photo several times (augmentation makes the copies
+differ), the test split each photo once. Images keep their own sizes (300×451 … 512×512), so
+the pipeline's crops and resizes work on real, non-square pictures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NAME = "patchscale_photos"
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "retina")
+TRAIN_COPIES = 8
+
+
+def load_photos() -> list[np.ndarray]:
+    import skimage.data
+
+    images = []
+    for name in PHOTOS:
+        image = np.asarray(getattr(skimage.data, name)(), np.uint8)
+        images.append(image[..., :3])
+    return images
+
+
+def write(data_dir: str) -> str:
+    """Write the dataset under `data_dir` (once); returns `data_dir`."""
+    import pathlib
+
+    import tensorflow_datasets as tfds
+
+    if (pathlib.Path(data_dir) / NAME).exists():
+        return data_dir
+    photos = load_photos()
+    features = tfds.features.FeaturesDict({
+        "image": tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8, encoding="zlib"),
+        "label": tfds.features.ClassLabel(num_classes=len(photos)),
+    })
+
+    def examples(copies: int):
+        for i in range(copies * len(photos)):
+            yield i, {"image": photos[i % len(photos)], "label": i % len(photos)}
+
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name=NAME, version="1.0.0", features=features, data_dir=data_dir,
+        split_datasets={"train": examples(TRAIN_COPIES), "test": examples(1)},
+        file_format="array_record", disable_shuffling=True,
+        description="Sample photographs from scikit-image, one class each.")
+    return data_dir
