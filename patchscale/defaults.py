@@ -96,6 +96,9 @@ def base_config() -> ConfigDict:
     c.train.b2 = 0.999
     c.train.grad_clip_norm = 1.0  # 0 turns clipping off.
     c.train.label_smoothing = 0.1
+    # Start from the newest checkpoint of another run (a stage of a multi-stage recipe): position
+    # table and patch embedding are resized to this model's grid and patch (init_from.py).
+    c.train.init_from = placeholder(str)
     c.train.ema_decay = 0.0  # Exponential moving average of the parameters (saved, evaluated too); 0 = off.
     c.train.log_every = 50
     c.train.eval_every = 0  # Steps between evaluations; 0 evaluates only at the end.

@@ -98,6 +98,21 @@ class Program:
             return state, frozen
 
         state, self.frozen = jax.jit(create, out_shardings=(self.state_sharding, self.frozen_sharding))()
+        if c.train.init_from:
+            state = self._start_from(state, c.train.init_from)
+        return state
+
+    def _start_from(self, state, run_dir: str):
+        """Parameters (and EMA) from another run's newest checkpoint, adapted to this model (init_from.py)."""
+        from patchscale import init_from
+
+        source_config, source_params = init_from.load_source(run_dir)
+        params = init_from.adapt(source_params, source_config, state["params"], self.config, self.image_size,
+                                 self.channels)
+        params = jax.device_put(params, self.state_sharding["params"])
+        state = {**state, "params": params}
+        if "ema" in state:
+            state["ema"] = jax.tree.map(jnp.copy, params)
         return state
 
     @staticmethod

@@ -1,0 +1,134 @@
+"""Start a run from another run's weights (`train.init_from`): multi-stage training.
+
+The reference recipes train in stages (Adventurer: 128² → 224² → fine-tune), and a patch-size
+sweep can warm-start p = 2 from p = 4. Parameters of the newest checkpoint of the source run are
+copied into the new model; two kinds may change shape on the way:
+
+* the learned position table, when the token grid changes: the grid rows are resized as a 2-D
+  image (bicubic) and the class token's row is kept apart, wherever it sits (first for DeiT,
+  last for Adventurer; the released Adventurer code assumed first and shifted its grid by one);
+* the patch embedding, when the patch size changes: FlexiViT's pseudo-inverse resize, so that a
+  resized patch gives the new kernel the same response the old kernel gave the original patch.
+
+Everything else must keep its shape. The optimizer state, step and schedule start afresh.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from etils import epath
+
+from patchscale import results
+from patchscale.errors import UserError
+
+
+def load_source(run_dir) -> tuple[dict, dict]:
+    """(config dict, parameter tree as numpy) of the newest checkpoint of `run_dir`."""
+    import orbax.checkpoint as ocp
+
+    run_dir = epath.Path(run_dir)
+    config = results.read_json(run_dir / results.CONFIG)
+    if config is None:
+        raise UserError(f"train.init_from={run_dir}: no {results.CONFIG} there (not a run directory)")
+    mngr = ocp.CheckpointManager((run_dir / results.CHECKPOINTS).absolute(), item_names=("state", "data"))
+    try:
+        step = mngr.latest_step()
+        if step is None:
+            raise UserError(f"train.init_from={run_dir}: the run has no checkpoint to start from")
+        state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+    finally:
+        mngr.close()
+    return config, jax.tree.map(np.asarray, state["params"])
+
+
+def interpolate_posemb(table: np.ndarray, grid_from: int, grid_to: int, before: int, after: int) -> np.ndarray:
+    """Resize the grid rows of a (before + grid² + after, D) table to grid_to², keeping the extras."""
+    if grid_from == grid_to:
+        return table
+    width = table.shape[-1]
+    grid = table[before:before + grid_from * grid_from].reshape(grid_from, grid_from, width)
+    resized = jax.image.resize(jnp.asarray(grid, jnp.float32), (grid_to, grid_to, width), "bicubic")
+    resized = np.asarray(resized, table.dtype).reshape(grid_to * grid_to, width)
+    return np.concatenate([table[:before], resized, table[before + grid_from * grid_from:]], axis=0)
+
+
+def _resize_matrix(size_from: int, size_to: int) -> np.ndarray:
+    """(size_to², size_from²) matrix of the bilinear resize of a size_from² plane to size_to²."""
+    basis = np.eye(size_from * size_from, dtype=np.float32).reshape(-1, size_from, size_from)
+    resized = jax.vmap(lambda x: jax.image.resize(x, (size_to, size_to), "bilinear"))(jnp.asarray(basis))
+    return np.asarray(resized).reshape(size_from * size_from, size_to * size_to).T
+
+
+def resample_patch_kernel(kernel: np.ndarray, patch_from: int, patch_to: int, channels: int) -> np.ndarray:
+    """FlexiViT's pseudo-inverse resize of a (p²·C, D) patch kernel (rows in (y, x, c) order).
+
+    With B the resize operator (patch x → resized patch Bx), the new kernel solves
+    ⟨Bx, w'⟩ = ⟨x, w⟩ for all x in the least-squares sense: w' = pinv(Bᵀ) w. Upsampling keeps
+    every response exactly; downsampling keeps the part the smaller patch can still see.
+    """
+    if patch_from == patch_to:
+        return kernel
+    width = kernel.shape[-1]
+    resize = _resize_matrix(patch_from, patch_to)  # (q², p²)
+    inverse = np.linalg.pinv(resize.T)  # (q², p²)
+    w = kernel.reshape(patch_from * patch_from, channels, width)
+    out = np.einsum("qp,pcd->qcd", inverse, w)
+    return out.reshape(patch_to * patch_to * channels, width).astype(kernel.dtype)
+
+
+def _extras(model_config: dict) -> tuple[int, int]:
+    """Rows of the position table before and after the patch grid (the class token)."""
+    extra = int(model_config["pool"] == "cls")
+    first = model_config["cls_position"] == "first"
+    return (extra, 0) if first else (0, extra)
+
+
+def adapt(source_params: dict, source_config: dict, target_abstract: dict, target_config, image_size: int,
+          channels: int) -> dict:
+    """The source parameters reshaped into the target's tree (module doc); raises on any other mismatch."""
+    src_model = source_config["model"]
+    src_size = source_config["data"]["image_size"] or image_size
+    src_patch, dst_patch = src_model["patch_size"], target_config.model.patch_size
+    flat_src = {path: leaf for path, leaf in _flatten(source_params)}
+    out = {}
+    for path, abstract in _flatten(target_abstract):
+        name = "/".join(path)
+        if path not in flat_src:
+            raise UserError(f"train.init_from: the source run has no parameter {name}")
+        value = flat_src[path]
+        if name.startswith("posemb/table") and value.shape != abstract.shape:
+            before, after = _extras(src_model)
+            if _extras(target_config.model.to_dict()) != (before, after):
+                raise UserError("train.init_from: the source and target place the class token differently")
+            value = interpolate_posemb(value, src_size // src_patch, image_size // dst_patch, before, after)
+        elif name.startswith("patch_embed/proj/kernel") and value.shape != abstract.shape:
+            value = resample_patch_kernel(value, src_patch, dst_patch, channels)
+        if value.shape != abstract.shape:
+            raise UserError(f"train.init_from: parameter {name} has shape {value.shape} in the source run and"
+                            f" {abstract.shape} here; only the position table and the patch embedding may change")
+        out[path] = np.asarray(value, abstract.dtype)
+    return _unflatten(target_abstract, out)
+
+
+def _key(entry) -> str:
+    return str(getattr(entry, "key", getattr(entry, "name", getattr(entry, "idx", entry))))
+
+
+def _flatten(tree):
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return [(tuple(_key(k) for k in path if _key(k) != "value"), leaf) for path, leaf in leaves]
+
+
+def _unflatten(like, values: dict):
+    leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(like)
+    ordered = [values[tuple(_key(k) for k in path if _key(k) != "value")] for path, _ in leaves_with_path]
+    return jax.tree_util.tree_unflatten(treedef, ordered)
+
+
+def describe(source_config: dict) -> str:
+    m = source_config["model"]
+    return json.dumps({"mixer": m["mixer"], "patch_size": m["patch_size"], "image_size": source_config["data"]["image_size"]})
