@@ -115,7 +115,7 @@ def cmd_fit(args) -> int:
     from patchscale.scaling import report
 
     payload = report.fit_results(args.results_dir, metric="test_" + getattr(args, "metric", "loss"),
-                                 budget=getattr(args, "budget", None))
+                                 budget=getattr(args, "budget", None), select=getattr(args, "select", "auto"))
     print(report.table(payload))
     print(f"patchscale: wrote {args.results_dir.rstrip('/')}/{report.FIT_FILE}")
     return 0
@@ -181,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fit the test loss or the test error (1 - top-1 accuracy); docs/statistics.md")
     fit.add_argument("--budget", type=float, default=None, metavar="FLOPS",
                      help="a training budget in FLOPs to report the compute analysis at (recorded in fit.json)")
+    fit.add_argument("--select", choices=("auto", "final", "best_val"), default="auto",
+                     help="which budget's test numbers stand for a run: the whole run, or the budget with the"
+                          " lowest validation loss (early stopping); auto: best_val when every run has"
+                          " validation losses at 2+ budgets (docs/statistics.md)")
     fit.set_defaults(run=cmd_fit)
 
     plot = verbs.add_parser("plot", help="regenerate every plot of a sweep from its stored results")

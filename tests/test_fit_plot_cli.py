@@ -179,3 +179,34 @@ def test_fit_says_whether_the_runs_support_a_claim_about_the_law(tmp_path, budge
     assert verdict in entry["convergence"] and entry["law_claim"] == (verdict == "converged")
     text = report.table(payload)
     assert ("no claim about the law (convergence not established)" in text) == (verdict != "converged")
+
+
+def _overfit_last_budget(root):
+    """Every run's last budget: validation and test loss up by half (a run that overfits)."""
+    for summary_file in (root / "runs").glob("*/summary.json"):
+        summary = json.loads(summary_file.read_text())
+        for b in summary.get("budgets", [])[-1:]:
+            b["val_loss"] *= 1.5
+            b["test_loss"] *= 1.5
+            summary["test_loss"] = b["test_loss"]
+        summary_file.write_text(json.dumps(summary))
+
+
+def test_runs_are_early_stopped_on_validation_over_the_budget_grid(tmp_path):
+    root = make_results(tmp_path / "r", baseline=False)
+    _overfit_last_budget(root)
+    best = json.loads((root / "fit.json").read_text()) if run_cli("fit", root).returncode == 0 else None
+    assert best is not None and "lowest validation loss" in best["selection"]
+    assert set(best["selected_steps"].values()) == {500}  # The middle budget (50,000 images / 100).
+    summary = json.loads((root / "runs" / "attention-pico-p4-s0" / "summary.json").read_text())
+    assert best["fits"]["attention-pico-r32"]["means"]["4"]["mean"] != summary["test_loss"]
+
+    done = run_cli("fit", root, "--select", "final")
+    assert done.returncode == 0, done.stderr
+    final = json.loads((root / "fit.json").read_text())
+    assert "whole budget" in final["selection"] and set(final["selected_steps"].values()) == {None}
+    assert final["fits"]["attention-pico-r32"]["means"]["4"]["mean"] > best["fits"]["attention-pico-r32"]["means"]["4"]["mean"]
+
+    make_results(tmp_path / "no_val", baseline=True)  # Its baselines have no validation losses.
+    done = run_cli("fit", tmp_path / "no_val", "--select", "best_val")
+    assert done.returncode == 2 and "best_val selection needs validation losses" in done.stderr

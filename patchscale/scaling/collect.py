@@ -12,6 +12,13 @@ Budgets: a run trained with several budgets (`train.budgets`, warmup-stable-deca
 cooldown branch per budget) stores one entry per budget in summary.json's "budgets"; older
 runs get one budget, the whole run. Baseline runs (`model.baseline`: linear, mlp) are
 returned with `baseline` set; they are reference lines, never part of a patch-size fit.
+
+Selection (`select`): which budget's test numbers stand for a run. `final` is the whole run.
+`best_val` is early stopping over the budget grid: the budget with the lowest validation loss
+(the test split is never looked at to choose). On a fixed, small training set, where long runs
+overfit, this is the loss the model reaches on that data; `final` would rank patch sizes by how
+fast they overfit. `auto` takes `best_val` when every run has validation losses at two or more
+budgets, else `final`.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ REQUIRED = ("test_loss", "test_accuracy", "patch_size", "tokens_per_image", "tra
             "params", "params_non_embedding")
 NOT_GROUPING = ("model.patch_size", "seed")  # Keys a fit runs over, never a reason to split runs.
 METRICS = ("test_loss", "test_error")  # What `patchscale fit --metric` can fit.
+SELECTIONS = ("auto", "final", "best_val")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Run:
     group_keys: tuple[tuple[str, str], ...] = ()  # (key, value) pairs that define the group, sorted.
     baseline: str | None = None  # "linear" or "mlp" for baseline runs.
     budgets: tuple[Budget, ...] = ()  # Ascending; the last one is the whole run.
+    selected_steps: int | None = None  # The budget whose test numbers these are (None: the whole run).
 
     @property
     def test_error(self) -> float:
@@ -85,8 +94,8 @@ class Run:
 
 
 def _implied_by_mixer(key: str) -> bool:
-    """Block keys an experiment sets together with the mixer (Adventurer's norm, SwiGLU, CLS last)."""
-    return key in ("model.norm", "model.channel_mixer", "model.cls_position")
+    """Block keys an experiment sets together with the mixer (Adventurer's norm, SwiGLU, CLS last, init)."""
+    return key in ("model.norm", "model.channel_mixer", "model.cls_position", "model.patch_embed_init")
 
 
 def _read(path: epath.Path) -> dict:
@@ -173,6 +182,27 @@ def load(results_dir) -> tuple[list[Run], list[str]]:
     if not finished:
         raise UserError(f"{results_dir}: no finished runs to use" + (f" ({len(warnings)} left out)" if warnings else ""))
     return finished, warnings
+
+
+def select(runs: list[Run], how: str = "auto") -> tuple[list[Run], str]:
+    """(runs with the chosen budget's test numbers, a sentence saying which) — see the module doc."""
+    if how not in SELECTIONS:
+        raise UserError(f"unknown selection {how!r}: choose one of {', '.join(SELECTIONS)}")
+    has_val = all(len(r.budgets) >= 2 and all(b.val_loss is not None for b in r.budgets) for r in runs)
+    if how == "auto":
+        how = "best_val" if has_val else "final"
+    if how == "final":
+        return list(runs), "each run's test numbers at its whole budget"
+    if not has_val:
+        raise UserError("best_val selection needs validation losses at two or more budgets in every run"
+                        " (data.val_split and train.budgets)")
+    chosen = []
+    for run in runs:
+        best = min(run.budgets, key=lambda b: (b.val_loss, b.steps))
+        chosen.append(dataclasses.replace(run, test_loss=best.test_loss, test_accuracy=best.test_accuracy,
+                                          selected_steps=best.steps))
+    return chosen, ("each run's test numbers at the budget with its lowest validation loss"
+                    " (early stopping over the budget grid; the test split is not used to choose)")
 
 
 def groups(runs: list[Run]) -> dict[str, list[Run]]:

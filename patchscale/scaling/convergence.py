@@ -22,8 +22,8 @@ BUDGET_LIMITED = "budget-limited: no claim about the law"
 
 
 def _final(run, metric: str) -> float:
-    """A run's metric at its whole budget (the run-level numbers when it has no budgets)."""
-    if run.budgets:
+    """A run's metric at its selected budget (collect.select), else its whole budget."""
+    if run.budgets and run.selected_steps is None:
         value = run.budgets[-1].metric(metric)
         if value is not None:
             return float(value)

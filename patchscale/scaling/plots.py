@@ -81,6 +81,8 @@ def plot_results(results_dir) -> list[str]:
     fit_file = root / report.FIT_FILE
     payload = collect._read(fit_file) if fit_file.exists() else report.fit_results(results_dir)
     fits, metric = payload["fits"], payload.get("metric", "test_loss")
+    # The runs stand for the same budgets as in the fit (fit.json's selection).
+    runs, _ = collect.select(runs, "best_val" if any((payload.get("selected_steps") or {}).values()) else "final")
     grouped = collect.groups(runs)
     baselines = collect.baselines(runs)
     colors = dict(zip(sorted(grouped), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10))

@@ -38,13 +38,14 @@ def fit_group(members, metric: str = "test_loss") -> dict:
             "choice": why, "steps": json_safe(paired_steps(p, values, seeds))}
 
 
-def fit_results(results_dir, metric: str = "test_loss", budget: float | None = None) -> dict:
+def fit_results(results_dir, metric: str = "test_loss", budget: float | None = None, select: str = "auto") -> dict:
     """Fit every group of a results directory, write fit.json atomically and return its payload."""
     if metric not in collect.METRICS:
         raise UserError(f"unknown metric {metric!r}: choose one of {', '.join(collect.METRICS)}")
     runs, warnings = collect.load(results_dir)
     for warning in warnings:
         print(f"patchscale: warning: {warning}", flush=True)
+    runs, selection = collect.select(runs, select)
     fits = {}
     for group, members in sorted(collect.groups(runs).items()):
         fits[group] = fit_group(members, metric)
@@ -55,7 +56,8 @@ def fit_results(results_dir, metric: str = "test_loss", budget: float | None = N
         verdict = analysis["groups"].get(group, {})
         entry["law_claim"] = bool(verdict.get("law_claim"))
         entry["convergence"] = verdict.get("convergence", {}).get("reason")
-    payload = {"metric": metric, "budget": budget, "fits": fits, "compute": analysis, "left_out": warnings,
+    payload = {"metric": metric, "selection": selection, "selected_steps": {r.name: r.selected_steps for r in runs},
+               "budget": budget, "fits": fits, "compute": analysis, "left_out": warnings,
                "git_commit": results.git_commit(),
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     results.write_json_atomic(epath.Path(results_dir) / FIT_FILE, json_safe(payload))
@@ -89,6 +91,8 @@ def table(payload: dict) -> str:
     metric = payload.get("metric", "test_loss")
     lines = [f"metric: {METRIC_NAMES.get(metric, metric)}; 95% profile intervals (t on the seeds' pure error)"
              + (f"; budget {payload['budget']:.4g} FLOPs" if payload.get("budget") is not None else "")]
+    if payload.get("selection"):
+        lines.append(f"runs stand for: {payload['selection']}")
     header = f"  {'law':<11} {'parameters [95% interval]':<92} {'lack of fit':<22} {'max|log res|':>12}"
     for group, entry in payload["fits"].items():
         keys = ", ".join(f"{k}={v}" for k, v in entry.get("group_keys", {}).items())
