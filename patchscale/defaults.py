@@ -32,6 +32,7 @@ def base_config() -> ConfigDict:
     c.model.patch_embed_init = "torch"  # torch (PyTorch conv default, DeiT) | lecun_normal (Adventurer)
     c.model.drop_path = 0.0
     c.model.dtype = "auto"  # auto (float32 on CPU, bfloat16 on accelerators) | float32 | bfloat16
+    c.model.residual_dtype = "float32"  # float32 (the reference: autocast) | compute (the compute dtype)
     c.model.remat = "none"  # none | full (keep only block inputs) | dots (also keep matmul outputs)
     c.model.attention_impl = placeholder(str)  # None lets JAX choose; or "xla" | "cudnn" | "chunked"
     c.model.attention_chunk = 1024  # Queries per block of the "chunked" implementation (long sequences).

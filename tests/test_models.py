@@ -103,3 +103,23 @@ def test_init_statistics_match_the_reference_implementations():
         np.testing.assert_allclose(np.asarray(model.patch_embed.proj.kernel[...]).std(), expected_std, rtol=0.05)
     qkv = np.asarray(model.blocks[0].mixer.qkv.kernel[...])
     np.testing.assert_allclose(qkv.std(), 0.02, rtol=0.05)
+
+
+@pytest.mark.parametrize("residual,expected", [("float32", jnp.float32), ("compute", jnp.bfloat16)])
+def test_residual_stream_stays_float32_under_bfloat16_compute(residual, expected, monkeypatch):
+    from patchscale.models import backbone
+
+    seen = []
+    original = backbone.Block.__call__
+
+    def recording(self, x, key=None):
+        seen.append(x.dtype)
+        out = original(self, x, key)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(backbone.Block, "__call__", recording)
+    m = model_config(patch_size=8, dtype="bfloat16", residual_dtype=residual)
+    model = VisionBackbone(m, image_size=32, channels=1, num_classes=10, rngs=nnx.Rngs(0))
+    model(jnp.zeros((2, 32, 32, 1), jnp.uint8))
+    assert seen and all(dtype == expected for dtype in seen)

@@ -111,6 +111,9 @@ class VisionBackbone(nnx.Module):
         self.head = nnx.Linear(shape.width, num_classes, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
                                kernel_init=trunc_normal_02, bias_init=nnx.initializers.zeros)
         self.dtype = dtype
+        # The residual stream's dtype: the reference (PyTorch autocast over float32 parameters)
+        # keeps it float32 while matmuls run in bfloat16; "compute" keeps it in the compute dtype.
+        self.residual_dtype = jnp.float32 if model_config.residual_dtype == "float32" else dtype
 
     def __call__(self, images: jax.Array, key: jax.Array | None = None) -> jax.Array:
         """uint8 or float images (B, H, W, C) → float32 logits (B, classes)."""
@@ -118,7 +121,7 @@ class VisionBackbone(nnx.Module):
         if self.cls_token is not None:
             cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
             x = jnp.concatenate([cls, x] if self.cls_first else [x, cls], axis=1)
-        x = constrain(self.posemb(x), TOKENS)
+        x = constrain(self.posemb(x).astype(self.residual_dtype), TOKENS)
         keys = jax.random.split(key, len(self.blocks)) if key is not None else [None] * len(self.blocks)
         for block, block_key in zip(self.blocks, keys):
             x = self.apply_block(block, x, block_key)
