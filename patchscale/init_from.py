@@ -26,6 +26,13 @@ from patchscale import results
 from patchscale.errors import UserError
 
 
+def resolve(value: str, workdir) -> epath.Path:
+    """`@name` is the run `name` beside this run's directory (a stage of the same sweep); else a path."""
+    if value.startswith("@"):
+        return epath.Path(workdir).parent / value[1:]
+    return epath.Path(value)
+
+
 def load_source(run_dir) -> tuple[dict, dict]:
     """(config dict, parameter tree as numpy) of the newest checkpoint of `run_dir`."""
     import orbax.checkpoint as ocp

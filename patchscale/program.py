@@ -54,6 +54,7 @@ class Program:
     total_steps: int
     warmup_steps: int
     mesh: jax.sharding.Mesh
+    workdir: str | None = None  # The run's directory: `train.init_from=@name` names a sibling run.
 
     def init_state(self, abstract: bool = False):
         """Build the model and optimizer; returns the train state placed on the mesh.
@@ -106,7 +107,7 @@ class Program:
         """Parameters (and EMA) from another run's newest checkpoint, adapted to this model (init_from.py)."""
         from patchscale import init_from
 
-        source_config, source_params = init_from.load_source(run_dir)
+        source_config, source_params = init_from.load_source(init_from.resolve(run_dir, self.workdir or "."))
         params = init_from.adapt(source_params, source_config, state["params"], self.config, self.image_size,
                                  self.channels)
         params = jax.device_put(params, self.state_sharding["params"])

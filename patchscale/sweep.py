@@ -71,6 +71,9 @@ def _get(config, dotted: str):
     return node
 
 
+INIT_FROM = "train.init_from"
+
+
 def expand(path: str, cli_overrides: Iterable[str] = ()) -> list[Point]:
     """All runs of the experiment, validated, in the order `get_sweep()` lists them."""
     module = config_lib.load_module(path)
@@ -82,6 +85,8 @@ def expand(path: str, cli_overrides: Iterable[str] = ()) -> list[Point]:
         config = module.get_config()
         try:
             for key, value in item.items():
+                if key == INIT_FROM and isinstance(value, dict):
+                    continue  # An earlier point of this sweep: resolved below, once names exist.
                 config_lib.set_value(config, key, value)
             config_lib.apply_overrides(config, cli_overrides)
             config_lib.validate(config)
@@ -92,7 +97,27 @@ def expand(path: str, cli_overrides: Iterable[str] = ()) -> list[Point]:
     if len(set(names)) < len(names):
         duplicate = next(n for n in names if names.count(n) > 1)
         raise UserError(f"{path}: several sweep points have the same settings (run name {duplicate!r})")
+    _link_stages(path, sweep, configs, names)
     return [Point(name, item, config) for name, item, config in zip(names, sweep, configs)]
+
+
+def _link_stages(path: str, sweep: list[dict], configs, names: list[str]) -> None:
+    """`"train.init_from": {overrides}` names the earlier point with those overrides: "@<its run name>".
+
+    Multi-stage recipes are one sweep: a later stage starts from the checkpoint of the run it names
+    (a sibling directory under runs/, so the results directory can move). `run` skips a stage whose
+    source has not finished yet.
+    """
+    for i, item in enumerate(sweep):
+        wanted = item.get(INIT_FROM)
+        if not isinstance(wanted, dict):
+            continue
+        matches = [j for j in range(i) if all(sweep[j].get(k) == v for k, v in wanted.items())]
+        if len(matches) != 1:
+            found = "no earlier point" if not matches else f"{len(matches)} earlier points"
+            raise UserError(f"{path}: sweep point {item}: {INIT_FROM}={wanted} matches {found}; it must match"
+                            " exactly one point listed before it")
+        configs[i].train.init_from = "@" + names[matches[0]]
 
 
 def _unique_names(configs, sweep) -> list[str]:
@@ -187,6 +212,13 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
     durations: list[float] = []
     for k, point in enumerate(todo, 1):
         run_dir = results_dir / "runs" / point.name
+        source = _source_run(point)
+        if source is not None and status(results_dir / "runs" / source) != "finished":
+            print(f"[sweep] {point.name}: waits for {source} (its train.init_from), which has not finished;"
+                  " run the sweep again once it has", flush=True)
+            outcome[point.name] = "waiting"
+            costs.pop(len(durations))  # Not run: out of the ETA.
+            continue
         remaining = estimate_remaining(durations, costs) if durations else None
         eta = f", sweep ETA {format_duration(remaining)}" if remaining is not None else ""
         print(f"[sweep] run {k}/{len(todo)}: {point.name}{eta}", flush=True)
@@ -213,6 +245,12 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
     print(f"[sweep] {done}/{len(points)} runs finished, {sum(s == 'failed' for s in outcome.values())} failed",
           flush=True)
     return outcome
+
+
+def _source_run(point: Point) -> str | None:
+    """The run name a stage starts from ("@name" in train.init_from), if any."""
+    value = point.config.train.init_from
+    return value[1:] if isinstance(value, str) and value.startswith("@") else None
 
 
 def estimate_remaining(durations: list[float], costs: list[float]) -> float | None:

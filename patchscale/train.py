@@ -43,7 +43,8 @@ class Trainer:
         self.branches = optimizer.cooldown_branches(t, self.total_steps)  # Branch start → its last step.
         self.warmup_steps = warmup_steps(t, self.num_train)
         self.program = Program(config, self.image_size, self.info.channels, self.info.num_classes,
-                               self.total_steps, self.warmup_steps, sharding.make_mesh(config.mesh))
+                               self.total_steps, self.warmup_steps, sharding.make_mesh(config.mesh),
+                               workdir=str(self.workdir))
         self.mesh = self.program.mesh
 
     # ----------------------------------------------------------------- evaluation

@@ -1,5 +1,7 @@
 """Multi-stage training: position tables and patch kernels carried to a new grid and patch size."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -52,23 +54,55 @@ def _program(overrides):
     return Program(c, size, 1, 10, total_steps=10, warmup_steps=0, mesh=sharding.make_mesh(c.mesh))
 
 
-def test_a_stage_starts_from_the_previous_runs_weights(mnist_dir, tmp_path):
-    first = small_overrides(mnist_dir, **{"train.steps": 4, "train.checkpoint_every": 4, "model.patch_size": 8})
-    done = run_cli("train", DEFAULT_EXPERIMENT, *first, "--workdir", tmp_path / "stage1")
-    assert done.returncode == 0, done.stderr
-    _, source = init_from.load_source(tmp_path / "stage1")
+STAGED_SWEEP = """
+import importlib.util
+spec = importlib.util.spec_from_file_location("base", {experiment!r})
+base = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(base)
+get_config = base.get_config
 
-    same = _program([*first, f"train.init_from={tmp_path / 'stage1'}"]).init_state()
+def get_sweep():
+    return [{{"model.patch_size": 8}},
+            {{"model.patch_size": 4, "train.learning_rate": 1e-3, "train.init_from": {{"model.patch_size": 8}}}}]
+"""
+
+
+def test_a_staged_sweep_starts_each_stage_from_the_previous_runs_weights(mnist_dir, tmp_path):
+    experiment = tmp_path / "staged.py"
+    experiment.write_text(STAGED_SWEEP.format(experiment=str(DEFAULT_EXPERIMENT)))
+    overrides = [o for o in small_overrides(mnist_dir, **{"train.steps": 4, "train.checkpoint_every": 4})
+                 if not o.startswith("model.patch_size=")]  # The sweep sets it.
+    done = run_cli("sweep", experiment, *overrides, "--results", tmp_path / "results", "--no-analysis")
+    assert done.returncode == 0, done.stdout + done.stderr
+    runs = tmp_path / "results" / "runs"
+    first, second = sorted(runs.iterdir(), key=lambda d: "p4" in d.name)
+    assert json.loads((second / "config.json").read_text())["train"]["init_from"] == "@" + first.name
+    _, source = init_from.load_source(first)
+
+    # The second stage began from the first's weights: its position table is the first's,
+    # resized from a 4×4 to an 8×8 grid with the class token kept apart.
+    program = _program([*overrides, "model.patch_size=4", f"train.init_from={first}"])
+    started = dict(init_from._flatten(jax.device_get(program.init_state()["params"])))
+    src = dict(init_from._flatten(source))
+    table = src[("posemb", "table")]
+    np.testing.assert_array_equal(started[("posemb", "table")][0], table[0])
+    np.testing.assert_allclose(started[("posemb", "table")][1:],
+                               init_from.interpolate_posemb(table, 4, 8, 1, 0)[1:], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(started[("cls_token",)]), src[("cls_token",)])
+
+    same = _program([*overrides, "model.patch_size=8", f"train.init_from={first}"]).init_state()
     started = dict(init_from._flatten(jax.device_get(same["params"])))
-    assert started.keys() == dict(init_from._flatten(source)).keys()
     for path, value in init_from._flatten(source):
         np.testing.assert_array_equal(np.asarray(started[path]), value)
 
-    finer = _program([*first, "model.patch_size=4", f"train.init_from={tmp_path / 'stage1'}"]).init_state()
-    assert finer["params"]["posemb"]["table"].shape[0] == 1 + 8 * 8
-    started = dict(init_from._flatten(jax.device_get(finer["params"])))
-    np.testing.assert_array_equal(np.asarray(started[("cls_token",)]), dict(init_from._flatten(source))[("cls_token",)])
-
-    wider = _program([*first, "model.width=48", "model.heads=2", f"train.init_from={tmp_path / 'stage1'}"])
+    wider = _program([*overrides, "model.width=48", "model.heads=2", f"train.init_from={first}"])
     with pytest.raises(UserError, match="has shape"):
         wider.init_state()
+
+
+def test_a_stage_must_name_exactly_one_earlier_point(tmp_path):
+    experiment = tmp_path / "staged.py"
+    experiment.write_text(STAGED_SWEEP.format(experiment=str(DEFAULT_EXPERIMENT)).replace(
+        '"train.init_from": {"model.patch_size": 8}', '"train.init_from": {"model.patch_size": 2}'))
+    done = run_cli("sweep", experiment, "--dry-run", "--no-compile")
+    assert done.returncode == 2 and "matches no earlier point" in done.stderr and "Traceback" not in done.stderr
