@@ -4,10 +4,17 @@
 
 What it should show: test loss falling smoothly down to p = 1 with a linear-time mixer, whose
 cost grows ~4× per halving of p (attention's grows up to 16×).
-NOT RUN: validates and dry-runs here only. The study pre-trains at 128² (300 epochs), then
-trains at 224² (100 epochs, drop path 0.4) and fine-tunes; patchscale cannot yet start a run
-from another run's weights, so the 224² points here train from scratch with the 224² stage's
-drop path and 300 epochs. Recipe: REFERENCE.md (Adventurer).
+NOT RUN: validates and dry-runs here only.
+
+The study's three stages, per patch size, as one sweep whose stages depend on each other
+(`train.init_from` names the previous stage's point; a stage runs once its source finished):
+1. 128², 300 epochs, ThreeAugment, Mixup/CutMix, repeated augmentation, drop path 0.1;
+2. 224², 100 epochs from stage 1 (position table resized to the 224² grid, class token kept
+   last), drop path 0.4;
+3. 224², 20 epochs from stage 2, lr 1e-5 (not scaled), wd 0.1, drop path 0.6, RandAugment,
+   label smoothing 0.1, no repeated augmentation.
+Released flip rule (blocks 2 and 3), no gradient clipping, float32 residual stream, EMA 0.99996
+kept but the raw model evaluated, eval crop ratio 1.0 below p = 16. docs/recipes.md has the details.
 """
 
 import pathlib
@@ -15,9 +22,8 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-from paper_common import PATCH_SIZES, adventurer, adventurer_recipe, imagenet  # noqa: E402
-
-from patchscale.sweep import product  # noqa: E402
+from paper_common import (ADVENTURER_STAGE_2, ADVENTURER_STAGE_3, PATCH_SIZES, adventurer,  # noqa: E402
+                          adventurer_recipe, eval_view, imagenet)
 
 
 def get_config(arg=None):
@@ -26,5 +32,10 @@ def get_config(arg=None):
 
 
 def get_sweep():
-    return (product(**{"data.image_size": [128], "model.patch_size": PATCH_SIZES})
-            + product(**{"data.image_size": [224], "model.patch_size": PATCH_SIZES, "model.drop_path": [0.4]}))
+    points = []
+    for p in PATCH_SIZES:
+        stage1 = {"data.image_size": 128, "model.patch_size": p}
+        stage2 = {**ADVENTURER_STAGE_2, "model.patch_size": p}
+        stage3 = {**ADVENTURER_STAGE_3, "model.patch_size": p}
+        points += [stage1, {**stage2, "train.init_from": stage1}, {**stage3, "train.init_from": stage2}]
+    return eval_view(points, 128)

@@ -6,7 +6,10 @@
 What it should show: test loss falling smoothly as the patch shrinks, down to p = 1.
 NOT RUN: this config validates and dry-runs here (CPU, no ImageNet), but it has never been
 trained; it needs accelerators (300 epochs of ImageNet at 4,096 tokens per image) and TFDS
-imagenet2012 prepared in the data dir. Recipe: REFERENCE.md (DeiT Ti/S/B).
+imagenet2012 prepared in the data dir. Recipe (docs/recipes.md): DeiT Ti/S/B with its full
+augmentation (RandomResizedCrop, flip, RandAugment, random erasing, Mixup/CutMix, repeated
+augmentation), no gradient clipping, float32 residual stream, bicubic eval view with crop ratio
+0.875 at p = 16 and 1.0 below.
 """
 
 import pathlib
@@ -14,7 +17,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-from paper_common import PATCH_SIZES, deit_recipe, imagenet  # noqa: E402
+from paper_common import PATCH_SIZES, deit_recipe, eval_view, imagenet  # noqa: E402
 
 from patchscale.sweep import product  # noqa: E402
 
@@ -27,4 +30,4 @@ def get_config(arg=None):
 
 
 def get_sweep():
-    return product(**{"model.patch_size": PATCH_SIZES})
+    return eval_view(product(**{"model.patch_size": PATCH_SIZES}), 64)

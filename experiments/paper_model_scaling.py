@@ -13,12 +13,13 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-from paper_common import PATCH_SIZES, adventurer_recipe, deit_recipe, imagenet  # noqa: E402
+from paper_common import PATCH_SIZES, adventurer_recipe, deit_recipe, eval_view, imagenet  # noqa: E402
 
 from patchscale.sweep import product  # noqa: E402
 
 ADVENTURER_BLOCK = {"model.mixer": "mamba2", "model.norm": "rmsnorm", "model.channel_mixer": "swiglu",
-                    "model.cls_position": "last", "model.patch_embed_init": "lecun_normal"}
+                    "model.cls_position": "last", "model.patch_embed_init": "lecun_normal",
+                    "model.mamba2.flip": "released"}
 
 
 def get_config(arg=None):
@@ -32,10 +33,12 @@ def get_sweep():
         large = {"train.batch_size": 4096, "train.learning_rate": 2e-4, "train.weight_decay": 0.3, "train.b2": 0.95,
                  "train.epochs": 200.0, "train.warmup_epochs": 20.0, "model.drop_path": 0.2} if size == "L" else {}
         points += [{"model.size": size, **large, **p} for p in product(**{"model.patch_size": PATCH_SIZES})]
-    recipe = adventurer_recipe(imagenet(224)).train
-    adventurer_train = {f"train.{k}": recipe[k] for k in ("batch_size", "learning_rate", "weight_decay", "epochs",
-                                                          "warmup_epochs")}
+    recipe = adventurer_recipe(imagenet(224))
+    adventurer_train = {f"train.{k}": recipe.train[k] for k in ("batch_size", "learning_rate", "weight_decay",
+                                                                "epochs", "warmup_epochs", "label_smoothing",
+                                                                "ema_decay")}
+    adventurer_train.update({f"augment.{k}": recipe.augment[k] for k in ("policy", "color_jitter", "random_erasing")})
     for size in ("adv-Ti", "adv-S", "adv-B", "adv-L"):
         points += [{"model.size": size, **ADVENTURER_BLOCK, **adventurer_train, "model.drop_path": 0.1, **p}
                    for p in product(**{"model.patch_size": PATCH_SIZES})]
-    return points
+    return eval_view(points, 224)

@@ -185,7 +185,7 @@ def test_flags_and_overrides_mix_but_stray_arguments_fail():
     assert done.returncode == 2 and "unrecognized arguments: --bogus" in done.stderr
 
 
-@pytest.mark.parametrize("name, runs", [("paper_deit_b_64", 5), ("paper_adventurer_b", 10),
+@pytest.mark.parametrize("name, runs", [("paper_deit_b_64", 5), ("paper_adventurer_b", 15),
                                         ("paper_model_scaling", 40)])
 def test_paper_configs_validate(name, runs):
     from tests.conftest import REPO
@@ -202,3 +202,30 @@ def test_paper_config_dry_runs(tmp_path):
                    "--results", tmp_path / "r")
     assert done.returncode == 0, done.stderr
     assert "attention-B-p1-s0" in done.stdout and "4097" in done.stdout and "projected cost" in done.stdout
+
+
+def test_paper_configs_carry_the_reference_recipes():
+    from tests.conftest import REPO
+
+    deit = sweep.expand(str(REPO / "experiments" / "paper_deit_b_64.py"))
+    for point in deit:
+        c = point.config
+        assert (c.augment.crop, c.augment.policy, c.augment.random_erasing, c.augment.repeats) == \
+            ("random_resized", "rand-m9-mstd0.5-inc1", 0.25, 3)
+        assert (c.augment.mixup_alpha, c.augment.cutmix_alpha, c.train.label_smoothing) == (0.8, 1.0, 0.1)
+        assert c.train.grad_clip_norm == 0 and c.model.residual_dtype == "float32"
+        assert c.data.eval_crop_ratio == (0.875 if c.model.patch_size == 16 else 1.0)
+
+    stages = sweep.expand(str(REPO / "experiments" / "paper_adventurer_b.py"))
+    by_name = {p.name: p for p in stages}
+    for first, second, third in zip(stages[0::3], stages[1::3], stages[2::3]):
+        assert first.config.train.init_from is None
+        assert by_name[second.config.train.init_from[1:]] is first  # Stage 2 starts from stage 1 …
+        assert by_name[third.config.train.init_from[1:]] is second  # … and stage 3 from stage 2.
+        assert [s.config.data.image_size for s in (first, second, third)] == [128, 224, 224]
+        assert [s.config.model.drop_path for s in (first, second, third)] == [0.1, 0.4, 0.6]
+        assert (third.config.train.learning_rate, third.config.augment.policy, third.config.augment.repeats) == \
+            (1e-5, "rand-m9-mstd0.5-inc1", 1)
+        assert first.config.augment.policy == "three_augment" and first.config.train.label_smoothing == 0.0
+        assert {s.config.model.mamba2.flip for s in (first, second, third)} == {"released"}
+        assert {s.config.train.grad_clip_norm for s in (first, second, third)} == {0.0}
