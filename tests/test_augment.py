@@ -156,3 +156,18 @@ def test_three_augment_keeps_channels_and_changes_the_photo(photo_dir):
 def test_bad_augmentation_settings_are_refused_before_any_work(override, message):
     with pytest.raises(UserError, match=message):
         config_lib.load_config(str(DEFAULT_EXPERIMENT), [override])
+
+
+def test_data_preview_writes_a_png_of_the_augmented_batch_and_the_eval_view(photo_dir, tmp_path):
+    from PIL import Image
+
+    from tests.conftest import REPO, run_cli
+
+    args = ["data", "preview", REPO / "experiments" / "paper_deit_b_64.py", f"data.name={photos.NAME}",
+            f"data.data_dir={photo_dir}", "data.eval_split=test", "data.image_size=32", "--count", "6"]
+    done = run_cli(*args, "--out", tmp_path / "preview.png")
+    assert done.returncode == 0, done.stderr
+    with Image.open(tmp_path / "preview.png") as image:
+        assert image.format == "PNG" and image.width > 400 and image.height > 300
+    done = run_cli(*args, "--out", tmp_path / "preview.jpg")
+    assert done.returncode == 2 and "ending in .png" in done.stderr and not (tmp_path / "preview.jpg").exists()
