@@ -171,3 +171,13 @@ def test_data_preview_writes_a_png_of_the_augmented_batch_and_the_eval_view(phot
         assert image.format == "PNG" and image.width > 400 and image.height > 300
     done = run_cli(*args, "--out", tmp_path / "preview.jpg")
     assert done.returncode == 2 and "ending in .png" in done.stderr and not (tmp_path / "preview.jpg").exists()
+
+
+@pytest.mark.parametrize("level", [0.0, 5.0, 10.0])
+def test_every_rand_augment_op_runs_at_every_level_on_rgb_and_gray(level):
+    rng = np.random.default_rng(0)
+    photo = photos.load_photos((40, 30))[1]
+    for image in (augment.to_pil(photo), augment.to_pil(photo[..., :1])):
+        for name, op in augment.RAND_AUGMENT_OPS.items():
+            out = op(image, level, rng)
+            assert out.size == image.size and out.mode == image.mode, name

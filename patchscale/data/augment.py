@@ -106,6 +106,15 @@ def _affine(matrix_of):
     return op
 
 
+def _posterize(image, level, rng):
+    """Keep 4 − ⌊level·0.4⌋ bits; 0 bits (level 10) is a black image, as timm's op gave with the
+    Pillow it was written for (newer Pillow refuses 0 bits)."""
+    bits = 4 - int(level / MAX_LEVEL * 4)
+    if bits <= 0:
+        return image.point([0] * 256 * len(image.getbands()))
+    return ImageOps.posterize(image, bits)
+
+
 def _solarize_add(image, level, rng):
     add = int(level / MAX_LEVEL * 110)
     table = [min(255, v + add) if v < 128 else v for v in range(256)]
@@ -118,7 +127,7 @@ RAND_AUGMENT_OPS = {  # timm's _RAND_INCREASING_TRANSFORMS; level ∈ [0, 10].
     "Invert": lambda image, level, rng: ImageOps.invert(image),
     "Rotate": lambda image, level, rng: image.rotate(_signed(level / MAX_LEVEL * 30.0, rng),
                                                      resample=Image.Resampling.BICUBIC, fillcolor=_fill(image)),
-    "PosterizeIncreasing": lambda image, level, rng: ImageOps.posterize(image, 4 - int(level / MAX_LEVEL * 4)),
+    "PosterizeIncreasing": _posterize,
     "SolarizeIncreasing": lambda image, level, rng: ImageOps.solarize(image, 256 - int(level / MAX_LEVEL * 256)),
     "SolarizeAdd": _solarize_add,
     "ColorIncreasing": _enhance(ImageEnhance.Color),
