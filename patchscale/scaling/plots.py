@@ -24,9 +24,10 @@ from patchscale.scaling.fit import PREDICT
 def _loss_vs_patch(ax, grouped, fits, colors, metric="test_loss"):
     for group, members in sorted(grouped.items()):
         p = np.asarray([r.patch_size for r in members], float)
-        ax.scatter(p, [r.metric(metric) for r in members], color=colors[group], s=18, alpha=0.8,
-                   label=f"{group} runs")
         entry = fits.get(group, {})
+        limited = "" if entry.get("law_claim", True) else " (budget-limited)"
+        ax.scatter(p, [r.metric(metric) for r in members], color=colors[group], s=18, alpha=0.8,
+                   label=f"{group} runs{limited}")
         if "saturating" not in entry:
             continue
         grid = np.geomspace(p.min(), p.max(), 100)

@@ -28,14 +28,15 @@ def fit_group(members, metric: str = "test_loss") -> dict:
     values = np.asarray([r.metric(metric) for r in members], float)
     seeds = np.asarray([r.seed for r in members])
     entry = {"runs": [r.name for r in members], "group_keys": dict(members[0].group_keys),
-             "means": {str(int(size)): json_mean_interval(values[p == size]) for size in sorted(set(p), reverse=True)}}
+             "means": {str(int(size)): json_mean_interval(values[p == size]) for size in sorted(set(p), reverse=True)},
+             # The paired steps need no law: they are reported even where a law cannot be fitted.
+             "steps": json_safe(paired_steps(p, values, seeds)) if len(set(p)) > 1 else []}
     try:
         saturating, power = fit_saturating(p, values, seeds), fit_power(p, values, seeds)
     except FitError as e:
         return {**entry, "error": str(e)}
     chosen, why = choose(saturating, power)
-    return {**entry, "saturating": saturating.to_dict(), "power": power.to_dict(), "chosen": chosen,
-            "choice": why, "steps": json_safe(paired_steps(p, values, seeds))}
+    return {**entry, "saturating": saturating.to_dict(), "power": power.to_dict(), "chosen": chosen, "choice": why}
 
 
 def fit_results(results_dir, metric: str = "test_loss", budget: float | None = None, select: str = "auto") -> dict:
@@ -99,6 +100,7 @@ def table(payload: dict) -> str:
         lines += ["", f"{group}  (group keys: {keys or '-'})"]
         if "error" in entry:
             lines.append(f"  not fitted: {entry['error']}")
+            lines += [f"  step: {_step(step)}" for step in entry.get("steps", [])]
             continue
         sat, power = entry["saturating"], entry["power"]
         seeds = ", ".join(f"p{p}:{n}" for p, n in sat["n_seeds"].items())
