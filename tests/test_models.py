@@ -123,3 +123,26 @@ def test_residual_stream_stays_float32_under_bfloat16_compute(residual, expected
     model = VisionBackbone(m, image_size=32, channels=1, num_classes=10, rngs=nnx.Rngs(0))
     model(jnp.zeros((2, 32, 32, 1), jnp.uint8))
     assert seen and all(dtype == expected for dtype in seen)
+
+
+def test_grad_clip_norm_zero_turns_clipping_off_instead_of_zeroing_updates():
+    """With clipping off the updates are AdamW's; with it on they differ (a large, then a small gradient)."""
+    import optax
+
+    c = config_lib.load_module(str(DEFAULT_EXPERIMENT)).get_config()
+    params = {"w": jnp.ones((4, 4)), "b": jnp.zeros((4,))}
+    steps = [{"w": jnp.full((4, 4), 50.0), "b": jnp.arange(4.0)}, {"w": jnp.full((4, 4), 0.01), "b": jnp.ones(4)}]
+
+    def second_update(tx):
+        state = tx.init(params)
+        for grads in steps:
+            updates, state = tx.update(grads, state, params)
+        return updates
+
+    expected = second_update(optax.adamw(1.0, b1=c.train.b1, b2=c.train.b2, weight_decay=c.train.weight_decay,
+                                         mask=optimizer.decay_mask))
+    for clip, same in ((0.0, True), (1.0, False)):
+        c.train.grad_clip_norm = clip
+        updates = second_update(optimizer.make(c.train))
+        assert float(jnp.abs(updates["w"]).max()) > 0.1  # Never zeroed.
+        assert all(np.allclose(updates[k], expected[k], rtol=1e-5) for k in params) == same
