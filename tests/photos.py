@@ -15,29 +15,31 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "r
 TRAIN_COPIES = 8
 
 
-def load_photos(size: tuple[int, int] | None = None) -> list[np.ndarray]:
-    """The photos as uint8 RGB arrays, optionally resized to `size` = (width, height)."""
+def load_photos(size: tuple[int, int] | None = None, scale: float | None = None) -> list[np.ndarray]:
+    """The photos as uint8 RGB arrays, optionally resized to `size` = (width, height) or by `scale`."""
     import skimage.data
     from PIL import Image
 
     images = []
     for name in PHOTOS:
         image = np.asarray(getattr(skimage.data, name)(), np.uint8)[..., :3]
-        if size is not None:
-            image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+        target = size or (None if scale is None else
+                          (round(image.shape[1] * scale), round(image.shape[0] * scale)))
+        if target is not None:
+            image = np.asarray(Image.fromarray(image).resize(target, Image.Resampling.BICUBIC))
         images.append(image)
     return images
 
 
-def write(data_dir: str, size: tuple[int, int] | None = None) -> str:
-    """Write the dataset under `data_dir` (once); returns `data_dir`. `size` resizes every photo."""
+def write(data_dir: str, size: tuple[int, int] | None = None, scale: float | None = None) -> str:
+    """Write the dataset under `data_dir` (once); returns `data_dir`. `size` or `scale` resizes every photo."""
     import pathlib
 
     import tensorflow_datasets as tfds
 
     if (pathlib.Path(data_dir) / NAME).exists():
         return data_dir
-    photos = load_photos(size)
+    photos = load_photos(size, scale)
     features = tfds.features.FeaturesDict({
         "image": tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8, encoding="zlib"),
         "label": tfds.features.ClassLabel(num_classes=len(photos)),

@@ -16,7 +16,8 @@ from tests.conftest import DEFAULT_EXPERIMENT
 
 @pytest.fixture(scope="module")
 def photo_dir(tmp_path_factory) -> str:
-    return photos.write(str(tmp_path_factory.mktemp("photos")))
+    """The photos at a quarter of their linear size (fast to augment), keeping distinct aspects."""
+    return photos.write(str(tmp_path_factory.mktemp("photos")), scale=0.25)
 
 
 def deit_augment(**changes) -> ml_collections.ConfigDict:
@@ -70,14 +71,18 @@ def test_eval_view_resizes_the_shorter_side_then_crops_the_centre():
 
 def test_random_erasing_pastes_one_box_of_the_allowed_area_per_image():
     images = jnp.zeros((64, 32, 32, 3))
-    erased = np.asarray(augment_batch.random_erasing(images, jax.random.key(0), 1.0))
+    erase = jax.jit(augment_batch.random_erasing, static_argnums=2)
+    erased = np.asarray(erase(images, jax.random.key(0), 1.0))
     for image in erased:
         rows, cols = np.nonzero((image != 0).any(-1))
         h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
         assert (image != 0).any(-1).sum() == h * w  # One solid rectangle.
         assert 0.02 * 1024 - (h + w) <= h * w <= 1024 / 3 + (h + w)
     assert abs(erased[erased != 0].std() - 1.0) < 0.05  # Normal noise in normalised units.
-    np.testing.assert_array_equal(augment_batch.random_erasing(images, jax.random.key(0), 0.0), images)
+    np.testing.assert_array_equal(erase(images, jax.random.key(0), 0.0), images)
+
+
+_MIX = jax.jit(augment_batch.mix, static_argnums=(3, 4, 5))
 
 
 def _mixed_pair(mixup_alpha, cutmix_alpha, seed):
@@ -85,7 +90,7 @@ def _mixed_pair(mixup_alpha, cutmix_alpha, seed):
     batch = 8
     images = jnp.broadcast_to(jnp.arange(batch, dtype=jnp.float32)[:, None, None, None], (batch, 16, 16, 1))
     targets = jax.nn.one_hot(jnp.arange(batch) % 4, 10) * 0.9 + 0.01  # Smoothed by 0.1.
-    mixed, soft = augment_batch.mix(images, targets, jax.random.key(seed), mixup_alpha, cutmix_alpha, 0.5)
+    mixed, soft = _MIX(images, targets, jax.random.key(seed), mixup_alpha, cutmix_alpha, 0.5)
     np.testing.assert_allclose(np.asarray(soft).sum(-1), 1.0, rtol=1e-6)  # Label mass sums to one.
     lam = (float(soft[0, 0]) - 0.01) / 0.9
     np.testing.assert_allclose(float(soft[0, 3]), 0.01 + 0.9 * (1 - lam), atol=1e-6)
@@ -158,19 +163,19 @@ def test_bad_augmentation_settings_are_refused_before_any_work(override, message
         config_lib.load_config(str(DEFAULT_EXPERIMENT), [override])
 
 
-def test_data_preview_writes_a_png_of_the_augmented_batch_and_the_eval_view(photo_dir, tmp_path):
+def test_data_preview_writes_a_png_of_the_augmented_batch_and_the_eval_view(photo_dir, tmp_path, capsys):
     from PIL import Image
 
-    from tests.conftest import REPO, run_cli
+    from patchscale import cli
+    from tests.conftest import REPO
 
-    args = ["data", "preview", REPO / "experiments" / "paper_deit_b_64.py", f"data.name={photos.NAME}",
+    args = ["data", "preview", str(REPO / "experiments" / "paper_deit_b_64.py"), f"data.name={photos.NAME}",
             f"data.data_dir={photo_dir}", "data.eval_split=test", "data.image_size=32", "--count", "6"]
-    done = run_cli(*args, "--out", tmp_path / "preview.png")
-    assert done.returncode == 0, done.stderr
+    assert cli.main([*args, "--out", str(tmp_path / "preview.png")]) == 0
     with Image.open(tmp_path / "preview.png") as image:
         assert image.format == "PNG" and image.width > 400 and image.height > 300
-    done = run_cli(*args, "--out", tmp_path / "preview.jpg")
-    assert done.returncode == 2 and "ending in .png" in done.stderr and not (tmp_path / "preview.jpg").exists()
+    assert cli.main([*args, "--out", str(tmp_path / "preview.jpg")]) == 2
+    assert "ending in .png" in capsys.readouterr().err and not (tmp_path / "preview.jpg").exists()
 
 
 @pytest.mark.parametrize("level", [0.0, 5.0, 10.0])

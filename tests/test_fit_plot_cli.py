@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from patchscale.errors import UserError
 from patchscale.scaling import collect, compute, plots, report
 from tests.conftest import run_cli
 
@@ -195,18 +196,17 @@ def _overfit_last_budget(root):
 def test_runs_are_early_stopped_on_validation_over_the_budget_grid(tmp_path):
     root = make_results(tmp_path / "r", baseline=False)
     _overfit_last_budget(root)
-    best = json.loads((root / "fit.json").read_text()) if run_cli("fit", root).returncode == 0 else None
-    assert best is not None and "lowest validation loss" in best["selection"]
+    best = report.fit_results(root)
+    assert "lowest validation loss" in best["selection"]
     assert set(best["selected_steps"].values()) == {500}  # The middle budget (50,000 images / 100).
     summary = json.loads((root / "runs" / "attention-pico-p4-s0" / "summary.json").read_text())
     assert best["fits"]["attention-pico-r32"]["means"]["4"]["mean"] != summary["test_loss"]
 
-    done = run_cli("fit", root, "--select", "final")
-    assert done.returncode == 0, done.stderr
-    final = json.loads((root / "fit.json").read_text())
+    final = report.fit_results(root, select="final")
     assert "whole budget" in final["selection"] and set(final["selected_steps"].values()) == {None}
     assert final["fits"]["attention-pico-r32"]["means"]["4"]["mean"] > best["fits"]["attention-pico-r32"]["means"]["4"]["mean"]
+    assert json.loads((root / "fit.json").read_text())["selection"] == final["selection"]
 
     make_results(tmp_path / "no_val", baseline=True)  # Its baselines have no validation losses.
-    done = run_cli("fit", tmp_path / "no_val", "--select", "best_val")
-    assert done.returncode == 2 and "best_val selection needs validation losses" in done.stderr
+    with pytest.raises(UserError, match="best_val selection needs validation losses"):
+        report.fit_results(tmp_path / "no_val", select="best_val")

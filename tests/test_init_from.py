@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from patchscale import config as config_lib
-from patchscale import init_from, sharding
+from patchscale import init_from, sharding, sweep
 from patchscale.errors import UserError
 from patchscale.program import Program
 from tests.conftest import DEFAULT_EXPERIMENT, run_cli, small_overrides
@@ -67,13 +67,14 @@ def get_sweep():
 """
 
 
+@pytest.mark.heavy  # Two trainings and three model inits (~65 s); run with -m heavy.
 def test_a_staged_sweep_starts_each_stage_from_the_previous_runs_weights(mnist_dir, tmp_path):
     experiment = tmp_path / "staged.py"
     experiment.write_text(STAGED_SWEEP.format(experiment=str(DEFAULT_EXPERIMENT)))
     overrides = [o for o in small_overrides(mnist_dir, **{"train.steps": 4, "train.checkpoint_every": 4})
                  if not o.startswith("model.patch_size=")]  # The sweep sets it.
-    done = run_cli("sweep", experiment, *overrides, "--results", tmp_path / "results", "--no-analysis")
-    assert done.returncode == 0, done.stdout + done.stderr
+    outcome = sweep.run(sweep.expand(str(experiment), overrides), tmp_path / "results", "staged")
+    assert set(outcome.values()) == {"finished"}
     runs = tmp_path / "results" / "runs"
     first, second = sorted(runs.iterdir(), key=lambda d: "p4" in d.name)
     assert json.loads((second / "config.json").read_text())["train"]["init_from"] == "@" + first.name

@@ -125,6 +125,7 @@ def test_every_seed_runs_the_same_compiled_train_step():
     assert _train_step_hlo(0) == _train_step_hlo(7)
 
 
+@pytest.mark.heavy  # A CLI training run (~25 s); run with -m heavy.
 def test_compilation_cache_is_filled_by_a_run_and_can_be_turned_off(mnist_dir, tmp_path, monkeypatch):
     from patchscale import compile_cache
 
