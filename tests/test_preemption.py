@@ -32,6 +32,7 @@ def long_run(mnist_dir, **extra):
                                          **extra})
 
 
+@pytest.mark.heavy  # CI time; run with -m heavy.
 def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path, mnist_dir):
     run_dir = tmp_path / "run"
     proc = start("train", DEFAULT_EXPERIMENT, *long_run(mnist_dir), "--workdir", run_dir)

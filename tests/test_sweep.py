@@ -121,6 +121,7 @@ def test_dry_run_prints_costs_and_writes_nothing(tmp_path, mnist_dir):
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.heavy  # CI time; run with -m heavy.
 def test_sweep_records_failures_skips_finished_and_resumes_partial(tmp_path, mnist_dir):
     from tests.conftest import run_cli
 

@@ -88,6 +88,7 @@ def test_non_finite_loss_stops_the_run_with_a_clear_error(mnist_dir, tmp_path):
     assert not (tmp_path / "nan" / "summary.json").exists()
 
 
+@pytest.mark.heavy  # CI time; run with -m heavy.
 def test_evaluation_matches_one_pass_over_all_examples(mnist_dir, tmp_path):
     c = config_lib.load_config(str(DEFAULT_EXPERIMENT), small_overrides(mnist_dir))
     trainer = train.Trainer(c, tmp_path / "unused")
