@@ -15,8 +15,6 @@ Everything else must keep its shape. The optimizer state, step and schedule star
 
 from __future__ import annotations
 
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -135,7 +133,3 @@ def _unflatten(like, values: dict):
     ordered = [values[tuple(_key(k) for k in path if _key(k) != "value")] for path, _ in leaves_with_path]
     return jax.tree_util.tree_unflatten(treedef, ordered)
 
-
-def describe(source_config: dict) -> str:
-    m = source_config["model"]
-    return json.dumps({"mixer": m["mixer"], "patch_size": m["patch_size"], "image_size": source_config["data"]["image_size"]})

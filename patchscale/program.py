@@ -26,6 +26,16 @@ EMBEDDING_PARAMS = ("patch_embed", "posemb", "cls_token")
 AUGMENT_STREAM = 0x5EED  # Folded into the step key for batch augmentation.
 
 
+def step_key(seed, step):
+    """The model's randomness (drop path) at `step`: a function of seed and step only, so resume replays it."""
+    return jax.random.fold_in(jax.random.key(seed + 1), step)
+
+
+def augment_key(key):
+    """The batch augmentation's key, folded off the step's model key."""
+    return jax.random.fold_in(key, AUGMENT_STREAM)
+
+
 def total_steps(train_config, num_examples: int) -> int:
     """`train.steps` when set, else enough steps for `train.epochs` passes over the examples."""
     return train_config.steps or math.ceil(train_config.epochs * num_examples / train_config.batch_size)
@@ -140,8 +150,8 @@ class Program:
     def _train_step(self, state, frozen, batch):
         # Per-step randomness from the step number: a resumed run draws the same drop-path masks
         # and the same batch augmentation (its key is folded off the model's).
-        key = jax.random.fold_in(jax.random.key(state["seed"] + 1), state["step"])
-        images, targets = self._inputs(batch, jax.random.fold_in(key, AUGMENT_STREAM))
+        key = step_key(state["seed"], state["step"])
+        images, targets = self._inputs(batch, augment_key(key))
         loss, grads = jax.value_and_grad(self._loss)(state["params"], frozen, images, targets, key)
         updates, opt = self.tx.update(grads, state["opt"], state["params"])
         lr = self.lr(state["step"], state["end"])

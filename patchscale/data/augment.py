@@ -141,6 +141,9 @@ RAND_AUGMENT_OPS = {  # timm's _RAND_INCREASING_TRANSFORMS; level ∈ [0, 10].
 }
 
 
+_OP_NAMES = tuple(RAND_AUGMENT_OPS)
+
+
 @dataclasses.dataclass(frozen=True)
 class RandAugment:
     """timm's RandAugment: `layers` ops drawn with replacement, each applied with probability ½."""
@@ -162,12 +165,11 @@ class RandAugment:
         return cls(float(fields.get("m", 9)), float(fields.get("mstd", 0.5)), int(fields.get("n", 2)))
 
     def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
-        names = list(RAND_AUGMENT_OPS)
-        for index in rng.integers(0, len(names), size=self.layers):
+        for index in rng.integers(0, len(_OP_NAMES), size=self.layers):
             if rng.uniform() >= 0.5:
                 continue
             level = rng.normal(self.magnitude, self.magnitude_std) if self.magnitude_std > 0 else self.magnitude
-            image = RAND_AUGMENT_OPS[names[index]](image, float(np.clip(level, 0.0, MAX_LEVEL)), rng)
+            image = RAND_AUGMENT_OPS[_OP_NAMES[index]](image, float(np.clip(level, 0.0, MAX_LEVEL)), rng)
         return image
 
 
@@ -206,6 +208,10 @@ class TrainAugment:
     policy: str = "none"  # none | three_augment | a RandAugment spec such as rand-m9-mstd0.5-inc1
     color_jitter: float = 0.0
 
+    def __post_init__(self):  # Parsed once here, not for every image.
+        parsed = RandAugment.parse(self.policy) if self.policy not in ("none", "three_augment") else None
+        object.__setattr__(self, "_rand_augment", parsed)
+
     def __call__(self, example, rng: np.random.Generator):
         raw = np.asarray(example["image"], np.uint8)
         if raw.ndim == 2:
@@ -219,8 +225,8 @@ class TrainAugment:
             image = horizontal_flip(image, rng, self.hflip)
         if self.policy == "three_augment":
             image = three_augment(image, rng)
-        elif self.policy != "none":
-            image = RandAugment.parse(self.policy)(image, rng)
+        elif self._rand_augment is not None:
+            image = self._rand_augment(image, rng)
         if self.color_jitter:
             image = color_jitter(image, rng, self.color_jitter)
         return {"image": to_array(image, raw.shape[-1]), "label": np.int32(example["label"])}

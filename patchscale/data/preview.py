@@ -35,12 +35,13 @@ def _target_text(target: np.ndarray) -> str:
 def training_view(config, image_size: int, num_classes: int, count: int):
     """(uint8 images, soft targets) of the first `count` examples of the first training batch."""
     from patchscale.models.backbone import normalize
+    from patchscale.program import augment_key, step_key
 
     batch = next(pipeline.train_iterator(config.data, image_size, count, 1, config.seed, config.augment))
     targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes), config.train.label_smoothing)
     images = batch["image"]
     if augment_batch.is_active(config.augment):
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed + 1), 0), 0x5EED)
+        key = augment_key(step_key(config.seed, 0))  # What the first train step draws.
         images, targets = augment_batch.apply(normalize(images), targets, key, config.augment)
     return _to_pixels(images), np.asarray(targets)
 
