@@ -28,12 +28,12 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from benchmarks.common import environment, memory, save, time_calls  # noqa: E402
 from patchscale import config as config_lib, sharding  # noqa: E402
 from patchscale.defaults import base_config  # noqa: E402
+from patchscale.models import presets  # noqa: E402
 from patchscale.program import Program  # noqa: E402
 from patchscale.scaling import flops  # noqa: E402
 
 MODELS = {
-    "adventurer-Ti": ["model.size=adv-Ti", "model.mixer=mamba2", "model.norm=rmsnorm",
-                      "model.channel_mixer=swiglu", "model.cls_position=last"],
+    "adventurer-Ti": presets.adventurer_overrides("adv-Ti"),
     "vit-256x12": ["model.size=adv-Ti", "model.mixer=attention", "model.heads=4", "model.mlp_dim=1024"],
 }
 

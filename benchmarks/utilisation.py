@@ -21,8 +21,9 @@ from benchmarks.common import save  # noqa: E402
 from patchscale import bench  # noqa: E402
 from patchscale.config import apply_overrides  # noqa: E402
 from patchscale.defaults import base_config  # noqa: E402
+from patchscale.models import presets  # noqa: E402
 
-ADVENTURER = ["model.mixer=mamba2", "model.norm=rmsnorm", "model.channel_mixer=swiglu", "model.cls_position=last"]
+ADVENTURER = presets.adventurer_overrides()
 
 
 def _vit_384(depth: int, patch: int) -> list[str]:

@@ -10,6 +10,8 @@ Measured numbers are in README.md.
 import importlib.util
 import pathlib
 
+from patchscale.models.presets import adventurer
+
 
 def _mnist_vit_config():
     spec = importlib.util.spec_from_file_location("mnist_vit", pathlib.Path(__file__).with_name("mnist_vit.py"))
@@ -18,18 +20,6 @@ def _mnist_vit_config():
     return module.get_config()
 
 
-def adventurer(config, size: str = "adv-mu"):
-    """Switch a config to the Adventurer block of REFERENCE.md."""
-    m = config.model
-    m.size = size
-    m.mixer = "mamba2"
-    m.norm = "rmsnorm"
-    m.channel_mixer = "swiglu"
-    m.cls_position = "last"
-    m.patch_embed_init = "lecun_normal"
-    return config
-
-
 def get_config(arg=None):
     del arg
-    return adventurer(_mnist_vit_config())
+    return adventurer(_mnist_vit_config(), size="adv-mu")

@@ -39,9 +39,8 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-from mnist_adventurer import adventurer  # noqa: E402
-
 from patchscale.defaults import base_config  # noqa: E402
+from patchscale.models import presets  # noqa: E402
 
 PATCH_SIZES = (8, 4, 2)  # p = 1 does not converge within reach (see the docstring).
 ADVENTURER_PATCH_SIZES = (8, 4)  # p = 2 would not fit in 45 minutes (see the docstring).
@@ -79,11 +78,7 @@ def get_config(arg=None):
 
 def _mixer_settings() -> list[dict]:
     """Attention as in the base config; Adventurer's block keys (norm, SwiGLU, CLS last, size)."""
-    vit = {"model.mixer": "attention"}
-    adv_config = adventurer(get_config(), size="adv-mu").model
-    adv = {f"model.{key}": adv_config[key]
-           for key in ("mixer", "size", "norm", "channel_mixer", "cls_position", "patch_embed_init")}
-    return [vit, adv]
+    return [{"model.mixer": "attention"}, {**presets.ADVENTURER_BLOCK, "model.size": "adv-mu"}]
 
 
 def get_sweep():

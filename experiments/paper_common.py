@@ -1,6 +1,7 @@
 """Shared pieces of the paper configs (ImageNet recipes of REFERENCE.md). Not an experiment itself."""
 
 from patchscale.defaults import base_config
+from patchscale.models import presets
 
 PATCH_SIZES = [16, 8, 4, 2, 1]
 
@@ -79,10 +80,8 @@ def deit_recipe(c, large: bool = False):
 def adventurer(c, size: str):
     """The Adventurer block (Mamba-2 mixer, RMSNorm, SwiGLU, CLS last, LeCun-normal patch embedding)
     with the released flip rule (blocks 2 and 3), which produced every published Adventurer number."""
-    m = c.model
-    m.size, m.mixer, m.norm, m.channel_mixer, m.cls_position = size, "mamba2", "rmsnorm", "swiglu", "last"
-    m.patch_embed_init = "lecun_normal"
-    m.mamba2.flip = "released"
+    presets.adventurer(c, size)
+    c.model.mamba2.flip = "released"
     return c
 
 

@@ -15,11 +15,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 from paper_common import PATCH_SIZES, adventurer_recipe, deit_recipe, eval_view, imagenet  # noqa: E402
 
+from patchscale.models import presets  # noqa: E402
 from patchscale.sweep import product  # noqa: E402
 
-ADVENTURER_BLOCK = {"model.mixer": "mamba2", "model.norm": "rmsnorm", "model.channel_mixer": "swiglu",
-                    "model.cls_position": "last", "model.patch_embed_init": "lecun_normal",
-                    "model.mamba2.flip": "released"}
+ADVENTURER_BLOCK = {**presets.ADVENTURER_BLOCK, "model.mamba2.flip": "released"}
 
 
 def get_config(arg=None):

@@ -11,7 +11,6 @@ the host pipeline can feed it.
 from __future__ import annotations
 
 import datetime
-import platform
 import statistics
 import time
 
@@ -20,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from patchscale import results, sharding
+from patchscale import provenance, results, sharding
 from patchscale.scaling import flops
 
 # Dense peak TFLOP/s per chip (TPU) or GPU (SXM), by compute dtype, from the vendors' data sheets.
@@ -76,10 +75,11 @@ def memory(compiled) -> dict:
 
 def environment() -> dict:
     device = jax.devices()[0]
+    env = provenance.environment()
     return {
         "device_kind": device.device_kind, "platform": device.platform, "device_count": jax.device_count(),
-        "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-        "jax_version": jax.__version__, "git_commit": results.git_commit(),
+        "cpu": env["cpu"]["model"], "python": env["versions"]["python"],
+        "jax_version": jax.__version__, "git_commit": env["git_commit"], "environment": env,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 

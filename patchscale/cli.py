@@ -1,4 +1,4 @@
-"""The `patchscale` command: train, sweep, bench, fit, plot, data prepare, data preview."""
+"""The `patchscale` command: train, sweep, bench, fit, plot, config, data prepare, data preview."""
 
 from __future__ import annotations
 
@@ -14,11 +14,6 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
-def default_run_name(config) -> str:
-    m = config.model
-    return f"{m.mixer}-{m.size}-p{m.patch_size}-s{config.seed}"
-
-
 def cmd_train(args) -> int:
     from patchscale import compile_cache, distributed
     from patchscale import config as config_lib
@@ -26,31 +21,33 @@ def cmd_train(args) -> int:
     distributed.initialize(args)
     compile_cache.enable()
     config = config_lib.load_config(args.config, args.overrides)
-    workdir = args.workdir or str(pathlib.Path("results") / pathlib.Path(args.config).stem / "runs"
-                                  / default_run_name(config))
-    from patchscale import train  # Imported late: jax and friends take a moment.
+    from patchscale import results, sweep, train  # Imported late: jax and friends take a moment.
+
+    workdir = args.workdir or str(pathlib.Path("results") / config_lib.experiment_name(args.config) / results.RUNS
+                                  / sweep.run_name(config, ()))
 
     train.train(config, workdir)
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from patchscale import compile_cache, distributed, sweep
+    from patchscale import compile_cache, distributed, results, sweep
+    from patchscale import config as config_lib
 
     distributed.initialize(args)
     compile_cache.enable()
     index, count = sweep.parse_shard(args.shard)
     points = sweep.expand(args.config, args.overrides)
     mine = sweep.shard(points, index, count)
-    results_dir = args.results or str(pathlib.Path("results") / pathlib.Path(args.config).stem)
+    experiment = config_lib.experiment_name(args.config)
+    results_dir = args.results or str(pathlib.Path("results") / experiment)
     print(f"[sweep] {args.config}: {len(points)} runs" + (f", shard {index}/{count}: {len(mine)}" if count > 1 else "")
           + f" → {results_dir}/runs/", flush=True)
     if args.dry_run:
         return _print_dry_run(mine, not args.no_compile, args.rate_tflops)
-    experiment = pathlib.Path(args.config).stem
     sweep.write_manifest(results_dir, experiment, points)
     outcome = sweep.run(mine, results_dir, experiment, retry_failed=args.retry_failed)
-    pending = [p.name for p in points if sweep.status(f"{results_dir}/runs/{p.name}") not in
+    pending = [p.name for p in points if results.status(f"{results_dir}/{results.RUNS}/{p.name}") not in
                ("finished", "failed")]
     import jax
 
@@ -67,8 +64,8 @@ def _analyse(results_dir: str) -> None:
     """Fit and plot a finished sweep; a sweep whose results cannot be fitted still succeeds."""
     print(f"[sweep] every run is done: patchscale fit {results_dir} && patchscale plot {results_dir}", flush=True)
     try:
-        cmd_fit(argparse.Namespace(results_dir=results_dir, metric="loss", budget=None))
-        cmd_plot(argparse.Namespace(results_dir=results_dir))
+        fit(results_dir)
+        plot(results_dir)
     except UserError as e:
         print(f"patchscale: warning: analysis of {results_dir} failed: {e}", file=sys.stderr)
 
@@ -104,28 +101,59 @@ def cmd_bench(args) -> int:
 
     row = bench.bench(config, steps=args.steps, warmup=args.warmup)
     print(bench.format_row(row))
-    out = args.out or (f"results/bench/{pathlib.Path(args.config).stem}-{config.model.mixer}"
+    out = args.out or (f"results/bench/{config_lib.experiment_name(args.config)}-{config.model.mixer}"
                        f"-p{config.model.patch_size}-{jax.default_backend()}.json")
     bench.save(out, {"command": " ".join(["patchscale", "bench", args.config, *args.overrides]), **row})
     print(f"patchscale: wrote {out}")
     return 0
 
 
-def cmd_fit(args) -> int:
+def fit(results_dir: str, metric: str = "loss", budget: float | None = None, select: str = "auto") -> None:
+    """Fit a sweep's stored results, print the table and write fit.json."""
     from patchscale.scaling import report
 
-    payload = report.fit_results(args.results_dir, metric="test_" + getattr(args, "metric", "loss"),
-                                 budget=getattr(args, "budget", None), select=getattr(args, "select", "auto"))
+    payload = report.fit_results(results_dir, metric="test_" + metric, budget=budget, select=select)
     print(report.table(payload))
-    print(f"patchscale: wrote {args.results_dir.rstrip('/')}/{report.FIT_FILE}")
+    print(f"patchscale: wrote {results_dir.rstrip('/')}/{report.FIT_FILE}")
+
+
+def plot(results_dir: str) -> None:
+    from patchscale.scaling import plots
+
+    for path in plots.plot_results(results_dir):
+        print(f"patchscale: wrote {path}")
+
+
+def cmd_fit(args) -> int:
+    fit(args.results_dir, args.metric, args.budget, args.select)
     return 0
 
 
 def cmd_plot(args) -> int:
-    from patchscale.scaling import plots
+    plot(args.results_dir)
+    return 0
 
-    for path in plots.plot_results(args.results_dir):
-        print(f"patchscale: wrote {path}")
+
+def cmd_config(args) -> int:
+    """Print the resolved config of a run (or of one sweep point) as the JSON its config.json will hold."""
+    import json
+
+    from patchscale import config as config_lib
+
+    if args.point is None:
+        config = config_lib.load_config(args.config, args.overrides)
+    else:
+        from patchscale import sweep
+
+        points = {p.name: p for p in sweep.expand(args.config, args.overrides)}
+        if args.point not in points:
+            import difflib
+
+            near = difflib.get_close_matches(args.point, list(points), n=1)
+            raise UserError(f"--point {args.point!r} is not a run of {args.config}"
+                            + (f"; did you mean {near[0]!r}?" if near else f"; its runs: {', '.join(points)}"))
+        config = points[args.point].config
+    print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
     return 0
 
 
@@ -135,7 +163,7 @@ def cmd_data_preview(args) -> int:
     config = config_lib.load_config(args.config, args.overrides)
     if args.count < 1:
         raise UserError(f"--count={args.count}: must be at least 1")
-    out = args.out or str(pathlib.Path("results") / pathlib.Path(args.config).stem / "preview.png")
+    out = args.out or str(pathlib.Path("results") / config_lib.experiment_name(args.config) / "preview.png")
     if not out.endswith(".png"):
         raise UserError(f"--out={out}: the preview is a PNG; give a path ending in .png")
     from patchscale.data import preview
@@ -161,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     train = verbs.add_parser("train", help="train one run (resumes if the run directory has checkpoints)")
-    train.add_argument("config", help="experiment file, e.g. experiments/mnist_vit.py")
+    train.add_argument("config", help="experiment file, e.g. experiments/mnist_vit.py (FILE.py:ARG passes ARG to get_config)")
     train.add_argument("overrides", nargs="*", help="config overrides key.path=value")
     train.add_argument("--workdir", help="run directory (default results/<experiment>/runs/<run-name>)")
     distributed.add_arguments(train)
@@ -205,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot = verbs.add_parser("plot", help="regenerate every plot of a sweep from its stored results")
     plot.add_argument("results_dir", help="a sweep's results directory")
     plot.set_defaults(run=cmd_plot)
+
+    show = verbs.add_parser("config", help="print the resolved config of a run or of one sweep point (JSON)")
+    show.add_argument("config", help="experiment file (FILE.py or FILE.py:ARG)")
+    show.add_argument("overrides", nargs="*", help="config overrides key.path=value")
+    show.add_argument("--point", help="a run name of the experiment's sweep (as under results/<experiment>/runs/)")
+    show.set_defaults(run=cmd_config)
 
     data = verbs.add_parser("data", help="dataset tools")
     data_verbs = data.add_subparsers(dest="data_verb", required=True, parser_class=_Parser)

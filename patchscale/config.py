@@ -7,6 +7,7 @@ milliseconds as a `UserError` and no run directory is written.
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 import pathlib
 from typing import Any, Sequence
@@ -17,37 +18,107 @@ from ml_collections.config_dict import FieldReference
 from patchscale.errors import UserError
 
 
+def split_arg(path: str) -> tuple[str, str | None]:
+    """`experiments/x.py:arg` → ("experiments/x.py", "arg"); a plain path has no argument."""
+    head, sep, arg = path.rpartition(":")
+    if sep and head.endswith(".py"):
+        return head, arg
+    return path, None
+
+
+def experiment_name(path: str) -> str:
+    """The experiment's name for default result directories: the file's stem (and its argument)."""
+    file, arg = split_arg(path)
+    stem = pathlib.Path(file).stem
+    return f"{stem}_{arg}" if arg else stem
+
+
 def load_module(path: str):
-    """Import an experiment file (`experiments/X.py`) as a module."""
-    file = pathlib.Path(path)
+    """Import an experiment file (`experiments/X.py`, or `experiments/X.py:arg`) as a module."""
+    file = pathlib.Path(split_arg(path)[0])
     if not file.is_file():
-        raise UserError(f"config file {path!r} does not exist")
+        raise UserError(f"config file {str(file)!r} does not exist")
     name = f"patchscale_experiment_{file.stem}"
     spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:
-        raise UserError(f"config file {path!r} is not a Python file")
+        raise UserError(f"config file {str(file)!r} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # Any failure while importing is the user's config failing to load.
-        raise UserError(f"config file {path!r} does not load: {type(e).__name__}: {e}") from None
+        raise UserError(f"config file {str(file)!r} does not load: {type(e).__name__}: {e}") from None
     if not hasattr(module, "get_config"):
-        raise UserError(f"config file {path!r} has no get_config() function")
+        raise UserError(f"config file {str(file)!r} has no get_config() function")
     return module
+
+
+def experiment_config(module, path: str) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of a loaded experiment, checked against the keys of the base config."""
+    arg = split_arg(path)[1]
+    try:
+        config = module.get_config() if arg is None else module.get_config(arg)
+    except Exception as e:
+        raise UserError(f"config file {path!r}: get_config({'' if arg is None else repr(arg)}) failed:"
+                        f" {type(e).__name__}: {e}") from None
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise UserError(f"config file {path!r}: get_config() must return an ml_collections.ConfigDict")
+    check_keys(config, path)
+    return config
 
 
 def load_config(path: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
     """`get_config()` of the experiment file, with overrides applied and the result validated."""
-    module = load_module(path)
-    try:
-        config = module.get_config()
-    except Exception as e:
-        raise UserError(f"config file {path!r}: get_config() failed: {type(e).__name__}: {e}") from None
-    if not isinstance(config, ml_collections.ConfigDict):
-        raise UserError(f"config file {path!r}: get_config() must return an ml_collections.ConfigDict")
+    config = experiment_config(load_module(path), path)
     apply_overrides(config, overrides)
     validate(config)
     return config
+
+
+OPEN_GROUPS = ("mesh.rules.",)  # Logical-axis rules: any axis name (partitioning.parse_rules checks them).
+
+
+def check_keys(config: ml_collections.ConfigDict, path: str) -> None:
+    """A key the base config does not have is a typo: a one-line error naming it and the nearest key.
+
+    Without this, `c.train.learnig_rate = 1e-3` in an experiment file would add a key that
+    nothing reads and train with the default rate.
+    """
+    from patchscale.defaults import base_config
+
+    known = [key for key, _ in _leaves(base_config().to_dict())]
+    for key, _ in _leaves(config.to_dict()):
+        if key in known or key.startswith(OPEN_GROUPS) or any(k.startswith(key + ".") for k in known):
+            continue
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise UserError(f"config file {path!r} sets {key!r}, which is not a config key{hint}")
+
+
+# Settings that cannot change what a run computes: a run may resume with them changed.
+RESUME_NEUTRAL = ("data.data_dir", "data.worker_threads", "data.prefetch", "data.in_memory",
+                  "train.log_every", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints")
+
+
+def check_resumable(previous: dict, current: dict, run_dir) -> None:
+    """Refuse to resume a run under a config that would change its results, naming the keys that differ."""
+    import json
+
+    before, after = (dict(_leaves(json.loads(json.dumps(tree)))) for tree in (previous, current))
+    differ = sorted(k for k in set(before) | set(after)
+                    if before.get(k, "<unset>") != after.get(k, "<unset>") and k not in RESUME_NEUTRAL)
+    if differ:
+        shown = ", ".join(f"{k} ({before.get(k, '<unset>')!r} → {after.get(k, '<unset>')!r})" for k in differ[:4])
+        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+        raise UserError(f"{run_dir} holds a run with a different config: {shown}{more}; choose another"
+                        " --workdir (or results directory) or restore those settings")
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def _field_type(parent: ml_collections.ConfigDict, key: str) -> type | None:
@@ -156,6 +227,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             mamba2.dims(shape, m.mamba2)
         except ValueError as e:
             raise UserError(f"model.mamba2: {e}") from None
+    if m.posemb == "sincos2d" and shape.width % 4:
+        raise UserError(f"model.posemb=sincos2d needs a width divisible by 4 (sin and cos per axis), got {shape.width}")
     if not 0.0 <= m.drop_path < 1.0:
         raise UserError(f"model.drop_path={m.drop_path}: expected a rate in [0, 1)")
 

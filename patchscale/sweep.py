@@ -22,9 +22,6 @@ import ml_collections
 from patchscale import config as config_lib
 from patchscale.errors import Preempted, UserError
 
-FAILED = "failed.json"
-POINT = "point.json"  # In each run directory: the experiment and overrides that made it.
-SWEEP = "sweep.json"  # In the results directory: the experiment and all its run names.
 SHORT_NAMES = {"model.mixer": "", "model.size": "", "model.patch_size": "p", "seed": "s",
                "data.image_size": "r", "model.width": "w", "model.depth": "d"}
 NAME_ORDER = ["model.mixer", "model.size", "model.width", "model.depth", "data.image_size", "model.patch_size"]
@@ -82,7 +79,7 @@ def expand(path: str, cli_overrides: Iterable[str] = ()) -> list[Point]:
         raise UserError(f"{path}: get_sweep() must return a non-empty list of override dicts")
     configs = []
     for item in sweep:
-        config = module.get_config()
+        config = config_lib.experiment_config(module, path)
         try:
             for key, value in item.items():
                 if key == INIT_FROM and isinstance(value, dict):
@@ -147,30 +144,14 @@ def shard(points: list[Point], index: int, count: int) -> list[Point]:
     return points[index::count]
 
 
-def status(run_dir) -> str:
-    from etils import epath
-
-    from patchscale import results
-
-    run_dir = epath.Path(run_dir)
-    if (run_dir / results.SUMMARY).exists():
-        return "finished"
-    if (run_dir / FAILED).exists():
-        return "failed"
-    if (run_dir / results.CHECKPOINTS).exists():
-        return "partial"
-    return "new"
-
-
 def write_manifest(results_dir, experiment: str, points: list[Point]) -> None:
     """Record which experiment owns this results directory (fit and plot check it)."""
+    import jax
     from etils import epath
 
     from patchscale import results
 
-    import jax
-
-    path = epath.Path(results_dir) / SWEEP
+    path = epath.Path(results_dir) / results.SWEEP
     existing = results.read_json(path)
     if existing is not None and existing.get("experiment") != experiment:
         raise UserError(f"{results_dir} holds results of experiment {existing.get('experiment')!r},"
@@ -202,7 +183,7 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
     outcome: dict[str, str] = {}
     todo = []
     for point in points:
-        state = status(results_dir / "runs" / point.name)
+        state = results.status(results_dir / results.RUNS / point.name)
         if state == "finished" or (state == "failed" and not retry_failed):
             outcome[point.name] = state
             print(f"[sweep] {point.name}: {state}, skipped", flush=True)
@@ -211,9 +192,9 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
     costs = [_cost(point) for point in todo]
     durations: list[float] = []
     for k, point in enumerate(todo, 1):
-        run_dir = results_dir / "runs" / point.name
+        run_dir = results_dir / results.RUNS / point.name
         source = _source_run(point)
-        if source is not None and status(results_dir / "runs" / source) != "finished":
+        if source is not None and results.status(results_dir / results.RUNS / source) != "finished":
             print(f"[sweep] {point.name}: waits for {source} (its train.init_from), which has not finished;"
                   " run the sweep again once it has", flush=True)
             outcome[point.name] = "waiting"
@@ -224,9 +205,9 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
         print(f"[sweep] run {k}/{len(todo)}: {point.name}{eta}", flush=True)
         started = time.time()
         if is_main:
-            (run_dir / FAILED).unlink(missing_ok=True)
+            (run_dir / results.FAILED).unlink(missing_ok=True)
             run_dir.mkdir(parents=True, exist_ok=True)
-            results.write_json_atomic(run_dir / POINT, {"experiment": experiment, "name": point.name,
+            results.write_json_atomic(run_dir / results.POINT, {"experiment": experiment, "name": point.name,
                                                         "overrides": point.overrides})
         try:
             train.train(point.config, run_dir)
@@ -235,7 +216,7 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
             raise
         except Exception as e:  # noqa: BLE001 - a non-finite loss (TrainingError) or any crash: recorded, not fatal.
             if is_main:
-                results.write_json_atomic(run_dir / FAILED, {
+                results.write_json_atomic(run_dir / results.FAILED, {
                     "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),
                     "overrides": point.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             outcome[point.name] = "failed"

@@ -8,7 +8,6 @@ A run with a summary.json is finished and is not trained again.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 
@@ -16,7 +15,8 @@ import jax
 import numpy as np
 from etils import epath
 
-from patchscale import checkpoint, optimizer, preemption, results, sharding
+from patchscale import checkpoint, optimizer, preemption, provenance, results, sharding
+from patchscale import config as config_lib
 from patchscale.data import datasets, pipeline
 from patchscale.errors import Preempted, TrainingError, UserError
 from patchscale.program import Program, param_counts, total_steps, warmup_steps
@@ -68,43 +68,40 @@ class Trainer:
     # ----------------------------------------------------------------- the loop
     def run(self) -> dict:
         c, t = self.config, self.config.train
-        summary = results.read_json(self.workdir / results.SUMMARY)
+        summary = finished_summary(c, self.workdir)
         if summary is not None:
-            print(f"patchscale: {self.workdir} has already finished (test loss {summary['test_loss']:.4f});"
-                  " not training again", flush=True)
             return summary
-        previous = results.read_json(self.workdir / results.CONFIG)
-        if previous is not None and previous != json.loads(json.dumps(c.to_dict())):
-            raise UserError(f"{self.workdir} holds a run with a different config; choose another --workdir")
+
+        wall_start = time.time()
+        state = self.program.init_state()  # A model that cannot be built fails here, before any file is written.
+        compile_seconds = self.program.compile(state)
         if self.is_main:
             self.workdir.mkdir(parents=True, exist_ok=True)
             results.write_json_atomic(self.workdir / results.CONFIG, c.to_dict())
-
-        wall_start = time.time()
-        state = self.program.init_state()
-        compile_seconds = self.program.compile(state)
         gb = t.batch_size
         data = pipeline.train_iterator(c.data, self.image_size, gb, self.total_steps, c.seed, c.augment)
         ckpt = checkpoint.manager(self.workdir / results.CHECKPOINTS, t.keep_checkpoints)
-        restored_step, restored = checkpoint.restore_latest(ckpt, self.program.abstract_state(state), data)
-        if restored is not None:
-            state = restored
-            print(f"patchscale: resuming {self.workdir} from step {restored_step}", flush=True)
-            if self.is_main:
-                results.truncate_metrics(self.workdir, restored_step)
-        start = int(state["step"])
-        print(f"patchscale: {self.total_steps} steps of {gb} images ({self.num_train} training examples),"
-              f" {flops.tokens_per_image(c.model, self.image_size)} tokens per image,"
-              f" compiled in {compile_seconds:.1f}s", flush=True)
+        try:
+            restored_step, restored = checkpoint.restore_latest(ckpt, self.program.abstract_state(state), data)
+            if restored is not None:
+                state = restored
+                print(f"patchscale: resuming {self.workdir} from step {restored_step}", flush=True)
+            if self.is_main:  # Records after the checkpoint (or all, when starting over) would repeat.
+                results.truncate_metrics(self.workdir, restored_step or 0)
+            start = int(state["step"])
+            print(f"patchscale: {self.total_steps} steps of {gb} images ({self.num_train} training examples),"
+                  f" {flops.tokens_per_image(c.model, self.image_size)} tokens per image,"
+                  f" compiled in {compile_seconds:.1f}s", flush=True)
 
-        with preemption.PreemptionWatch(ckpt) as watch:
-            state, eval_metrics = self._loop(state, start, data, ckpt, watch)
-        if eval_metrics is None:  # Resumed after the last step's checkpoint: evaluate once more.
-            eval_metrics = self.evaluate(state["params"])
-        if "ema" in state:  # The reference reports the raw model; the EMA's numbers come alongside.
-            eval_metrics = {**eval_metrics, **{f"ema_{k}": v for k, v in self.evaluate(state["ema"]).items()}}
-        ckpt.wait_until_finished()
-        ckpt.close()
+            with preemption.PreemptionWatch(ckpt) as watch:
+                state, eval_metrics = self._loop(state, start, data, ckpt, watch)
+            if eval_metrics is None:  # Resumed after the last step's checkpoint: evaluate once more.
+                eval_metrics = self.evaluate(state["params"])
+            if "ema" in state:  # The reference reports the raw model; the EMA's numbers come alongside.
+                eval_metrics = {**eval_metrics, **{f"ema_{k}": v for k, v in self.evaluate(state["ema"]).items()}}
+            ckpt.wait_until_finished()
+        finally:
+            ckpt.close()  # Also on errors: orbax's background threads must not outlive the run.
         summary = self._summary(state, eval_metrics, wall_start, compile_seconds)
         if self.is_main:
             results.write_json_atomic(self.workdir / results.SUMMARY, summary)
@@ -113,11 +110,27 @@ class Trainer:
               f" wall time {format_duration(summary['wall_time_s'])}", flush=True)
         return summary
 
+    def _done_branches(self, start: int) -> set[int]:
+        """Cooldown branches already evaluated before the checkpoint resumed from.
+
+        Process 0 reads its metrics file and tells the others, so every process trains the same
+        branches even when the run directory is not shared (a mismatch would hang the collectives).
+        """
+        done = np.zeros(len(self.branches), np.int32)
+        if self.is_main:
+            logged = {r["step"] for r in results.read_metrics(self.workdir) if "budget_steps" in r and r["step"] <= start}
+            done = np.asarray([b in logged for b in sorted(self.branches)], np.int32)
+        if jax.process_count() > 1 and len(done):
+            from jax.experimental import multihost_utils
+
+            done = multihost_utils.broadcast_one_to_all(done)
+        return {b for b, flag in zip(sorted(self.branches), np.asarray(done)) if flag}
+
     def _loop(self, state, start: int, data, ckpt, watch):
         """Steps start+1 … total; returns (state, last evaluation or None). Raises Preempted on SIGTERM."""
         t, gb = self.config.train, self.config.train.batch_size
         pending: list[tuple[int, dict]] = []
-        done_branches = {r["step"] for r in results.read_metrics(self.workdir) if "budget_steps" in r}
+        done_branches = self._done_branches(start)
         interval_start, interval_steps = time.perf_counter(), 0
         eval_metrics = None
         for step in range(start + 1, self.total_steps + 1):
@@ -268,9 +281,28 @@ class Trainer:
             "device_count": jax.device_count(),
             "process_count": jax.process_count(),
             "jax_version": jax.__version__,
-            "git_commit": results.git_commit(),
+            "git_commit": provenance.git_commit(),
+            "environment": provenance.environment(),
         }
 
 
+def finished_summary(config, workdir) -> dict | None:
+    """The summary of a finished run; None for a run to start or resume under this config (else a UserError).
+
+    Checked before any data is opened or model built, so a wrong directory fails in milliseconds.
+    """
+    workdir = epath.Path(workdir)
+    summary = results.read_json(workdir / results.SUMMARY)
+    if summary is not None:
+        print(f"patchscale: {workdir} has already finished (test loss {summary.get('test_loss', float('nan')):.4f});"
+              " not training again", flush=True)
+        return summary
+    previous = results.read_json(workdir / results.CONFIG)
+    if previous is not None:
+        config_lib.check_resumable(previous, config.to_dict(), workdir)
+    return None
+
+
 def train(config, workdir) -> dict:
-    return Trainer(config, workdir).run()
+    summary = finished_summary(config, workdir)
+    return summary if summary is not None else Trainer(config, workdir).run()

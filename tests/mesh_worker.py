@@ -22,6 +22,7 @@ from jax.sharding import Mesh  # noqa: E402
 from patchscale import sharding  # noqa: E402
 from patchscale.config import apply_overrides  # noqa: E402
 from patchscale.defaults import base_config  # noqa: E402
+from patchscale.models import presets  # noqa: E402
 from patchscale.partitioning import path_names  # noqa: E402
 from patchscale.program import Program  # noqa: E402
 
@@ -41,8 +42,7 @@ def config(mixer: str, batch: int, extra: list[str]):
     if mixer == "attention":
         apply_overrides(c, common + ["model.size=pico"] + extra)
     else:
-        apply_overrides(c, common + ["model.size=adv-pico", "model.mixer=mamba2", "model.norm=rmsnorm",
-                                     "model.channel_mixer=swiglu", "model.cls_position=last",
+        apply_overrides(c, common + presets.adventurer_overrides("adv-pico") + [
                                      "model.mamba2.headdim=16", "model.mamba2.d_state=16",
                                      "model.mamba2.chunk_size=8"] + extra)
     return c

@@ -131,7 +131,7 @@ def test_failed_and_unfinished_runs_are_left_out_with_a_warning(tmp_path):
 def corrupt_truncated(root):
     path = root / "runs" / "attention-pico-p4-s1" / "summary.json"
     path.write_text(path.read_text()[:40])
-    return "attention-pico-p4-s1/summary.json is not valid JSON"
+    return "attention-pico-p4-s1/summary.json is damaged: not valid JSON"
 
 
 def corrupt_missing_metric(root):

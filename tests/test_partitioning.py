@@ -11,6 +11,7 @@ from patchscale import partitioning, sharding
 from patchscale.config import apply_overrides
 from patchscale.defaults import base_config
 from patchscale.errors import UserError
+from patchscale.models import presets
 from patchscale.models.backbone import VisionBackbone
 from patchscale.models.mixers.attention import chunked_attention
 
@@ -48,8 +49,7 @@ def test_rule_strings_are_parsed_and_checked():
 
 @pytest.mark.parametrize("overrides", [
     ["model.size=pico"],
-    ["model.size=adv-pico", "model.mixer=mamba2", "model.norm=rmsnorm", "model.channel_mixer=swiglu",
-     "model.mamba2.headdim=16"],
+    presets.adventurer_overrides("adv-pico") + ["model.mamba2.headdim=16"],
 ])
 def test_every_large_parameter_of_the_backbones_is_annotated(overrides):
     c = base_config()

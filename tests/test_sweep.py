@@ -70,17 +70,6 @@ def test_bad_shard_argument(text):
         sweep.parse_shard(text)
 
 
-def test_status_of_run_directories(tmp_path):
-    run = tmp_path / "run"
-    assert sweep.status(run) == "new"
-    (run / "checkpoints").mkdir(parents=True)
-    assert sweep.status(run) == "partial"
-    (run / "failed.json").write_text(json.dumps({"error": "x"}))
-    assert sweep.status(run) == "failed"
-    (run / "summary.json").write_text("{}")
-    assert sweep.status(run) == "finished"
-
-
 def tiny_experiment(tmp_path, mnist_dir):
     path = tmp_path / "tiny.py"
     path.write_text(f'''

@@ -28,7 +28,8 @@ import json
 
 from etils import epath
 
-from patchscale import results, sweep
+from patchscale import results
+from patchscale.models import presets
 from patchscale.errors import UserError
 
 REQUIRED = ("test_loss", "test_accuracy", "patch_size", "tokens_per_image", "train_flops_total",
@@ -95,17 +96,7 @@ class Run:
 
 def _implied_by_mixer(key: str) -> bool:
     """Block keys an experiment sets together with the mixer (Adventurer's norm, SwiGLU, CLS last, init)."""
-    return key in ("model.norm", "model.channel_mixer", "model.cls_position", "model.patch_embed_init")
-
-
-def _read(path: epath.Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e.msg if hasattr(e, 'msg') else e}); is it truncated?") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{path} does not hold a JSON object")
-    return value
+    return key in presets.ADVENTURER_BLOCK and key != "model.mixer"
 
 
 def _budgets(summary: dict) -> tuple[Budget, ...]:
@@ -140,33 +131,33 @@ def _group_keys(overrides: dict, config: dict, summary: dict) -> tuple[tuple[str
 def load(results_dir) -> tuple[list[Run], list[str]]:
     """(finished runs, warnings about the runs left out)."""
     root = epath.Path(results_dir)
-    runs_dir = root / "runs"
+    runs_dir = root / results.RUNS
     if not runs_dir.is_dir():
         raise UserError(f"{results_dir} has no runs/ directory: not a patchscale results directory")
-    manifest = root / sweep.SWEEP
-    experiment = _read(manifest).get("experiment") if manifest.exists() else None
+    manifest = root / results.SWEEP
+    experiment = results.read_json(manifest).get("experiment") if manifest.exists() else None
     finished, warnings = [], []
     for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
-        point_file = run_dir / sweep.POINT
-        point = _read(point_file) if point_file.exists() else {}
+        point_file = run_dir / results.POINT
+        point = results.read_json(point_file) if point_file.exists() else {}
         if experiment is not None and point_file.exists():
             owner = point.get("experiment")
             if owner != experiment:
                 raise UserError(f"{run_dir} belongs to experiment {owner!r}, not {experiment!r}:"
                                 " move it out of this results directory")
-        state = sweep.status(run_dir)
+        state = results.status(run_dir)
         if state == "failed":
-            error = _read(run_dir / sweep.FAILED).get("error", "unknown error")
+            error = results.read_json(run_dir / results.FAILED).get("error", "unknown error")
             warnings.append(f"{run_dir.name}: failed ({error}); left out")
             continue
         if state != "finished":
             warnings.append(f"{run_dir.name}: {state}, not finished; left out")
             continue
-        summary = _read(run_dir / results.SUMMARY)
+        summary = results.read_json(run_dir / results.SUMMARY, required=True)
         missing = [key for key in REQUIRED if key not in summary]
         if missing:
             raise UserError(f"{run_dir / results.SUMMARY} lacks {', '.join(missing)}")
-        config = _read(run_dir / results.CONFIG)
+        config = results.read_json(run_dir / results.CONFIG, required=True)
         try:
             model = config["model"]
             baseline = model.get("baseline") or None

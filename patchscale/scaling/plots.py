@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from etils import epath
 
+from patchscale import results
 from patchscale.scaling import collect, compute, compute_plots, figures, report
 from patchscale.scaling.fit import PREDICT
 
@@ -80,7 +81,7 @@ def plot_results(results_dir) -> list[str]:
     for warning in warnings:
         print(f"patchscale: warning: {warning}", flush=True)
     fit_file = root / report.FIT_FILE
-    payload = collect._read(fit_file) if fit_file.exists() else report.fit_results(results_dir)
+    payload = results.read_json(fit_file) if fit_file.exists() else report.fit_results(results_dir)
     fits, metric = payload["fits"], payload.get("metric", "test_loss")
     # The runs stand for the same budgets as in the fit (fit.json's selection).
     runs, _ = collect.select(runs, "best_val" if any((payload.get("selected_steps") or {}).values()) else "final")

@@ -1,0 +1,110 @@
+"""A sweep killed at random moments, with damaged files on top, ends with an uninterrupted sweep's results."""
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from patchscale import results
+from tests.conftest import REPO
+
+TIMING = ("step_time_s", "images_per_s")  # Wall-clock fields: the only ones allowed to differ.
+
+
+def experiment(tmp_path, mnist_dir):
+    path = tmp_path / "kills.py"
+    path.write_text(f'''
+from patchscale.defaults import base_config
+
+
+def get_config(arg=None):
+    c = base_config()
+    c.model.size = "pico"
+    c.model.patch_size = 16
+    c.model.drop_path = 0.1
+    c.data.data_dir = {mnist_dir!r}
+    c.data.train_examples = 512
+    c.data.eval_examples = 200
+    c.data.random_shift = 2
+    c.train.batch_size = 32
+    c.train.eval_batch_size = 100
+    c.train.steps = 40
+    c.train.schedule = "wsd"
+    c.train.budgets = (0.5,)
+    c.train.warmup_epochs = 0.25
+    c.train.log_every = 5
+    c.train.eval_every = 10
+    c.train.checkpoint_every = 5
+    return c
+
+
+def get_sweep():
+    return [{{"model.mixer": "attention", "seed": 0}}, {{"model.mixer": "attention", "seed": 1}}]
+''')
+    return path
+
+
+def sweep_command(exp, res):
+    return [sys.executable, "-m", "patchscale.cli", "sweep", str(exp), "--results", str(res), "--no-analysis"]
+
+
+def outcome(res) -> dict:
+    """Per run: the summary's results and every metrics record, without wall-clock fields."""
+    out = {}
+    for run in sorted((res / results.RUNS).iterdir()):
+        summary = results.read_json(run / results.SUMMARY, required=True)
+        records = [{k: v for k, v in r.items() if k not in TIMING} for r in results.read_metrics(run)]
+        out[run.name] = {"test_loss": summary["test_loss"], "test_accuracy": summary["test_accuracy"],
+                         "budgets": summary["budgets"], "metrics": records}
+    return out
+
+
+def damage(res) -> list[str]:
+    """A partial metrics line and a garbage newest checkpoint in every unfinished run."""
+    done = []
+    for run in (res / results.RUNS).iterdir():
+        if results.status(run) != "partial":
+            continue
+        with open(run / results.METRICS, "a") as f:
+            f.write('{"step": 99, "train_lo')
+        steps = sorted(int(p.name) for p in (run / results.CHECKPOINTS).iterdir() if p.name.isdigit())
+        if len(steps) >= 2:
+            for path in (run / results.CHECKPOINTS / str(steps[-1]) / "state").rglob("*"):
+                if path.is_file():
+                    path.write_bytes(b"\0garbage")
+            done.append(f"{run.name}@{steps[-1]}")
+    return done
+
+
+@pytest.mark.heavy  # About two minutes: run with -m heavy.
+def test_random_kills_and_damage_leave_the_results_unchanged(tmp_path, mnist_dir):
+    exp = experiment(tmp_path, mnist_dir)
+    began = time.time()
+    reference = subprocess.run(sweep_command(exp, tmp_path / "reference"), cwd=REPO, capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr
+    wall = time.time() - began
+
+    res = tmp_path / "killed"
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(5):
+        proc = subprocess.Popen(sweep_command(exp, res), cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=rng.uniform(0.3, 0.8) * wall)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+    assert kills >= 3, "the sweep finished before it could be killed often enough"
+    damaged = damage(res)
+    final = subprocess.run(sweep_command(exp, res), cwd=REPO, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    if damaged:
+        assert "does not restore" in final.stderr
+    assert outcome(res) == outcome(tmp_path / "reference")
+    assert json.loads((res / results.SWEEP).read_text())["experiment"] == "kills"
