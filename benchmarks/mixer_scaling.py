@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import environment, memory, save, time_calls  # noqa: E402
-from patchscale import config as config_lib, sharding  # noqa: E402
+from patchscale import config as config_lib, partitioning  # noqa: E402
 from patchscale.defaults import base_config  # noqa: E402
 from patchscale.models import presets  # noqa: E402
 from patchscale.program import Program  # noqa: E402
@@ -43,7 +43,7 @@ def make_program(model: str, image_size: int, batch: int, extra: list[str]) -> P
     config_lib.apply_overrides(c, MODELS[model] + ["model.patch_size=1", "model.remat=full",
                                                    f"train.batch_size={batch}", f"train.eval_batch_size={batch}",
                                                    *extra])
-    return Program(c, image_size, 3, 1000, total_steps=100, warmup_steps=1, mesh=sharding.make_mesh(c.mesh))
+    return Program(c, image_size, 3, 1000, total_steps=100, warmup_steps=1, mesh=partitioning.make_mesh(c.mesh))
 
 
 def physical_memory() -> int:
@@ -82,7 +82,7 @@ def measure(model: str, image_size: int, batch: int, repeats: int, max_step_seco
         row["skipped_timing"] = f"needs {needed / 2**30:.1f} GiB, more than 80% of this host's memory"
         return row
     rng = np.random.default_rng(0)
-    batch_data = sharding.global_batch({"image": rng.integers(0, 256, (batch, image_size, image_size, 3), np.uint8),
+    batch_data = partitioning.global_batch({"image": rng.integers(0, 256, (batch, image_size, image_size, 3), np.uint8),
                                         "label": rng.integers(0, 1000, batch).astype(np.int32)}, program.mesh)
     holder = {"state": state}
 

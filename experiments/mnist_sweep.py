@@ -34,13 +34,8 @@ Choices, and why (the measurements are in results/mnist_sweep_reference/README.m
   10,000 test images (the fitted metric); the data is held in memory, resized once.
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-
-from patchscale.defaults import base_config  # noqa: E402
-from patchscale.models import presets  # noqa: E402
+from patchscale.defaults import base_config
+from patchscale.models import presets
 
 PATCH_SIZES = (8, 4, 2)  # p = 1 does not converge within reach (see the docstring).
 ADVENTURER_PATCH_SIZES = (8, 4)  # p = 2 would not fit in 45 minutes (see the docstring).

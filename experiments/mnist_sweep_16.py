@@ -19,12 +19,7 @@ projected to 64 dimensions, a 4× bottleneck that a width-256 model would avoid 
 cost per token. Read p = 16 with that in mind (the fit can be repeated without it).
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-
-import mnist_sweep  # noqa: E402
+from . import mnist_sweep
 
 PATCH_SIZES = (16, 8, 4, 2, 1)
 

@@ -17,12 +17,7 @@ Released flip rule (blocks 2 and 3), no gradient clipping, float32 residual stre
 kept but the raw model evaluated, eval crop ratio 1.0 below p = 16. docs/recipes.md has the details.
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-
-from paper_common import (ADVENTURER_STAGE_2, ADVENTURER_STAGE_3, PATCH_SIZES, adventurer,  # noqa: E402
+from .paper_common import (ADVENTURER_STAGE_2, ADVENTURER_STAGE_3, PATCH_SIZES, adventurer,
                           adventurer_recipe, eval_view, imagenet)
 
 

@@ -12,14 +12,9 @@ augmentation), no gradient clipping, float32 residual stream, bicubic eval view 
 0.875 at p = 16 and 1.0 below.
 """
 
-import pathlib
-import sys
+from patchscale.sweep import product
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-
-from paper_common import PATCH_SIZES, deit_recipe, eval_view, imagenet  # noqa: E402
-
-from patchscale.sweep import product  # noqa: E402
+from .paper_common import PATCH_SIZES, deit_recipe, eval_view, imagenet
 
 
 def get_config(arg=None):

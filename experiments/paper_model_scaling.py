@@ -8,15 +8,10 @@ the Large models need a TPU pod or a multi-GPU cluster). Recipes: REFERENCE.md (
 Large/Huge recipe; Adventurer uses its 128² pre-training recipe at 224²).
 """
 
-import pathlib
-import sys
+from patchscale.models import presets
+from patchscale.sweep import product
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-
-from paper_common import PATCH_SIZES, adventurer_recipe, deit_recipe, eval_view, imagenet  # noqa: E402
-
-from patchscale.models import presets  # noqa: E402
-from patchscale.sweep import product  # noqa: E402
+from .paper_common import PATCH_SIZES, adventurer_recipe, deit_recipe, eval_view, imagenet
 
 ADVENTURER_BLOCK = {**presets.ADVENTURER_BLOCK, "model.mamba2.flip": "released"}
 

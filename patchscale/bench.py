@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from patchscale import provenance, results, sharding
+from patchscale import partitioning, provenance, results
 from patchscale.scaling import flops
 
 # Dense peak TFLOP/s per chip (TPU) or GPU (SXM), by compute dtype, from the vendors' data sheets.
@@ -144,7 +144,7 @@ def compiled_step(config):
     info = datasets.describe(config.data.name, config.data.data_dir)
     size, batch = config.data.image_size or info.image_size, config.train.batch_size
     program = Program(config, size, info.channels, info.num_classes, total_steps=1000, warmup_steps=10,
-                      mesh=sharding.make_mesh(config.mesh))
+                      mesh=partitioning.make_mesh(config.mesh))
     state = program.init_state()
     start = time.perf_counter()
     step = program.compile_train_step(state)
@@ -152,7 +152,7 @@ def compiled_step(config):
     rng = np.random.default_rng(0)
     images = {"image": rng.integers(0, 256, (batch, size, size, info.channels), dtype=np.uint8),
               "label": rng.integers(0, info.num_classes, batch).astype(np.int32)}
-    images = sharding.global_batch(images, program.mesh)
+    images = partitioning.global_batch(images, program.mesh)
     holder = {"state": state}
 
     def run_step():

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib
 import importlib.util
 import pathlib
+import sys
 from typing import Any, Sequence
 
 import ml_collections
@@ -38,18 +40,39 @@ def load_module(path: str):
     file = pathlib.Path(split_arg(path)[0])
     if not file.is_file():
         raise UserError(f"config file {str(file)!r} does not exist")
-    name = f"patchscale_experiment_{file.stem}"
-    spec = importlib.util.spec_from_file_location(name, file)
-    if spec is None or spec.loader is None:
-        raise UserError(f"config file {str(file)!r} is not a Python file")
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        module = _import_from_package(file) if (file.parent / "__init__.py").is_file() else _import_file(file)
+    except UserError:
+        raise
     except Exception as e:  # Any failure while importing is the user's config failing to load.
         raise UserError(f"config file {str(file)!r} does not load: {type(e).__name__}: {e}") from None
     if not hasattr(module, "get_config"):
         raise UserError(f"config file {str(file)!r} has no get_config() function")
     return module
+
+
+def _import_file(file: pathlib.Path):
+    """A stand-alone experiment file, imported under a private name."""
+    spec = importlib.util.spec_from_file_location(f"patchscale_experiment_{file.stem}", file)
+    if spec is None or spec.loader is None:
+        raise UserError(f"config file {str(file)!r} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _import_from_package(file: pathlib.Path):
+    """An experiment inside a package (a folder with __init__.py, like experiments/), so experiments
+    can build on each other with relative imports (`from .mnist_sweep import get_config`)."""
+    package_dir = file.parent.resolve()
+    root, package = str(package_dir.parent), package_dir.name
+    loaded = sys.modules.get(package)
+    if loaded is not None and pathlib.Path(getattr(loaded, "__file__", "") or "").parent != package_dir:
+        raise UserError(f"config file {str(file)!r}: another package named {package!r} is already imported"
+                        f" (from {loaded.__file__}); rename one of the folders")
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module(f"{package}.{file.stem}")
 
 
 def experiment_config(module, path: str) -> ml_collections.ConfigDict:
@@ -190,7 +213,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
 def validate(config: ml_collections.ConfigDict) -> None:
     """Cheap semantic checks that need neither data nor compilation."""
     # Local imports keep `load_module` light; none of these compiles anything.
-    from patchscale import partitioning, sharding
+    from patchscale import partitioning
     from patchscale.data import datasets
     from patchscale import optimizer
     from patchscale.models import backbone, baselines, channel, initializers, sizes
@@ -262,7 +285,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
     _validate_schedule(t, d.train_examples or info.splits.get(d.train_split), optimizer)
 
-    mesh_shape = sharding.mesh_shape(config.mesh)
+    mesh_shape = partitioning.mesh_shape(config.mesh)
     partitioning.parse_rules(config.mesh.rules)
     batch_parallel = mesh_shape["data"] * mesh_shape["fsdp"]
     for key in ("batch_size", "eval_batch_size"):

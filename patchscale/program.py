@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from patchscale import optimizer, partitioning, sharding
+from patchscale import optimizer, partitioning
 from patchscale.data import augment_batch
 from patchscale.models import build_model
 from patchscale.models.backbone import normalize
@@ -95,7 +95,7 @@ class Program:
         self.rules = partitioning.parse_rules(c.mesh.rules)
         self.logical_axes = partitioning.param_logical_axes(model)
         self.state_sharding = partitioning.tree_shardings(state, self.logical_axes, self.rules, self.mesh)
-        self.frozen_sharding = jax.tree.map(lambda _: sharding.replicated(self.mesh), frozen)
+        self.frozen_sharding = jax.tree.map(lambda _: partitioning.replicated(self.mesh), frozen)
         if abstract:
             self.frozen = self._abstract(frozen, self.frozen_sharding)
             return self._abstract(state, self.state_sharding)
@@ -176,7 +176,7 @@ class Program:
     # ------------------------------------------------------------- compilation
     def batch_spec(self, batch_size: int, with_mask: bool = False):
         s, ch = self.image_size, self.channels
-        data = sharding.batch_sharding(self.mesh)
+        data = partitioning.batch_sharding(self.mesh)
         spec = {"image": jax.ShapeDtypeStruct((batch_size, s, s, ch), jnp.uint8, sharding=data),
                 "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=data)}
         if with_mask:
@@ -184,14 +184,14 @@ class Program:
         return spec
 
     def compile_train_step(self, state):
-        data, replicated = sharding.batch_sharding(self.mesh), sharding.replicated(self.mesh)
+        data, replicated = partitioning.batch_sharding(self.mesh), partitioning.replicated(self.mesh)
         step = jax.jit(self._train_step, in_shardings=(self.state_sharding, self.frozen_sharding, data),
                        out_shardings=(self.state_sharding, replicated), donate_argnums=0)
         self.train_step = step.lower(state, self.frozen, self.batch_spec(self.config.train.batch_size)).compile()
         return self.train_step
 
     def compile_eval_step(self, state):
-        data, replicated = sharding.batch_sharding(self.mesh), sharding.replicated(self.mesh)
+        data, replicated = partitioning.batch_sharding(self.mesh), partitioning.replicated(self.mesh)
         step = jax.jit(self._eval_step, in_shardings=(self.state_sharding["params"], self.frozen_sharding, data),
                        out_shardings=replicated)
         spec = self.batch_spec(self.config.train.eval_batch_size, with_mask=True)

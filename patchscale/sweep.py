@@ -276,7 +276,7 @@ def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
     """What a run will cost, without training: parameters, tokens, FLOPs and compiled memory."""
     from flax import nnx
 
-    from patchscale import sharding
+    from patchscale import partitioning
     from patchscale.models import build_model
     from patchscale.program import Program, param_counts
     from patchscale.scaling import flops
@@ -290,11 +290,11 @@ def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
            "train_flops_per_image": flops.train_flops_per_image(c.model, size, channels, classes)}
     row["train_flops_total"] = row["train_flops_per_image"] * steps * c.train.batch_size
     if compile_memory:
-        mesh_shape = sharding.mesh_shape(c.mesh)
+        mesh_shape = partitioning.mesh_shape(c.mesh)
         per_step = mesh_shape["data"] * mesh_shape["fsdp"]
         small = c.copy_and_resolve_references()
         small.train.batch_size = per_step  # The smallest batch the mesh takes: memory per image.
-        program = Program(small, size, channels, classes, 10, 1, sharding.make_mesh(c.mesh))
+        program = Program(small, size, channels, classes, 10, 1, partitioning.make_mesh(c.mesh))
         state = program.init_state(abstract=True)  # Shapes only: no parameters are allocated.
         analysis = program.compile_train_step(state).memory_analysis()
         row["activation_bytes_per_image"] = analysis.temp_size_in_bytes / per_step

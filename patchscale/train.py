@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from etils import epath
 
-from patchscale import checkpoint, optimizer, preemption, provenance, results, sharding
+from patchscale import checkpoint, optimizer, partitioning, preemption, provenance, results
 from patchscale import config as config_lib
 from patchscale.data import datasets, pipeline
 from patchscale.errors import Preempted, TrainingError, UserError
@@ -43,7 +43,7 @@ class Trainer:
         self.branches = optimizer.cooldown_branches(t, self.total_steps)  # Branch start → its last step.
         self.warmup_steps = warmup_steps(t, self.num_train)
         self.program = Program(config, self.image_size, self.info.channels, self.info.num_classes,
-                               self.total_steps, self.warmup_steps, sharding.make_mesh(config.mesh),
+                               self.total_steps, self.warmup_steps, partitioning.make_mesh(config.mesh),
                                workdir=str(self.workdir))
         self.mesh = self.program.mesh
 
@@ -54,7 +54,7 @@ class Trainer:
         for prefix, split in self.eval_splits.items():
             totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
             for batch in split.batches():
-                batch = sharding.global_batch(batch, self.mesh)
+                batch = partitioning.global_batch(batch, self.mesh)
                 step_out = jax.device_get(self.program.eval_step(params, self.program.frozen, batch))
                 for k in totals:
                     totals[k] += float(step_out[k])
@@ -134,7 +134,7 @@ class Trainer:
         interval_start, interval_steps = time.perf_counter(), 0
         eval_metrics = None
         for step in range(start + 1, self.total_steps + 1):
-            batch = sharding.global_batch(next(data), self.mesh)
+            batch = partitioning.global_batch(next(data), self.mesh)
             state, metrics = self.program.train_step(state, self.program.frozen, batch)
             pending.append((step, metrics))
             interval_steps += 1
@@ -193,7 +193,7 @@ class Trainer:
         pending = []
         for _ in range(start + 1, end + 1):
             branch, metrics = self.program.train_step(branch, self.program.frozen,
-                                                      sharding.global_batch(next(data), self.mesh))
+                                                      partitioning.global_batch(next(data), self.mesh))
             pending.append((int(start), metrics))
         losses = self._check_finite(pending)
         data.set_state(data_state)

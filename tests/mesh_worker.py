@@ -19,7 +19,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.sharding import Mesh  # noqa: E402
 
-from patchscale import sharding  # noqa: E402
+from patchscale import partitioning  # noqa: E402
 from patchscale.config import apply_overrides  # noqa: E402
 from patchscale.defaults import base_config  # noqa: E402
 from patchscale.models import presets  # noqa: E402
@@ -66,11 +66,11 @@ def _moment_spec(opt_state, name: str) -> str:
 
 
 def run(mixer: str, mesh_text: str, extra: list[str], size: int, batch: int) -> dict:
-    sizes = {axis: 1 for axis in sharding.AXES}
+    sizes = {axis: 1 for axis in partitioning.AXES}
     if mesh_text != "single":
         sizes.update({k: int(v) for k, v in (item.split("=") for item in mesh_text.split(","))})
-    devices = np.asarray(jax.devices()[:math.prod(sizes.values())]).reshape([sizes[a] for a in sharding.AXES])
-    mesh = Mesh(devices, sharding.AXES)
+    devices = np.asarray(jax.devices()[:math.prod(sizes.values())]).reshape([sizes[a] for a in partitioning.AXES])
+    mesh = Mesh(devices, partitioning.AXES)
     program = Program(config(mixer, batch, extra), size, 1, 10, total_steps=10, warmup_steps=1, mesh=mesh)
     state = program.init_state()
     program.compile_train_step(state)
@@ -79,7 +79,7 @@ def run(mixer: str, mesh_text: str, extra: list[str], size: int, batch: int) -> 
     for _ in range(STEPS):
         images = {"image": rng.integers(0, 256, (batch, size, size, 1), dtype=np.uint8),
                   "label": rng.integers(0, 10, batch).astype(np.int32)}
-        state, metrics = program.train_step(state, program.frozen, sharding.global_batch(images, mesh))
+        state, metrics = program.train_step(state, program.frozen, partitioning.global_batch(images, mesh))
         losses.append(float(metrics["loss"]))
     params = jax.device_get(state["params"])
     specs = {name: str(_leaf(state["params"], name).get_value().sharding.spec) for name in WATCHED[mixer]}

@@ -30,9 +30,11 @@ def test_bench_command_writes_a_complete_result(tmp_path, mnist_dir):
     assert done.returncode == 0, done.stderr
     row = json.loads(out.read_text())
     assert row["tokens_per_image"] == 17 and row["step_repeats"] == 3
-    assert row["achieved_flops_per_s"] == pytest.approx(row["model_flops_per_step"] / row["step_median_s"])
-    assert row["utilisation_measured_peak"] == pytest.approx(
-        row["achieved_flops_per_s"] / row["measured_peak_flops_per_s"])
+    assert row["step_min_s"] <= row["step_median_s"] <= row["step_max_s"]
+    # The analytic model FLOPs the utilisation is based on agree with XLA's count of the compiled
+    # step (which adds the optimizer and elementwise work: a few percent at this tiny width).
+    assert row["model_flops_per_step"] == pytest.approx(row["xla_flops_per_step"], rel=0.25)
+    assert 0 < row["utilisation_measured_peak"] < 1
     assert row["temp_bytes"] > 0 and row["git_commit"] and row["command"].startswith("patchscale bench")
     assert row["input_images_per_s"] > 0  # The host pipeline's own rate, next to the step's.
     assert "of measured peak" in done.stdout

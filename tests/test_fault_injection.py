@@ -63,48 +63,59 @@ def outcome(res) -> dict:
     return out
 
 
-def damage(res) -> list[str]:
-    """A partial metrics line and a garbage newest checkpoint in every unfinished run."""
-    done = []
-    for run in (res / results.RUNS).iterdir():
-        if results.status(run) != "partial":
-            continue
-        with open(run / results.METRICS, "a") as f:
-            f.write('{"step": 99, "train_lo')
-        steps = sorted(int(p.name) for p in (run / results.CHECKPOINTS).iterdir() if p.name.isdigit())
-        if len(steps) >= 2:
-            for path in (run / results.CHECKPOINTS / str(steps[-1]) / "state").rglob("*"):
-                if path.is_file():
-                    path.write_bytes(b"\0garbage")
-            done.append(f"{run.name}@{steps[-1]}")
-    return done
+def checkpointed_steps(run) -> list[int]:
+    directory = run / results.CHECKPOINTS
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.is_dir() else []
+
+
+def damageable(res) -> list:
+    """Unfinished runs with two finalised checkpoints: the newest can be damaged and the older restored."""
+    runs = res / results.RUNS
+    return [run for run in runs.iterdir() if results.status(run) == "partial"
+            and len(checkpointed_steps(run)) >= 2] if runs.is_dir() else []
+
+
+def damage(run) -> None:
+    """A partial metrics line and a garbage newest checkpoint."""
+    with open(run / results.METRICS, "a") as f:
+        f.write('{"step": 99, "train_lo')
+    for path in (run / results.CHECKPOINTS / str(checkpointed_steps(run)[-1]) / "state").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\0garbage")
 
 
 @pytest.mark.heavy  # About two minutes: run with -m heavy.
 def test_random_kills_and_damage_leave_the_results_unchanged(tmp_path, mnist_dir):
     exp = experiment(tmp_path, mnist_dir)
-    began = time.time()
     reference = subprocess.run(sweep_command(exp, tmp_path / "reference"), cwd=REPO, capture_output=True, text=True)
     assert reference.returncode == 0, reference.stderr
-    wall = time.time() - began
 
     res = tmp_path / "killed"
     rng = random.Random(0)
     kills = 0
-    for _ in range(5):
-        proc = subprocess.Popen(sweep_command(exp, res), cwd=REPO, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        try:
-            proc.wait(timeout=rng.uniform(0.3, 0.8) * wall)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
+    # Kill after a random number of progress lines plus a random delay (mid-step, mid-write), at least
+    # four times and until an unfinished run has two checkpoints to damage.
+    while (kills < 4 or not damageable(res)) and kills < 10:
+        proc = subprocess.Popen(sweep_command(exp, res), cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        wanted, seen = rng.randint(1, 4), 0
+        for line in proc.stdout:
+            seen += line.startswith("[train]")
+            if seen == wanted:
+                break
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is not None:
+            break  # It finished on its own.
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
     assert kills >= 3, "the sweep finished before it could be killed often enough"
-    damaged = damage(res)
+    victims = damageable(res)
+    assert victims, "no unfinished run with two checkpoints to damage"
+    for run in victims:
+        damage(run)
     final = subprocess.run(sweep_command(exp, res), cwd=REPO, capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
-    if damaged:
-        assert "does not restore" in final.stderr
+    assert "does not restore" in final.stderr and "partial line" in final.stderr
     assert outcome(res) == outcome(tmp_path / "reference")
     assert json.loads((res / results.SWEEP).read_text())["experiment"] == "kills"

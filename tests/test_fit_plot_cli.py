@@ -66,7 +66,7 @@ def test_fit_writes_fit_json_and_prints_a_table(tmp_path):
     lo, hi = sat["intervals"]["alpha"]
     assert lo < sat["params"]["alpha"] < hi
     assert sat["n_patch_sizes"] == 5 and sat["n_seeds"]["16"] == 3 and sat["lack_of_fit"]["df2"] == 10
-    assert entry["chosen"] in ("saturating", "power", None) and entry["choice"]
+    assert entry["chosen"] == "saturating" and entry["choice"].startswith("saturating law chosen: AIC lower by")
     assert [s["from"] for s in entry["steps"]] == [16, 8, 4, 2] and entry["steps"][0]["n_pairs"] == 3
     assert entry["group_keys"] == {"data.image_size": "32", "model.mixer": "attention", "model.size": "pico"}
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from patchscale import config as config_lib
-from patchscale import init_from, sharding, sweep
+from patchscale import init_from, partitioning, sweep
 from patchscale.errors import UserError
 from patchscale.program import Program
 from tests.conftest import DEFAULT_EXPERIMENT, run_cli, small_overrides
@@ -51,7 +51,7 @@ def test_pseudo_inverse_patch_resize_keeps_every_response_when_upsampling():
 def _program(overrides):
     c = config_lib.load_config(str(DEFAULT_EXPERIMENT), overrides)
     size = c.data.image_size or 32
-    return Program(c, size, 1, 10, total_steps=10, warmup_steps=0, mesh=sharding.make_mesh(c.mesh))
+    return Program(c, size, 1, 10, total_steps=10, warmup_steps=0, mesh=partitioning.make_mesh(c.mesh))
 
 
 STAGED_SWEEP = """

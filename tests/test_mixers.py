@@ -117,7 +117,7 @@ def test_trains_inside_the_jitted_sharded_train_step(mixer, mnist_dir, tmp_path)
              "label": rng.integers(0, 10, 64).astype(np.int32)}
     losses = []
     for _ in range(5):  # Overfit one batch: the loss must go down.
-        state, metrics = trainer.program.train_step(state, trainer.program.frozen, train.sharding.global_batch(batch, trainer.mesh))
+        state, metrics = trainer.program.train_step(state, trainer.program.frozen, train.partitioning.global_batch(batch, trainer.mesh))
         losses.append(float(metrics["loss"]))
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert int(state["step"]) == 5

@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 from jax.sharding import Mesh, PartitionSpec as P
 
-from patchscale import partitioning, sharding
+from patchscale import partitioning
 from patchscale.config import apply_overrides
 from patchscale.defaults import base_config
 from patchscale.errors import UserError
@@ -20,7 +20,7 @@ class FakeMesh:
     """Only `.shape` is read when building specs."""
 
     def __init__(self, **sizes):
-        self.shape = {axis: sizes.get(axis, 1) for axis in sharding.AXES}
+        self.shape = {axis: sizes.get(axis, 1) for axis in partitioning.AXES}
 
 
 RULES = partitioning.parse_rules(partitioning.DEFAULT_RULES)
@@ -50,6 +50,7 @@ def test_rule_strings_are_parsed_and_checked():
 @pytest.mark.parametrize("overrides", [
     ["model.size=pico"],
     presets.adventurer_overrides("adv-pico") + ["model.mamba2.headdim=16"],
+    ["model.size=pico", "model.mixer=linear_attention"],
 ])
 def test_every_large_parameter_of_the_backbones_is_annotated(overrides):
     c = base_config()
@@ -66,18 +67,26 @@ def test_every_large_parameter_of_the_backbones_is_annotated(overrides):
 
 
 def test_shardings_cover_parameters_and_optimizer_moments_alike():
+    """On an abstract 2 (fsdp) × 4 (tensor) mesh: each Adam moment is placed exactly like its parameter."""
     import optax
+    from jax.sharding import AbstractMesh
 
     c = base_config()
     apply_overrides(c, ["model.size=pico", "model.patch_size=8"])
     model = nnx.eval_shape(lambda: VisionBackbone(c.model, image_size=32, channels=1, num_classes=10,
                                                   rngs=nnx.Rngs(0)))
     params = nnx.state(model, nnx.Param)
-    mesh = Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1, 1, 1), sharding.AXES)
+    mesh = AbstractMesh((1, 2, 1, 4), partitioning.AXES)
     table = partitioning.param_logical_axes(model)
-    shardings = partitioning.tree_shardings({"params": params, "opt": jax.eval_shape(optax.adam(1e-3).init, params)},
-                                            table, RULES, mesh)
-    assert shardings["params"]["blocks"][0]["mixer"]["qkv"]["kernel"].get_value().spec == P(None, None)  # 1 device.
+    opt = jax.eval_shape(optax.adam(1e-3).init, params)
+    shardings = partitioning.tree_shardings({"params": params, "opt": opt}, table, RULES, mesh)
+    specs = lambda tree: [s.spec for s in jax.tree.leaves(tree, is_leaf=lambda x: hasattr(x, "spec"))]
+    param_specs = specs(shardings["params"])
+    adam = shardings["opt"][0]
+    assert specs(adam.mu) == param_specs and specs(adam.nu) == param_specs
+    qkv = shardings["params"]["blocks"][0]["mixer"]["qkv"]["kernel"].get_value().spec
+    assert qkv == P("fsdp", "tensor")  # embed → fsdp, heads → tensor (DEFAULT_RULES).
+    assert sum(s != P() for s in param_specs) >= 4 * len(model.blocks)  # Every block's matrices are split.
 
 
 def test_chunked_attention_equals_full_attention_values_and_gradients():

@@ -110,12 +110,12 @@ def test_evaluation_matches_one_pass_over_all_examples(mnist_dir, tmp_path):
 def _train_step_hlo(seed: int) -> str:
     import jax
 
-    from patchscale import sharding
+    from patchscale import partitioning
     from patchscale.program import Program
 
     c = config_lib.load_config(str(DEFAULT_EXPERIMENT), ["model.size=pico", "model.patch_size=16",
                                                          "model.drop_path=0.1", f"seed={seed}"])
-    program = Program(c, 32, 1, 10, total_steps=100, warmup_steps=10, mesh=sharding.make_mesh(c.mesh))
+    program = Program(c, 32, 1, 10, total_steps=100, warmup_steps=10, mesh=partitioning.make_mesh(c.mesh))
     state = program.init_state(abstract=True)
     step = jax.jit(program._train_step)
     return step.lower(state, program.frozen, program.batch_spec(c.train.batch_size)).as_text()

@@ -4,6 +4,8 @@ non-causal linear attention (Katharopoulos et al. 2020) with the elu + 1 feature
     y_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / (φ(q_i)ᵀ Σ_j φ(k_j))
 
 Time and memory are linear in the number of tokens: the sums over j are computed once.
+Parameters and activations carry logical axis names (partitioning.py) like every mixer, so
+FSDP, tensor (head) and sequence parallelism apply to it without further code.
 """
 
 import jax
@@ -11,11 +13,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from patchscale.models.mixers.registry import register
+from patchscale.partitioning import constrain
 
 
 @register("linear_attention")
 class LinearAttention(nnx.Module):
     causal = None  # Every output sees every token.
+    LOGICAL_AXES = {"qkv/kernel": ("embed", "heads"), "qkv/bias": ("heads",),
+                    "out/kernel": ("heads", "embed"), "out/bias": ("embed",)}
 
     def __init__(self, shape, model_config, *, layer, dtype, rngs):
         del model_config, layer
@@ -25,14 +30,18 @@ class LinearAttention(nnx.Module):
 
     def __call__(self, x):
         b, n, d = x.shape
-        q, k, v = jnp.split(self.qkv(x).reshape(b, n, 3 * self.heads, d // self.heads), 3, axis=2)
+        # Head-major columns (head, q/k/v, dim), as in attention: a tensor split of the kernel splits heads.
+        qkv = constrain(self.qkv(x).reshape(b, n, self.heads, 3, d // self.heads),
+                        ("act_batch", "act_length", "act_heads", None, None))
+        q, k, v = (qkv[:, :, :, i] for i in range(3))
         # Sums over all tokens run in float32: they are long reductions.
         q, k, v = (a.astype(jnp.float32) for a in (q, k, v))
         q, k = jax.nn.elu(q) + 1, jax.nn.elu(k) + 1
         kv = jnp.einsum("bnhd,bnhe->bhde", k, v)
         numerator = jnp.einsum("bnhd,bhde->bnhe", q, kv)
         denominator = jnp.einsum("bnhd,bhd->bnh", q, k.sum(axis=1))
-        y = (numerator / (denominator[..., None] + 1e-6)).astype(x.dtype)
+        y = constrain((numerator / (denominator[..., None] + 1e-6)).astype(x.dtype),
+                      ("act_batch", "act_length", "act_heads", None))
         return self.out(y.reshape(b, n, d))
 
     @staticmethod
