@@ -57,6 +57,16 @@ def run_cli(*args, env_extra=None, timeout=600) -> subprocess.CompletedProcess:
                           text=True, env=env, timeout=timeout, cwd=REPO)
 
 
+def run_in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """`patchscale ARGS` through `cli.main` in this process (no jax import per call); output from capsys."""
+    from patchscale import cli
+
+    capsys.readouterr()  # Drop anything printed before.
+    code = cli.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
 def train_until_then_kill(overrides, run_dir, marker) -> None:
     """Start `patchscale train` and SIGKILL it as soon as `marker` (a path) exists; fails if it ended first."""
     import signal

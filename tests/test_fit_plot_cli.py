@@ -7,7 +7,7 @@ import pytest
 
 from patchscale.errors import UserError
 from patchscale.scaling import collect, compute, plots, report
-from tests.conftest import run_cli
+from tests.conftest import run_in_process
 
 
 def make_results(root, experiment="demo", mixers=("attention", "mamba2"), patches=(16, 8, 4, 2, 1), seeds=(0, 1, 2),
@@ -49,9 +49,9 @@ def make_results(root, experiment="demo", mixers=("attention", "mamba2"), patche
     return root
 
 
-def test_fit_writes_fit_json_and_prints_a_table(tmp_path):
+def test_fit_writes_fit_json_and_prints_a_table(tmp_path, capsys):
     root = make_results(tmp_path / "demo")
-    done = run_cli("fit", root, "--budget", "1e15")
+    done = run_in_process(capsys, "fit", root, "--budget", "1e15")
     assert done.returncode == 0, done.stderr
     assert "attention-pico-r32" in done.stdout and "alpha" in done.stdout
     # The table says which keys define each group.
@@ -71,9 +71,9 @@ def test_fit_writes_fit_json_and_prints_a_table(tmp_path):
     assert entry["group_keys"] == {"data.image_size": "32", "model.mixer": "attention", "model.size": "pico"}
 
 
-def test_fit_the_test_error(tmp_path):
+def test_fit_the_test_error(tmp_path, capsys):
     root = make_results(tmp_path / "demo")
-    done = run_cli("fit", root, "--metric", "error")
+    done = run_in_process(capsys, "fit", root, "--metric", "error")
     assert done.returncode == 0, done.stderr
     assert "metric: test error" in done.stdout
     payload = json.loads((root / "fit.json").read_text())
@@ -85,12 +85,12 @@ def test_fit_the_test_error(tmp_path):
     assert error_fit["E"] == pytest.approx(loss_fit["E"] / 2, rel=1e-3)
 
 
-def test_an_error_of_exactly_zero_is_a_clear_message_not_a_crash(tmp_path):
+def test_an_error_of_exactly_zero_is_a_clear_message_not_a_crash(tmp_path, capsys):
     root = make_results(tmp_path / "demo", mixers=("attention",))
     path = root / "runs" / "attention-pico-p1-s0" / "summary.json"
     summary = json.loads(path.read_text())
     path.write_text(json.dumps({**summary, "test_accuracy": 1.0}))
-    done = run_cli("fit", root, "--metric", "error")
+    done = run_in_process(capsys, "fit", root, "--metric", "error")
     assert done.returncode == 0, done.stderr
     entry = json.loads((root / "fit.json").read_text())["fits"]["attention-pico-r32"]
     assert "test error of exactly 0" in entry["error"] and "not fitted" in done.stdout
@@ -112,7 +112,7 @@ def test_frontier_keeps_only_runs_no_cheaper_run_beats():
     assert compute.frontier(flops, loss) == [0, 2]
 
 
-def test_failed_and_unfinished_runs_are_left_out_with_a_warning(tmp_path):
+def test_failed_and_unfinished_runs_are_left_out_with_a_warning(tmp_path, capsys):
     root = make_results(tmp_path / "demo")
     failed = root / "runs" / "attention-pico-p1-s0"
     (failed / "summary.json").unlink()
@@ -124,7 +124,7 @@ def test_failed_and_unfinished_runs_are_left_out_with_a_warning(tmp_path):
     assert len(runs) == 31 and len([r for r in runs if r.baseline]) == 3
     assert any("attention-pico-p1-s0: failed (TrainingError" in w for w in warnings)
     assert any("attention-pico-p2-s0: partial" in w for w in warnings)
-    done = run_cli("fit", root)
+    done = run_in_process(capsys, "fit", root)
     assert done.returncode == 0 and "warning: attention-pico-p1-s0: failed" in done.stdout
 
 
@@ -150,18 +150,18 @@ def corrupt_foreign_run(root):
 
 @pytest.mark.parametrize("corrupt", [corrupt_truncated, corrupt_missing_metric, corrupt_foreign_run])
 @pytest.mark.parametrize("verb", ["fit", "plot"])
-def test_malformed_results_are_one_line_errors(tmp_path, corrupt, verb):
+def test_malformed_results_are_one_line_errors(tmp_path, corrupt, verb, capsys):
     root = make_results(tmp_path / "demo")
     message = corrupt(root)
-    done = run_cli(verb, root)
+    done = run_in_process(capsys, verb, root)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("patchscale: error: ") and message in lines[0]
     assert not (root / "fit.json").exists() and not (root / "loss_vs_patch.png").exists()
 
 
-def test_not_a_results_directory(tmp_path):
-    done = run_cli("fit", tmp_path)
+def test_not_a_results_directory(tmp_path, capsys):
+    done = run_in_process(capsys, "fit", tmp_path)
     assert done.returncode == 2 and "has no runs/ directory" in done.stderr
 
 

@@ -98,11 +98,11 @@ def get_sweep():
     return path
 
 
-def test_dry_run_prints_costs_and_writes_nothing(tmp_path, mnist_dir):
-    from tests.conftest import run_cli
+def test_dry_run_prints_costs_and_writes_nothing(tmp_path, mnist_dir, capsys):
+    from tests.conftest import run_in_process
 
     exp = tiny_experiment(tmp_path, mnist_dir)
-    done = run_cli("sweep", exp, "--dry-run", "--results", tmp_path / "res", "model.width=48")
+    done = run_in_process(capsys, "sweep", exp, "--dry-run", "--results", tmp_path / "res", "model.width=48")
     assert done.returncode == 0, done.stderr  # An override may follow the flags.
     assert "attention-pico-w48-p16-s0" not in done.stdout  # Not varying within the sweep: not in the name.
     assert "attention-pico-p16-s0" in done.stdout and "projected cost" in done.stdout
@@ -168,10 +168,10 @@ def test_default_experiment_is_the_promised_sweep():
     assert min(p.config.model.width or 64 for p in models) >= 8 * 8  # No bottleneck at the largest patch.
 
 
-def test_flags_and_overrides_mix_but_stray_arguments_fail():
-    from tests.conftest import run_cli
+def test_flags_and_overrides_mix_but_stray_arguments_fail(capsys):
+    from tests.conftest import run_in_process
 
-    done = run_cli("sweep", "experiments/mnist_sweep.py", "--dry-run", "--bogus")
+    done = run_in_process(capsys, "sweep", "experiments/mnist_sweep.py", "--dry-run", "--bogus")
     assert done.returncode == 2 and "unrecognized arguments: --bogus" in done.stderr
 
 
@@ -185,10 +185,10 @@ def test_paper_configs_validate(name, runs):
     assert "NOT RUN" in path.read_text()
 
 
-def test_paper_config_dry_runs(tmp_path):
-    from tests.conftest import REPO, run_cli
+def test_paper_config_dry_runs(tmp_path, capsys):
+    from tests.conftest import REPO, run_in_process
 
-    done = run_cli("sweep", REPO / "experiments" / "paper_deit_b_64.py", "--dry-run", "--no-compile",
+    done = run_in_process(capsys, "sweep", REPO / "experiments" / "paper_deit_b_64.py", "--dry-run", "--no-compile",
                    "--results", tmp_path / "r")
     assert done.returncode == 0, done.stderr
     assert "attention-B-p1-s0" in done.stdout and "4097" in done.stdout and "projected cost" in done.stdout
@@ -219,3 +219,28 @@ def test_paper_configs_carry_the_reference_recipes():
         assert first.config.augment.policy == "three_augment" and first.config.train.label_smoothing == 0.0
         assert {s.config.model.mamba2.flip for s in (first, second, third)} == {"released"}
         assert {s.config.train.grad_clip_norm for s in (first, second, third)} == {0.0}
+
+
+def test_retry_failed_reruns_only_failed_points(tmp_path, monkeypatch, experiment):
+    """A failed point is skipped until --retry-failed; then it runs again and its failed.json goes."""
+    from patchscale import results, train
+
+    points = sweep.expand(experiment)[:3]  # p16 seeds 0 and 1, then p8 seed 0.
+    trained = []
+
+    def fake_train(config, run_dir):
+        trained.append(run_dir.name)
+        if config.model.patch_size == 8 and not getattr(fake_train, "healed", False):
+            raise FloatingPointError("boom")
+        results.write_json_atomic(run_dir / results.SUMMARY, {"test_loss": 1.0})
+
+    monkeypatch.setattr(train, "train", fake_train)
+    first = sweep.run(points, tmp_path, "exp")
+    assert list(first.values()) == ["finished", "finished", "failed"]
+    failed_dir = tmp_path / "runs" / points[2].name
+    assert "FloatingPointError: boom" in json.loads((failed_dir / "failed.json").read_text())["error"]
+    trained.clear()
+    assert sweep.run(points, tmp_path, "exp")[points[2].name] == "failed" and trained == []
+    fake_train.healed = True
+    assert sweep.run(points, tmp_path, "exp", retry_failed=True)[points[2].name] == "finished"
+    assert trained == [points[2].name] and not (failed_dir / "failed.json").exists()
