@@ -34,7 +34,9 @@ def base_config() -> ConfigDict:
     c.model.dtype = "auto"  # auto (float32 on CPU, bfloat16 on accelerators) | float32 | bfloat16
     c.model.residual_dtype = "float32"  # float32 (the reference: autocast) | compute (the compute dtype)
     c.model.remat = "none"  # none | full (keep only block inputs) | dots (also keep matmul outputs)
-    c.model.attention_impl = placeholder(str)  # None lets JAX choose; or "xla" | "cudnn" | "chunked"
+    # auto (also when None): JAX's choice for small logits, a memory-safe path for large ones
+    # (mixers/attention.py); or force "xla" (dense) | "cudnn" (GPU flash) | "chunked".
+    c.model.attention_impl = placeholder(str)
     c.model.attention_chunk = 1024  # Queries per block of the "chunked" implementation (long sequences).
     c.model.mamba2 = ConfigDict()
     c.model.mamba2.d_state = 64

@@ -62,13 +62,17 @@ def cpu() -> dict[str, object]:
             "features": sorted(f for f in CPU_FLAGS_OF_INTEREST if f in flags)}
 
 
+def host() -> dict[str, object]:
+    """Commit, versions and CPU: enough for analyses that run no model (fits), without importing jax."""
+    return {"git_commit": git_commit(), "versions": versions(), "cpu": cpu()}
+
+
 def environment() -> dict[str, object]:
     """Everything above plus the device JAX runs on and the XLA flags in effect."""
     import jax
 
     device = jax.devices()[0]
-    return {"git_commit": git_commit(), "versions": versions(), "cpu": cpu(),
-            "backend": jax.default_backend(), "device_kind": device.device_kind,
+    return {**host(), "backend": jax.default_backend(), "device_kind": device.device_kind,
             "device_count": jax.device_count(), "process_count": jax.process_count(),
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "hostname_hash": _host_id()}
 

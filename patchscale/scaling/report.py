@@ -59,7 +59,7 @@ def fit_results(results_dir, metric: str = "test_loss", budget: float | None = N
         entry["convergence"] = verdict.get("convergence", {}).get("reason")
     payload = {"metric": metric, "selection": selection, "selected_steps": {r.name: r.selected_steps for r in runs},
                "budget": budget, "fits": fits, "compute": analysis, "left_out": warnings,
-               "git_commit": provenance.git_commit(),
+               "git_commit": provenance.git_commit(), "environment": provenance.host(),
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     results.write_json_atomic(epath.Path(results_dir) / FIT_FILE, json_safe(payload))
     return payload

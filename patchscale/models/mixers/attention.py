@@ -7,7 +7,13 @@ so splitting them over the `tensor` mesh axis gives each device whole heads.
 
 `model.attention_impl=chunked` is the long-sequence path for CPU and TPU: queries are taken
 `model.attention_chunk` at a time and each block is rematerialised in the backward pass, so
-memory grows as chunk × N instead of N² (at 224² and p = 1, N = 50,177).
+memory grows as chunk × N instead of N² (at 224² and p = 1, N = 50,177). The block is
+shrunk further when needed so that no logits tensor reaches 2³¹ elements, past which XLA's
+int32 indexing fails (one head at N = 50,176 has 2.5·10⁹ logits).
+
+`auto` (the default, also when unset) keeps JAX's own choice while the dense logits are small
+and switches to a memory-safe path when they are not (`choose_implementation`): cuDNN's fused
+flash kernel on GPUs for bfloat16/float16 inputs, the chunked path otherwise (CPU, TPU, float32).
 """
 
 from __future__ import annotations
@@ -22,12 +28,34 @@ from patchscale.partitioning import constrain
 from patchscale.models.sizes import Shape
 
 
-IMPLEMENTATIONS = (None, "xla", "cudnn", "chunked")
+IMPLEMENTATIONS = (None, "auto", "xla", "cudnn", "chunked")
+INDEX_LIMIT = 2**31 - 1  # Elements of one array that XLA's int32 indexing can address.
+DENSE_LOGITS_LIMIT = 2**28  # auto: above this many logits (1 GiB in float32) use a memory-safe path.
+
+
+def dense_logits(batch: int, heads: int, tokens: int) -> int:
+    """Elements of the (B, H, N, N) logits tensor that dense attention builds."""
+    return batch * heads * tokens * tokens
+
+
+def choose_implementation(batch: int, heads: int, tokens: int, dtype, backend: str) -> str | None:
+    """`auto`: None (JAX's choice) for small logits; else cuDNN flash on GPU in 16 bits, or chunked."""
+    if dense_logits(batch, heads, tokens) <= DENSE_LOGITS_LIMIT:
+        return None
+    if backend in ("gpu", "cuda") and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16):
+        return "cudnn"
+    return "chunked"
+
+
+def safe_chunk(batch: int, heads: int, tokens: int, chunk: int) -> int:
+    """The query block size, shrunk so that one block's (B, H, chunk, N) logits stay addressable."""
+    return max(1, min(chunk, INDEX_LIMIT // max(1, batch * heads * tokens)))
 
 
 def chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, chunk: int) -> jax.Array:
     """Softmax attention for `chunk` queries at a time (B, N, H, D): never an N×N score matrix."""
     b, n, h, d = q.shape
+    chunk = safe_chunk(b, h, n, chunk)
     if n <= chunk:
         return jax.nn.dot_product_attention(q, k, v, implementation="xla")
     pad = -n % chunk
@@ -50,7 +78,7 @@ class Attention(nnx.Module):
     def __init__(self, shape: Shape, model_config, *, layer: int, dtype, rngs: nnx.Rngs):
         del layer
         width, self.heads = shape.width, shape.heads
-        self.implementation = model_config.attention_impl or None
+        self.implementation = model_config.attention_impl or "auto"
         self.chunk = model_config.attention_chunk
         dense = dict(dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
                      kernel_init=trunc_normal_02, bias_init=nnx.initializers.zeros)
@@ -62,10 +90,13 @@ class Attention(nnx.Module):
         qkv = self.qkv(x).reshape(b, n, self.heads, 3, d // self.heads)
         qkv = constrain(qkv, ("act_batch", "act_length", "act_heads", None, None))
         q, k, v = (qkv[:, :, :, i] for i in range(3))
-        if self.implementation == "chunked":
+        implementation = self.implementation
+        if implementation == "auto":  # Decided at trace time, from the shapes of this call.
+            implementation = choose_implementation(b, self.heads, n, q.dtype, jax.default_backend())
+        if implementation == "chunked":
             y = chunked_attention(q, k, v, self.chunk)
         else:
-            y = jax.nn.dot_product_attention(q, k, v, implementation=self.implementation)
+            y = jax.nn.dot_product_attention(q, k, v, implementation=implementation)
         y = constrain(y, ("act_batch", "act_length", "act_heads", None))
         return self.out(y.reshape(b, n, d))
 
