@@ -8,6 +8,7 @@ from flax import nnx
 
 from patchscale import config as config_lib
 from patchscale import optimizer
+from patchscale.defaults import base_config
 from patchscale.models import patchify, sizes
 from patchscale.models.backbone import VisionBackbone
 from patchscale.scaling import flops
@@ -146,3 +147,31 @@ def test_grad_clip_norm_zero_turns_clipping_off_instead_of_zeroing_updates():
         updates = second_update(optimizer.make(c.train))
         assert float(jnp.abs(updates["w"]).max()) > 0.1  # Never zeroed.
         assert all(np.allclose(updates[k], expected[k], rtol=1e-5) for k in params) == same
+
+
+@pytest.mark.heavy  # Three model builds and traces (~20 s); run with -m heavy.
+def test_remat_policies_keep_less_and_change_no_number():
+    """full keeps the least for the backward pass, dots more, none everything; losses and gradients agree."""
+    import contextlib
+    import io
+
+    from jax.ad_checkpoint import print_saved_residuals
+
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (2, 32, 32, 1)), jnp.uint8)
+    results, saved = {}, {}
+    for remat in ("none", "full", "dots"):
+        c = base_config()
+        c.model.size, c.model.patch_size, c.model.remat, c.model.drop_path = "pico", 8, remat, 0.1
+        model = VisionBackbone(c.model, image_size=32, channels=1, num_classes=10, rngs=nnx.Rngs(0))
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        loss = lambda p: jnp.sum(nnx.merge(graphdef, p, rest)(images, jax.random.key(0)) ** 2)  # noqa: E731
+        results[remat] = jax.jit(jax.value_and_grad(loss))(params)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            print_saved_residuals(loss, params)
+        saved[remat] = printed.getvalue()
+    assert len(saved["none"].splitlines()) > len(saved["dots"].splitlines()) > len(saved["full"].splitlines())
+    for remat in ("full", "dots"):
+        np.testing.assert_allclose(results[remat][0], results["none"][0], rtol=1e-6)
+        for a, b in zip(jax.tree.leaves(results[remat][1]), jax.tree.leaves(results["none"][1])):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
