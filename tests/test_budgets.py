@@ -8,7 +8,7 @@ import pytest
 
 from patchscale import config as config_lib
 from patchscale import optimizer
-from tests.conftest import DEFAULT_EXPERIMENT, run_cli, small_overrides, train_until_then_kill
+from tests.conftest import DEFAULT_EXPERIMENT, run_cli, run_in_process, small_overrides, train_until_then_kill
 
 WSD = {"train.schedule": "wsd", "train.steps": 40, "train.budgets": "(0.5,)", "train.checkpoint_every": 8,
        "train.log_every": 8, "data.val_split": "validation", "data.eval_examples": 500, "model.drop_path": 0.0,
@@ -90,8 +90,8 @@ def test_bad_budget_settings_are_refused_before_any_work(mnist_dir, bad, message
         config_lib.load_config(str(DEFAULT_EXPERIMENT), overrides(mnist_dir, **{"train.warmup_epochs": 0.5, **bad}))
 
 
-def test_a_bad_budget_is_a_one_line_cli_error(mnist_dir, tmp_path):
-    done = run_cli("train", DEFAULT_EXPERIMENT, *overrides(mnist_dir, **{"train.budgets": "(0.5, 0.25)"}),
+def test_a_bad_budget_is_a_one_line_cli_error(mnist_dir, tmp_path, capsys):
+    done = run_in_process(capsys, "train", DEFAULT_EXPERIMENT, *overrides(mnist_dir, **{"train.budgets": "(0.5, 0.25)"}),
                    "--workdir", tmp_path / "bad")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith("patchscale: error: ") and not (tmp_path / "bad").exists()

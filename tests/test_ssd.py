@@ -25,8 +25,8 @@ def rel_err(a, b):
 @pytest.mark.parametrize("length, chunk, groups", [(64, 16, 1), (50, 16, 1), (7, 16, 1), (45, 8, 2), (33, 32, 4)])
 def test_chunked_matches_sequential(length, chunk, groups):
     args = inputs(length=length, groups=groups)
-    expected = ssd_sequential(*args)
-    actual = ssd_chunked(*args, chunk_size=chunk)
+    expected = jax.jit(ssd_sequential)(*args)  # Compiled: eager dispatch of every op is the slow part.
+    actual = jax.jit(lambda *a: ssd_chunked(*a, chunk_size=chunk))(*args)
     assert actual.shape == args[0].shape and actual.dtype == jnp.float32
     assert rel_err(actual, expected) < 1e-5
 
@@ -36,8 +36,9 @@ def test_matmul_state_passing_matches_sequential(length, chunk, multiple):
     # The sequence-parallel form: chunk states combined by a chunk×chunk decay matrix, the chunk
     # count padded to a multiple of the devices on the sequence axis.
     args = inputs(length=length, groups=2, seed=3)
-    actual = ssd_chunked(*args, chunk_size=chunk, state_passing="matmul", chunk_multiple=multiple)
-    assert rel_err(actual, ssd_sequential(*args)) < 1e-5
+    actual = jax.jit(lambda *a: ssd_chunked(*a, chunk_size=chunk, state_passing="matmul",
+                                            chunk_multiple=multiple))(*args)
+    assert rel_err(actual, jax.jit(ssd_sequential)(*args)) < 1e-5
 
 
 @pytest.mark.parametrize("length, chunk, groups, passing", [
@@ -46,9 +47,9 @@ def test_gradients_match_sequential(length, chunk, groups, passing):
     args = inputs(length=length, groups=groups, seed=1)
     weights = jnp.asarray(np.random.default_rng(2).normal(size=args[0].shape), jnp.float32)
     loss = lambda fn: (lambda *a: jnp.sum(fn(*a) * weights))
-    expected = jax.grad(loss(ssd_sequential), argnums=(0, 1, 2, 3, 4))(*args)
-    actual = jax.grad(loss(lambda *a: ssd_chunked(*a, chunk_size=chunk, state_passing=passing)),
-                      argnums=(0, 1, 2, 3, 4))(*args)
+    expected = jax.jit(jax.grad(loss(ssd_sequential), argnums=(0, 1, 2, 3, 4)))(*args)
+    actual = jax.jit(jax.grad(loss(lambda *a: ssd_chunked(*a, chunk_size=chunk, state_passing=passing)),
+                              argnums=(0, 1, 2, 3, 4)))(*args)
     for name, g_actual, g_expected in zip("x dt A B C".split(), actual, expected):
         assert bool(jnp.all(jnp.isfinite(g_actual))), name
         assert rel_err(g_actual, g_expected) < 1e-5, name

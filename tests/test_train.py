@@ -10,7 +10,7 @@ from flax import nnx
 
 from patchscale import config as config_lib
 from patchscale import train
-from tests.conftest import DEFAULT_EXPERIMENT, run_cli, small_overrides, train_until_then_kill
+from tests.conftest import DEFAULT_EXPERIMENT, run_cli, run_in_process, small_overrides, train_until_then_kill
 
 
 def read_metrics(run_dir):
@@ -44,19 +44,19 @@ def test_end_to_end_run_writes_config_metrics_summary_and_checkpoints(finished_r
     assert "[train] step 60/60 (100%)" in done.stdout and "ETA" in done.stdout
 
 
-def test_finished_run_is_not_trained_again(finished_run, mnist_dir):
+def test_finished_run_is_not_trained_again(finished_run, mnist_dir, capsys):
     run_dir, _ = finished_run
     before = (run_dir / "summary.json").read_text()
-    again = run_cli("train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir), "--workdir", run_dir)
+    again = run_in_process(capsys, "train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir), "--workdir", run_dir)
     assert again.returncode == 0 and "already finished" in again.stdout and "[train]" not in again.stdout
     assert (run_dir / "summary.json").read_text() == before
 
 
-def test_other_config_in_an_existing_run_directory_is_refused(finished_run, mnist_dir, tmp_path):
+def test_other_config_in_an_existing_run_directory_is_refused(finished_run, mnist_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text(json.dumps({"seed": 123}))
-    done = run_cli("train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir), "--workdir", run_dir)
+    done = run_in_process(capsys, "train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir), "--workdir", run_dir)
     assert done.returncode == 2 and "different config" in done.stderr
 
 
