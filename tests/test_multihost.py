@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -61,11 +60,20 @@ def test_two_processes_match_one_and_resume_from_their_checkpoint(tmp_path, mnis
     np.testing.assert_allclose(summary["test_loss"], reference["test_loss"], rtol=1e-4)
     np.testing.assert_allclose(train_losses(pair), train_losses(tmp_path / "single"), rtol=1e-4)
 
-    # Resume the pair from the step-6 checkpoint both processes wrote.
+    # Damage the newest checkpoint and the metrics file: both processes must fall back to the
+    # step-6 checkpoint together (a disagreement would hang their collectives) and resume.
     (pair / "summary.json").unlink()
-    shutil.rmtree(pair / "checkpoints" / "12")
+    for path in (pair / "checkpoints" / "12" / "state").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\0garbage")
+    with open(pair / "metrics.jsonl", "a") as f:
+        f.write('{"step": 13, "train_lo')
     again = run_two_processes(pair, mnist_dir)
     assert all(p.returncode == 0 for p in again), again[0].stderr[-3000:]
-    assert "resuming" in again[0].stdout and "from step 6" in again[0].stdout
+    for proc in again:
+        assert "resuming" in proc.stdout and "from step 6" in proc.stdout
+        assert "checkpoint step 12" in proc.stderr and "does not restore" in proc.stderr
+    assert "partial line" in again[0].stderr
+    np.testing.assert_allclose(train_losses(pair), train_losses(tmp_path / "single"), rtol=1e-4)
     resumed = json.loads((pair / "summary.json").read_text())
     np.testing.assert_allclose(resumed["test_loss"], summary["test_loss"], rtol=1e-6)
