@@ -131,6 +131,10 @@ class Trainer:
         t, gb = self.config.train, self.config.train.batch_size
         pending: list[tuple[int, dict]] = []
         done_branches = self._done_branches(start)
+        if start in self.branches and start not in done_branches:
+            # Killed between the checkpoint at a branch's start and the branch's record: the
+            # restored state and data iterator are where the branch began, so train it now.
+            self._cooldown_branch(state, start, data)
         interval_start, interval_steps = time.perf_counter(), 0
         eval_metrics = None
         for step in range(start + 1, self.total_steps + 1):

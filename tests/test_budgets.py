@@ -90,6 +90,21 @@ def test_bad_budget_settings_are_refused_before_any_work(mnist_dir, bad, message
         config_lib.load_config(str(DEFAULT_EXPERIMENT), overrides(mnist_dir, **{"train.warmup_epochs": 0.5, **bad}))
 
 
+def test_a_kill_during_the_branch_trains_it_exactly_once_on_resume(wsd_run, mnist_dir, tmp_path):
+    from patchscale.results import read_metrics
+
+    reference_dir, expected = wsd_run
+    run_dir = tmp_path / "killed"
+    # The checkpoint at step 16 is saved just before the branch starting there: kill right then.
+    train_until_then_kill(overrides(mnist_dir), run_dir, run_dir / "checkpoints" / "16")
+    recorded = any("budget_steps" in r for r in read_metrics(run_dir))
+    resumed = run_cli("train", DEFAULT_EXPERIMENT, *overrides(mnist_dir), "--workdir", run_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert ("[train] budget 20/40" in resumed.stdout) != recorded  # Trained once in all: before or after.
+    actual = json.loads((run_dir / "summary.json").read_text())
+    assert actual["budgets"] == expected["budgets"]
+
+
 def test_a_bad_budget_is_a_one_line_cli_error(mnist_dir, tmp_path, capsys):
     done = run_in_process(capsys, "train", DEFAULT_EXPERIMENT, *overrides(mnist_dir, **{"train.budgets": "(0.5, 0.25)"}),
                    "--workdir", tmp_path / "bad")
