@@ -152,3 +152,21 @@ def truncate_metrics(run_dir, last_step: int) -> None:
               file=sys.stderr, flush=True)
     if trimmed or len(kept) < len(records):
         write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+
+
+def merge_into_record(run_dir, step: int, extra: dict) -> None:
+    """Add `extra` to the step's log record (not a branch record), or append it as a new record.
+
+    A run preempted at an evaluation step logs the step and stops before evaluating; its resume
+    evaluates and merges the result here, so the file ends as an uninterrupted run's would.
+    """
+    path = epath.Path(run_dir, METRICS)
+    records = _parse_metrics(path)[0] if path.exists() else []
+    for record in records:
+        if record["step"] == step and "budget_steps" not in record:
+            record.update(extra)
+            break
+    else:
+        records.append({"step": step, **extra})
+    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+

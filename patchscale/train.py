@@ -132,9 +132,14 @@ class Trainer:
         pending: list[tuple[int, dict]] = []
         done_branches = self._done_branches(start)
         if start in self.branches and start not in done_branches:
-            # Killed between the checkpoint at a branch's start and the branch's record: the
+            # Stopped between the checkpoint at a branch's start and the branch's record: the
             # restored state and data iterator are where the branch began, so train it now.
             self._cooldown_branch(state, start, data)
+        if t.eval_every and start % t.eval_every == 0 and 0 < start < self.total_steps and not self._evaluated(start):
+            evaluation = self.evaluate(state["params"])  # Skipped by a SIGTERM at that step.
+            if self.is_main:
+                results.merge_into_record(self.workdir, start, evaluation)
+            self._progress(start, {"step": start, **evaluation})
         interval_start, interval_steps = time.perf_counter(), 0
         eval_metrics = None
         for step in range(start + 1, self.total_steps + 1):
@@ -143,15 +148,12 @@ class Trainer:
             pending.append((step, metrics))
             interval_steps += 1
             last = step == self.total_steps
-            if not last and watch.requested(step):
-                self._check_finite(pending)
-                checkpoint.save(ckpt, step, state, data)
-                ckpt.wait_until_finished()
-                raise Preempted(f"SIGTERM at step {step}/{self.total_steps}: checkpoint saved in {self.workdir};"
-                                " run the same command again to resume")
+            # SIGTERM: finish this step's bookkeeping (its log record, a checkpoint) and stop before
+            # anything slow (evaluation, a cooldown branch); the resume does those first.
+            preempt = not last and watch.requested(step)
             log_now = step % t.log_every == 0 or last or step in self.branches
-            eval_now = last or (t.eval_every and step % t.eval_every == 0)
-            save_now = step % t.checkpoint_every == 0 or last
+            eval_now = (last or (t.eval_every and step % t.eval_every == 0)) and not preempt
+            save_now = step % t.checkpoint_every == 0 or last or preempt
             if not (log_now or eval_now or save_now):
                 continue
             losses = self._check_finite(pending)
@@ -164,13 +166,16 @@ class Trainer:
                               images_per_s=interval_steps * gb / elapsed)
             pending = []
             paused = time.perf_counter()  # Evaluation and checkpointing do not count as step time.
+            if preempt:
+                self._log(step, record)
+                checkpoint.save(ckpt, step, state, data)
+                ckpt.wait_until_finished()
+                raise Preempted(f"SIGTERM at step {step}/{self.total_steps}: checkpoint saved in {self.workdir};"
+                                " run the same command again to resume")
             if eval_now:
                 eval_metrics = self.evaluate(state["params"])
                 record.update(eval_metrics)
-            if len(record) > 1:
-                if self.is_main:
-                    results.append_metrics(self.workdir, record)
-                self._progress(step, record)
+            self._log(step, record)
             if save_now:
                 checkpoint.save(ckpt, step, state, data)
             if step in self.branches and step not in done_branches:
@@ -180,6 +185,23 @@ class Trainer:
             else:
                 interval_start += time.perf_counter() - paused
         return state, eval_metrics
+
+    def _log(self, step: int, record: dict) -> None:
+        """Append a record (process 0) and print its progress line; a bare {"step": …} is neither."""
+        if len(record) > 1:
+            if self.is_main:
+                results.append_metrics(self.workdir, record)
+            self._progress(step, record)
+
+    def _evaluated(self, step: int) -> bool:
+        """Whether the metrics already hold an evaluation at `step` (the same answer on every process)."""
+        found = np.asarray(self.is_main and any(r["step"] == step and "test_loss" in r and "budget_steps" not in r
+                                                for r in results.read_metrics(self.workdir)), np.int32)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            found = multihost_utils.broadcast_one_to_all(found)
+        return bool(found)
 
     def _cooldown_branch(self, state, start: int, data) -> None:
         """Anneal a copy of the state from `start` to its budget's end, evaluate it, and rewind the data.

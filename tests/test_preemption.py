@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from patchscale.results import read_metrics
 from tests.conftest import DEFAULT_EXPERIMENT, REPO, run_cli, small_overrides
 
 PREEMPTED = 75
@@ -49,6 +50,12 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path, mnist_dir):
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"resuming {run_dir} from step {step}" in again.stdout
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 600
+
+    # Every step's record, the preempted step's included, as in an uninterrupted run.
+    reference = run_cli("train", DEFAULT_EXPERIMENT, *long_run(mnist_dir), "--workdir", tmp_path / "reference")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    strip = lambda rs: [(r["step"], r.get("train_loss"), r.get("test_loss")) for r in rs]  # noqa: E731
+    assert strip(read_metrics(run_dir)) == strip(read_metrics(tmp_path / "reference"))
 
 
 @pytest.mark.heavy

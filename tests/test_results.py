@@ -142,3 +142,12 @@ def test_no_checkpoint_at_all_starts_over(tmp_path):
     step, state, _, mngr = _restore(tmp_path / "checkpoints")
     mngr.close()
     assert (step, state) == (None, None)
+
+
+def test_an_evaluation_after_resume_merges_into_its_steps_log_record(tmp_path):
+    run = _metrics(tmp_path, '{"step": 10, "train_loss": 1.0}\n{"budget_steps": 20, "step": 10}\n')
+    results.merge_into_record(run, 10, {"test_loss": 0.5})
+    assert results.read_metrics(run) == [{"step": 10, "train_loss": 1.0, "test_loss": 0.5},
+                                         {"budget_steps": 20, "step": 10}]
+    results.merge_into_record(run, 12, {"test_loss": 0.4})  # No log record there: appended.
+    assert results.read_metrics(run)[-1] == {"step": 12, "test_loss": 0.4}
