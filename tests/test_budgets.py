@@ -52,6 +52,7 @@ def test_cooldown_branch_equals_a_separate_run_of_that_budget(wsd_run, mnist_dir
                                [alone["test_loss"], alone["val_loss"]], rtol=1e-5)
 
 
+@pytest.mark.heavy  # The default tier keeps the kill-during-the-branch case below.
 def test_resume_after_the_branch_keeps_it_and_ends_identically(wsd_run, mnist_dir, tmp_path):
     reference_dir, expected = wsd_run
     run_dir = tmp_path / "killed"
