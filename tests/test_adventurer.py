@@ -91,7 +91,7 @@ def test_head_reads_the_class_token_where_it_sits(position, read, ignored):
     assert np.abs(np.asarray(forward(model, images) - reference)).max() > 0.1
 
 
-@pytest.mark.parametrize("patch_size", [16, 4, 1])  # 5, 65 and 1,025 tokens (+ CLS).
+@pytest.mark.parametrize("patch_size", [16, 1])  # 4 and 1,024 patch tokens (+ CLS).
 def test_every_patch_size(patch_size):
     logits = build(f"model.patch_size={patch_size}")(jnp.ones((2, 32, 32, 1), jnp.uint8))
     assert logits.shape == (2, 10) and bool(jnp.all(jnp.isfinite(logits)))

@@ -21,8 +21,7 @@ def model_config(**overrides):
     return c.model
 
 
-@pytest.mark.parametrize("patch_size, pool", [(16, "cls"), (8, "cls"), (4, "cls"), (2, "cls"), (1, "cls"),
-                                             (16, "gap"), (1, "gap")])
+@pytest.mark.parametrize("patch_size, pool", [(16, "cls"), (4, "cls"), (1, "cls"), (2, "gap")])
 def test_logits_shape_at_every_patch_size(patch_size, pool):
     m = model_config(patch_size=patch_size, pool=pool)
     model = VisionBackbone(m, image_size=32, channels=1, num_classes=10, rngs=nnx.Rngs(0))
