@@ -87,10 +87,14 @@ def write_json_atomic(path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def _metrics_lines(records) -> str:
+    return "".join(json.dumps(record, sort_keys=True) + "\n" for record in records)
+
+
 def append_metrics(run_dir, record: dict) -> None:
     """One line per record; a kill during the append leaves at most a partial last line (trimmed on read)."""
     with epath.Path(run_dir, METRICS).open("a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+        f.write(_metrics_lines([record]))
         f.flush()
 
 
@@ -151,7 +155,7 @@ def truncate_metrics(run_dir, last_step: int) -> None:
         print(f"patchscale: warning: {path} ended in a partial line (a kill during a write); dropped it",
               file=sys.stderr, flush=True)
     if trimmed or len(kept) < len(records):
-        write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+        write_text_atomic(path, _metrics_lines(kept))
 
 
 def merge_into_record(run_dir, step: int, extra: dict) -> None:
@@ -168,5 +172,5 @@ def merge_into_record(run_dir, step: int, extra: dict) -> None:
             break
     else:
         records.append({"step": step, **extra})
-    write_text_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    write_text_atomic(path, _metrics_lines(records))
 

@@ -67,11 +67,8 @@ class Trainer:
 
     # ----------------------------------------------------------------- the loop
     def run(self) -> dict:
+        """Train (or resume) the run; `train()` has checked that it is not finished and its config fits."""
         c, t = self.config, self.config.train
-        summary = finished_summary(c, self.workdir)
-        if summary is not None:
-            return summary
-
         wall_start = time.time()
         state = self.program.init_state()  # A model that cannot be built fails here, before any file is written.
         compile_seconds = self.program.compile(state)
@@ -110,32 +107,36 @@ class Trainer:
               f" wall time {format_duration(summary['wall_time_s'])}", flush=True)
         return summary
 
-    def _done_branches(self, start: int) -> set[int]:
-        """Cooldown branches already evaluated before the checkpoint resumed from.
+    def _resume_facts(self, start: int) -> tuple[set[int], bool]:
+        """(cooldown branches already evaluated, whether step `start` was evaluated) when resuming at `start`.
 
-        Process 0 reads its metrics file and tells the others, so every process trains the same
-        branches even when the run directory is not shared (a mismatch would hang the collectives).
+        Process 0 reads its metrics file once and tells the others, so every process does the same
+        work even when the run directory is not shared (a mismatch would hang the collectives).
         """
-        done = np.zeros(len(self.branches), np.int32)
+        branches = sorted(self.branches)
+        flags = np.zeros(len(branches) + 1, np.int32)
         if self.is_main:
-            logged = {r["step"] for r in results.read_metrics(self.workdir) if "budget_steps" in r and r["step"] <= start}
-            done = np.asarray([b in logged for b in sorted(self.branches)], np.int32)
-        if jax.process_count() > 1 and len(done):
+            records = results.read_metrics(self.workdir)
+            logged = {r["step"] for r in records if "budget_steps" in r and r["step"] <= start}
+            evaluated = any(r["step"] == start and "test_loss" in r and "budget_steps" not in r for r in records)
+            flags = np.asarray([b in logged for b in branches] + [evaluated], np.int32)
+        if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
-            done = multihost_utils.broadcast_one_to_all(done)
-        return {b for b, flag in zip(sorted(self.branches), np.asarray(done)) if flag}
+            flags = multihost_utils.broadcast_one_to_all(flags)
+        flags = np.asarray(flags)
+        return {b for b, flag in zip(branches, flags) if flag}, bool(flags[-1])
 
     def _loop(self, state, start: int, data, ckpt, watch):
         """Steps start+1 … total; returns (state, last evaluation or None). Raises Preempted on SIGTERM."""
         t, gb = self.config.train, self.config.train.batch_size
         pending: list[tuple[int, dict]] = []
-        done_branches = self._done_branches(start)
+        done_branches, evaluated = self._resume_facts(start)
         if start in self.branches and start not in done_branches:
             # Stopped between the checkpoint at a branch's start and the branch's record: the
             # restored state and data iterator are where the branch began, so train it now.
             self._cooldown_branch(state, start, data)
-        if t.eval_every and start % t.eval_every == 0 and 0 < start < self.total_steps and not self._evaluated(start):
+        if t.eval_every and start % t.eval_every == 0 and 0 < start < self.total_steps and not evaluated:
             evaluation = self.evaluate(state["params"])  # Skipped by a SIGTERM at that step.
             if self.is_main:
                 results.merge_into_record(self.workdir, start, evaluation)
@@ -192,16 +193,6 @@ class Trainer:
             if self.is_main:
                 results.append_metrics(self.workdir, record)
             self._progress(step, record)
-
-    def _evaluated(self, step: int) -> bool:
-        """Whether the metrics already hold an evaluation at `step` (the same answer on every process)."""
-        found = np.asarray(self.is_main and any(r["step"] == step and "test_loss" in r and "budget_steps" not in r
-                                                for r in results.read_metrics(self.workdir)), np.int32)
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            found = multihost_utils.broadcast_one_to_all(found)
-        return bool(found)
 
     def _cooldown_branch(self, state, start: int, data) -> None:
         """Anneal a copy of the state from `start` to its budget's end, evaluate it, and rewind the data.

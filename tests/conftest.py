@@ -51,6 +51,26 @@ def small_overrides(data_dir: str, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in base.items()]
 
 
+def write_experiment(path: pathlib.Path, settings: dict, sweep: list[dict]) -> pathlib.Path:
+    """An experiment file: the base config with `settings` (key.path → value) and `sweep` as its points."""
+    path.write_text(f"""
+from patchscale.config import set_value
+from patchscale.defaults import base_config
+
+
+def get_config(arg=None):
+    c = base_config()
+    for key, value in {settings!r}.items():
+        set_value(c, key, value)
+    return c
+
+
+def get_sweep():
+    return {sweep!r}
+""")
+    return path
+
+
 def run_cli(*args, env_extra=None, timeout=600) -> subprocess.CompletedProcess:
     env = dict(os.environ, **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "patchscale.cli", *map(str, args)], capture_output=True,

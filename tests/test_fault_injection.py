@@ -10,42 +10,18 @@ import time
 import pytest
 
 from patchscale import results
-from tests.conftest import REPO
+from tests.conftest import REPO, write_experiment
 
 TIMING = ("step_time_s", "images_per_s")  # Wall-clock fields: the only ones allowed to differ.
 
 
 def experiment(tmp_path, mnist_dir):
-    path = tmp_path / "kills.py"
-    path.write_text(f'''
-from patchscale.defaults import base_config
-
-
-def get_config(arg=None):
-    c = base_config()
-    c.model.size = "pico"
-    c.model.patch_size = 16
-    c.model.drop_path = 0.1
-    c.data.data_dir = {mnist_dir!r}
-    c.data.train_examples = 512
-    c.data.eval_examples = 200
-    c.data.random_shift = 2
-    c.train.batch_size = 32
-    c.train.eval_batch_size = 100
-    c.train.steps = 40
-    c.train.schedule = "wsd"
-    c.train.budgets = (0.5,)
-    c.train.warmup_epochs = 0.25
-    c.train.log_every = 5
-    c.train.eval_every = 10
-    c.train.checkpoint_every = 5
-    return c
-
-
-def get_sweep():
-    return [{{"model.mixer": "attention", "seed": 0}}, {{"model.mixer": "attention", "seed": 1}}]
-''')
-    return path
+    settings = {"model.size": "pico", "model.patch_size": 16, "model.drop_path": 0.1, "data.data_dir": mnist_dir,
+                "data.train_examples": 512, "data.eval_examples": 200, "data.random_shift": 2,
+                "train.batch_size": 32, "train.eval_batch_size": 100, "train.steps": 40, "train.schedule": "wsd",
+                "train.budgets": (0.5,), "train.warmup_epochs": 0.25, "train.log_every": 5, "train.eval_every": 10,
+                "train.checkpoint_every": 5}
+    return write_experiment(tmp_path / "kills.py", settings, [{"model.mixer": "attention", "seed": s} for s in (0, 1)])
 
 
 def sweep_command(exp, res):

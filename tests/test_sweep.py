@@ -71,31 +71,15 @@ def test_bad_shard_argument(text):
 
 
 def tiny_experiment(tmp_path, mnist_dir):
-    path = tmp_path / "tiny.py"
-    path.write_text(f'''
-from patchscale.defaults import base_config
+    from tests.conftest import write_experiment
 
-
-def get_config(arg=None):
-    c = base_config()
-    c.model.size = "pico"
-    c.data.data_dir = {mnist_dir!r}
-    c.data.train_examples = 512
-    c.data.eval_examples = 300
-    c.train.batch_size = 64
-    c.train.eval_batch_size = 100
-    c.train.steps = 12
-    c.train.log_every = 6
-    c.train.checkpoint_every = 6
-    return c
-
-
-def get_sweep():
+    settings = {"model.size": "pico", "data.data_dir": mnist_dir, "data.train_examples": 512,
+                "data.eval_examples": 300, "train.batch_size": 64, "train.eval_batch_size": 100, "train.steps": 12,
+                "train.log_every": 6, "train.checkpoint_every": 6}
     # The second point's learning rate makes its loss non-finite: it must fail alone.
-    return [{{"model.patch_size": 16}}, {{"model.patch_size": 8, "train.learning_rate": 1e30,
-                                        "train.grad_clip_norm": 1e30, "train.warmup_epochs": 0.0}}]
-''')
-    return path
+    sweep_points = [{"model.patch_size": 16}, {"model.patch_size": 8, "train.learning_rate": 1e30,
+                                               "train.grad_clip_norm": 1e30, "train.warmup_epochs": 0.0}]
+    return write_experiment(tmp_path / "tiny.py", settings, sweep_points)
 
 
 def test_dry_run_prints_costs_and_writes_nothing(tmp_path, mnist_dir, capsys):
