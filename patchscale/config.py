@@ -118,17 +118,25 @@ def check_keys(config: ml_collections.ConfigDict, path: str) -> None:
 
 
 # Settings that cannot change what a run computes: a run may resume with them changed.
-RESUME_NEUTRAL = ("data.data_dir", "data.worker_threads", "data.prefetch", "data.in_memory",
-                  "train.log_every", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints")
+RESUME_NEUTRAL = {"data.data_dir", "data.worker_threads", "data.prefetch", "data.in_memory",
+                  "train.log_every", "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints"}
 
 
 def check_resumable(previous: dict, current: dict, run_dir) -> None:
-    """Refuse to resume a run under a config that would change its results, naming the keys that differ."""
+    """Refuse to resume a run under a config that would change its results, naming the keys that differ.
+
+    A key the stored config lacks but that is at its default now was added to the suite after
+    the run started; the default is what the run computed with, so it does not count.
+    """
     import json
 
-    before, after = (dict(_leaves(json.loads(json.dumps(tree)))) for tree in (previous, current))
+    from patchscale.defaults import base_config
+
+    before, after, default = (dict(_leaves(json.loads(json.dumps(tree))))
+                              for tree in (previous, current, base_config().to_dict()))
+    added = {k for k in after if k not in before and k in default and after[k] == default[k]}
     differ = sorted(k for k in set(before) | set(after)
-                    if before.get(k, "<unset>") != after.get(k, "<unset>") and k not in RESUME_NEUTRAL)
+                    if before.get(k, "<unset>") != after.get(k, "<unset>") and k not in RESUME_NEUTRAL | added)
     if differ:
         shown = ", ".join(f"{k} ({before.get(k, '<unset>')!r} → {after.get(k, '<unset>')!r})" for k in differ[:4])
         more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""

@@ -33,7 +33,12 @@ def base_config() -> ConfigDict:
     c.model.drop_path = 0.0
     c.model.dtype = "auto"  # auto (float32 on CPU, bfloat16 on accelerators) | float32 | bfloat16
     c.model.residual_dtype = "float32"  # float32 (the reference: autocast) | compute (the compute dtype)
-    c.model.remat = "none"  # none | full (keep only block inputs) | dots (also keep matmul outputs)
+    # What each block keeps for the backward pass: none (everything) | full (only its input) |
+    # dots (also matmul outputs) | names (also the projections tagged in backbone.SAVED_NAMES).
+    c.model.remat = "none"
+    # Run the blocks as one lax.scan over stacked parameters (layer_stack/…) instead of unrolled
+    # (blocks/<i>/…): same numbers, compile time and memory independent of depth (backbone.py).
+    c.model.scan_layers = False
     # auto (also when None): JAX's choice for small logits, a memory-safe path for large ones
     # (mixers/attention.py); or force "xla" (dense) | "cudnn" (GPU flash) | "chunked".
     c.model.attention_impl = placeholder(str)

@@ -10,7 +10,8 @@ copied into the new model; two kinds may change shape on the way:
 * the patch embedding, when the patch size changes: FlexiViT's pseudo-inverse resize, so that a
   resized patch gives the new kernel the same response the old kernel gave the original patch.
 
-Everything else must keep its shape. The optimizer state, step and schedule start afresh.
+Everything else must keep its shape; the block layout (`model.scan_layers`) may differ. The
+optimizer state, step and schedule start afresh.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from etils import epath
 
 from patchscale import results
+from patchscale.models import stacking
 from patchscale.errors import UserError
 
 
@@ -98,9 +100,11 @@ def adapt(source_params: dict, source_config: dict, target_abstract: dict, targe
     src_model = source_config["model"]
     src_size = source_config["data"]["image_size"] or image_size
     src_patch, dst_patch = src_model["patch_size"], target_config.model.patch_size
-    flat_src = {path: leaf for path, leaf in _flatten(source_params)}
+    # Matched layer by layer, so either run may use either block layout (models/stacking.py).
+    flat_src = stacking.unrolled(dict(_flatten(source_params)))
+    target = {path: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for path, leaf in _flatten(target_abstract)}
     out = {}
-    for path, abstract in _flatten(target_abstract):
+    for path, abstract in stacking.unrolled(target).items():
         name = "/".join(path)
         if path not in flat_src:
             raise UserError(f"train.init_from: the source run has no parameter {name}")
@@ -116,6 +120,7 @@ def adapt(source_params: dict, source_config: dict, target_abstract: dict, targe
             raise UserError(f"train.init_from: parameter {name} has shape {value.shape} in the source run and"
                             f" {abstract.shape} here; only the position table and the patch embedding may change")
         out[path] = np.asarray(value, abstract.dtype)
+    out = stacking.stacked(out, target)
     return _unflatten(target_abstract, out)
 
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from patchscale.partitioning import path_names
+from patchscale.partitioning import path_names, stacked_axes
 
 # Parameters under these names are never decayed, whatever their rank.
 NO_DECAY = frozenset({"posemb", "cls_token"})
@@ -66,7 +66,8 @@ def decay_mask(params):
     """True for weight matrices; False for biases, norm scales, position embeddings and CLS token."""
 
     def decays(path, leaf) -> bool:
-        return leaf.ndim >= 2 and not set(path_names(path)) & NO_DECAY
+        names = path_names(path)  # A stacked (scanned) parameter's layer axis does not count.
+        return leaf.ndim - stacked_axes(names) >= 2 and not set(names) & NO_DECAY
 
     return jax.tree_util.tree_map_with_path(decays, params)
 

@@ -32,6 +32,9 @@ from patchscale.errors import UserError
 
 AXES = ("data", "fsdp", "sequence", "tensor")
 BATCH_AXES = ("data", "fsdp")
+# A module attribute of this name holds parameters stacked along a leading layer axis (the
+# scanned layout of models/backbone.py); their logical names gain a leading "layers".
+LAYER_STACK = "layer_stack"
 
 
 # ----------------------------------------------------------------------------- the mesh
@@ -80,6 +83,7 @@ Logical = tuple[str | None, ...]
 # Defaults of `mesh.rules` (config strings: mesh axes joined by commas, "" = replicated).
 DEFAULT_RULES = {
     # Parameters.
+    "layers": "",  # The leading axis of stacked (scanned) block parameters: every device holds every layer.
     "embed": "fsdp",  # The model width: FSDP shards every weight along it.
     "mlp": "tensor",  # Channel-mixer hidden units.
     "heads": "tensor",  # Attention and Mamba-2 heads (and whatever is laid out by head).
@@ -141,9 +145,16 @@ def param_logical_axes(model: nnx.Module) -> dict[tuple[str, ...], Logical]:
     table: dict[tuple[str, ...], Logical] = {}
     for path, node in nnx.iter_graph(model):
         declared = getattr(type(node), "LOGICAL_AXES", None) if isinstance(node, nnx.Module) else None
+        path = tuple(map(str, path))
+        stacked = ("layers",) * stacked_axes(path)
         for relative, names in (declared or {}).items():
-            table[tuple(map(str, path)) + tuple(relative.split("/"))] = tuple(names)
+            table[path + tuple(relative.split("/"))] = stacked + tuple(names)
     return table
+
+
+def stacked_axes(path: tuple[str, ...]) -> int:
+    """How many leading layer axes a parameter at this path has (1 under LAYER_STACK, else 0)."""
+    return int(LAYER_STACK in path)
 
 
 def _lookup(table: dict[tuple[str, ...], Logical], path: tuple[str, ...]) -> Logical | None:

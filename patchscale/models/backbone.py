@@ -3,8 +3,22 @@
 image → patch embedding → CLS token (first or last) + position embedding → depth × pre-norm
 block [x + drop_path(mixer(norm(x))), x + drop_path(channel(norm(x)))] → norm → pool (CLS or
 mean) → head. DeiT is LayerNorm + GELU MLP + CLS first; Adventurer is RMSNorm + SwiGLU + CLS
-last with the Mamba-2 mixer. Blocks can be rematerialised (`model.remat`) so the backward
-pass keeps only each block's input, not its internals (for Mamba-2: the Q×Q chunk matrices).
+last with the Mamba-2 mixer.
+
+Two layouts of the blocks, the same numbers (`model.scan_layers`):
+
+* unrolled (the default): `blocks/<i>/…`, one traced copy of the block per layer;
+* scanned: `layer_stack/…`, every block parameter stacked along a leading layer axis and the
+  blocks run by `jax.lax.scan`, so the program holds one block whatever the depth: compile
+  time stops growing with depth and XLA stops allocating every layer's buffers at once. What
+  differs between layers (the drop-path rate, a mixer's direction) enters the scan as data.
+  The stacked parameters are the unrolled ones stacked, so both layouts start from the same
+  initialisation (`models/stacking.py` converts between them).
+
+Blocks can be rematerialised (`model.remat`, REMAT_POLICIES) so the backward pass keeps only
+each block's input (`full`), also its matmul outputs (`dots`), or the activations the modules
+tag by name (`names`, see SAVED_NAMES), not all of its internals (for Mamba-2: the Q×Q chunk
+matrices).
 
 Randomness (drop path) is an explicit `key` argument rather than module state, so the train
 step derives it from the step number: a resumed run draws exactly the same masks.
@@ -22,7 +36,7 @@ from patchscale.models.channel import CHANNEL_MIXERS
 from patchscale.models.initializers import trunc_normal_02
 from patchscale.models.mixers import registry
 from patchscale.models.patchify import PatchEmbed, PositionEmbedding
-from patchscale.partitioning import constrain
+from patchscale.partitioning import LAYER_STACK, constrain
 
 TOKENS = ("act_batch", "act_length", "act_embed")
 _NORM_AXES = {"scale": ("embed",), "bias": ("embed",)}
@@ -35,10 +49,15 @@ NORMS = {  # name → (class, epsilon): DeiT's LayerNorm and Adventurer's RMSNor
     "layernorm": (nnx.LayerNorm, 1e-6),
     "rmsnorm": (nnx.RMSNorm, 1e-5),
 }
+# Activations tagged with `checkpoint_name` that the `names` policy keeps: the outputs of the
+# wide input projections (attention's qkv, Mamba-2's in_proj, the channel mixer's hidden layer),
+# so the backward pass recomputes only the cheap elementwise work and the token mixing itself.
+SAVED_NAMES = ("mixer_in", "channel_hidden")
 REMAT_POLICIES = {
     "none": None,
     "full": jax.checkpoint_policies.nothing_saveable,
     "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "names": jax.checkpoint_policies.save_only_these_names(*SAVED_NAMES),
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -50,9 +69,12 @@ def compute_dtype(name: str):
     return DTYPES[name]
 
 
-def drop_path(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-    """Stochastic depth: zero a whole residual branch per example and rescale the survivors."""
-    if key is None or rate == 0.0:
+def drop_path(x: jax.Array, rate: float | jax.Array, key: jax.Array | None) -> jax.Array:
+    """Stochastic depth: zero a whole residual branch per example and rescale the survivors.
+
+    `rate` is a Python float in the unrolled layout and a traced scalar under the layer scan.
+    """
+    if key is None or (isinstance(rate, (int, float)) and rate == 0.0):
         return x
     keep = jax.random.bernoulli(key, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
@@ -68,11 +90,22 @@ class Block(nnx.Module):
         self.norm2 = make_norm(model_config.norm, shape.width, dtype, rngs)
         self.channel = CHANNEL_MIXERS[model_config.channel_mixer](shape.width, shape.mlp_dim, dtype=dtype, rngs=rngs)
         self.drop_path_rate = drop_path_rate
+        self.mixer_options = tuple(mixer_options(model_config, layer).items())
 
-    def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, key: jax.Array | None = None, *, rate=None, options=None) -> jax.Array:
+        """`rate` and `options` (the mixer's per-layer keywords) default to this layer's own;
+        the layer scan passes them as traced values."""
+        rate = self.drop_path_rate if rate is None else rate
+        options = dict(self.mixer_options) if options is None else options
         k1, k2 = jax.random.split(key) if key is not None else (None, None)
-        x = constrain(x + drop_path(self.mixer(self.norm1(x)), self.drop_path_rate, k1), TOKENS)
-        return constrain(x + drop_path(self.channel(self.norm2(x)), self.drop_path_rate, k2), TOKENS)
+        x = constrain(x + drop_path(self.mixer(self.norm1(x), **options), rate, k1), TOKENS)
+        return constrain(x + drop_path(self.channel(self.norm2(x)), rate, k2), TOKENS)
+
+
+def mixer_options(model_config, layer: int) -> dict:
+    """The keywords the mixer's `__call__` takes for this layer (registry.py: `per_layer`)."""
+    per_layer = getattr(registry.get(model_config.mixer), "per_layer", None)
+    return per_layer(model_config, layer) if per_layer else {}
 
 
 def make_norm(name: str, width: int, dtype, rngs: nnx.Rngs) -> nnx.Module:
@@ -82,6 +115,17 @@ def make_norm(name: str, width: int, dtype, rngs: nnx.Rngs) -> nnx.Module:
 
 def _apply_block(block: Block, x: jax.Array, key: jax.Array | None) -> jax.Array:
     return block(x, key)
+
+
+def stack_blocks(blocks: list[Block]) -> Block:
+    """One Block whose parameters are the given blocks' stacked along a new leading axis.
+
+    Its own static attributes (rate, mixer options) are block 0's and are never used: the scan
+    passes each layer's.
+    """
+    graphdef, first = nnx.split(blocks[0])
+    states = [first] + [nnx.split(block)[1] for block in blocks[1:]]
+    return nnx.merge(graphdef, jax.tree.map(lambda *leaves: jnp.stack(leaves), *states))
 
 
 class VisionBackbone(nnx.Module):
@@ -102,12 +146,24 @@ class VisionBackbone(nnx.Module):
                                         extra if not self.cls_first else 0, shape.width, rngs=rngs)
         # Linear drop-path schedule 0 … rate over the blocks (the DeiT rule).
         rates = np.linspace(0.0, model_config.drop_path, shape.depth) if shape.depth > 1 else [model_config.drop_path]
-        self.blocks = nnx.List([
-            Block(shape, model_config, layer=i, drop_path_rate=float(rates[i]), dtype=dtype, rngs=rngs)
-            for i in range(shape.depth)])
+        blocks = [Block(shape, model_config, layer=i, drop_path_rate=float(rates[i]), dtype=dtype, rngs=rngs)
+                  for i in range(shape.depth)]
+        self.depth = shape.depth
+        self.remat_policy = REMAT_POLICIES[model_config.remat]
+        self.remat = model_config.remat != "none"
+        if model_config.scan_layers:
+            self.blocks = None
+            setattr(self, LAYER_STACK, stack_blocks(blocks))
+            # Per-layer values the scan feeds in: drop-path rates (None when all are zero) and
+            # the mixer's options as (name, per-layer values) pairs.
+            self.layer_rates = tuple(float(r) for r in rates) if model_config.drop_path else None
+            options = [dict(block.mixer_options) for block in blocks]
+            self.layer_options = tuple((name, tuple(o[name] for o in options)) for name in options[0])
+        else:
+            self.blocks = nnx.List(blocks)
         self.norm = make_norm(model_config.norm, shape.width, dtype, rngs)
-        policy = REMAT_POLICIES[model_config.remat]
-        self.apply_block = _apply_block if model_config.remat == "none" else nnx.remat(_apply_block, policy=policy)
+        self.apply_block = (nnx.remat(_apply_block, policy=self.remat_policy) if self.remat and self.blocks is not None
+                            else _apply_block)
         self.head = nnx.Linear(shape.width, num_classes, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
                                kernel_init=trunc_normal_02, bias_init=nnx.initializers.zeros)
         self.dtype = dtype
@@ -122,15 +178,38 @@ class VisionBackbone(nnx.Module):
             cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
             x = jnp.concatenate([cls, x] if self.cls_first else [x, cls], axis=1)
         x = constrain(self.posemb(x).astype(self.residual_dtype), TOKENS)
-        keys = jax.random.split(key, len(self.blocks)) if key is not None else [None] * len(self.blocks)
-        for block, block_key in zip(self.blocks, keys):
-            x = self.apply_block(block, x, block_key)
+        if self.blocks is None:
+            x = self._scan_blocks(x, key)
+        else:
+            keys = jax.random.split(key, self.depth) if key is not None else [None] * self.depth
+            for block, block_key in zip(self.blocks, keys):
+                x = self.apply_block(block, x, block_key)
         x = self.norm(x)
         if self.pool == "cls":
             pooled = x[:, 0] if self.cls_first else x[:, -1]
         else:
             pooled = x.mean(axis=1)
         return self.head(pooled).astype(jnp.float32)
+
+
+    def _scan_blocks(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
+        """The blocks as one `lax.scan` over the stacked parameters and the per-layer inputs."""
+        graphdef, state = nnx.split(getattr(self, LAYER_STACK))
+        per_layer = {"state": state,
+                     "options": {name: jnp.asarray(values) for name, values in self.layer_options}}
+        if key is not None:
+            per_layer["key"] = jax.random.split(key, self.depth)
+            if self.layer_rates is not None:
+                per_layer["rate"] = jnp.asarray(self.layer_rates, jnp.float32)
+
+        def body(x, layer):
+            block = nnx.merge(graphdef, layer["state"])
+            return block(x, layer.get("key"), rate=layer.get("rate", 0.0), options=layer["options"]), None
+
+        if self.remat:
+            body = jax.checkpoint(body, policy=self.remat_policy, prevent_cse=False)
+        x, _ = jax.lax.scan(body, x, per_layer)
+        return x
 
 
 def normalize(images: jax.Array) -> jax.Array:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from patchscale.models.initializers import torch_default, trunc_normal_02
 from patchscale.partitioning import constrain
@@ -28,7 +29,8 @@ class Mlp(nnx.Module):
         self.fc2 = nnx.Linear(hidden, width, **dense)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(jax.nn.gelu(constrain(self.fc1(x), HIDDEN), approximate=False))
+        hidden = checkpoint_name(constrain(self.fc1(x), HIDDEN), "channel_hidden")
+        return self.fc2(jax.nn.gelu(hidden, approximate=False))
 
     @staticmethod
     def flops_per_token(width: int, hidden: int) -> float:
@@ -55,7 +57,7 @@ class SwiGLU(nnx.Module):
         self.fc2 = dense(hidden, width)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        pairs = self.gate_value(x).reshape(*x.shape[:-1], self.hidden, 2)
+        pairs = checkpoint_name(self.gate_value(x), "channel_hidden").reshape(*x.shape[:-1], self.hidden, 2)
         hidden = jax.nn.silu(pairs[..., 0]) * pairs[..., 1]
         return self.fc2(constrain(hidden, HIDDEN))
 

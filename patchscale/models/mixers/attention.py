@@ -21,6 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from patchscale.models.initializers import trunc_normal_02
 from patchscale.models.mixers.registry import register
@@ -87,7 +88,7 @@ class Attention(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         b, n, d = x.shape
-        qkv = self.qkv(x).reshape(b, n, self.heads, 3, d // self.heads)
+        qkv = checkpoint_name(self.qkv(x), "mixer_in").reshape(b, n, self.heads, 3, d // self.heads)
         qkv = constrain(qkv, ("act_batch", "act_length", "act_heads", None, None))
         q, k, v = (qkv[:, :, :, i] for i in range(3))
         implementation = self.implementation

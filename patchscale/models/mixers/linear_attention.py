@@ -11,6 +11,7 @@ FSDP, tensor (head) and sequence parallelism apply to it without further code.
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from patchscale.models.mixers.registry import register
 from patchscale.partitioning import constrain
@@ -31,7 +32,7 @@ class LinearAttention(nnx.Module):
     def __call__(self, x):
         b, n, d = x.shape
         # Head-major columns (head, q/k/v, dim), as in attention: a tensor split of the kernel splits heads.
-        qkv = constrain(self.qkv(x).reshape(b, n, self.heads, 3, d // self.heads),
+        qkv = constrain(checkpoint_name(self.qkv(x), "mixer_in").reshape(b, n, self.heads, 3, d // self.heads),
                         ("act_batch", "act_length", "act_heads", None, None))
         q, k, v = (qkv[:, :, :, i] for i in range(3))
         # Sums over all tokens run in float32: they are long reductions.

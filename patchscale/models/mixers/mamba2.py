@@ -12,7 +12,8 @@ For the N patch tokens (+ CLS) of a block:
 
 Flipping: `flip="alternate"` flips every other block (n % 2 == 1, the authors' intended
 rule, the default); `flip="released"` reproduces the released code (n // 2 == 1: only
-blocks 2 and 3); `flip="none"` never flips.
+blocks 2 and 3); `flip="none"` never flips. The flip is a per-layer input of `__call__`
+(`per_layer`): a Python bool in the unrolled layout, a traced one under the layer scan.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 from patchscale.models.initializers import torch_default
 from patchscale.models.mixers.registry import register
@@ -118,7 +121,7 @@ class Mamba2(nnx.Module):
         d = dims(shape, cfg)
         self.d_inner, self.heads, self.headdim = d["d_inner"], d["heads"], cfg.headdim
         self.groups, self.d_state, self.requested_chunk = cfg.groups, cfg.d_state, cfg.chunk_size
-        self.flip = FLIP_RULES[cfg.flip](layer)
+        self.flip = FLIP_RULES[cfg.flip](layer)  # This layer's; the layer scan passes each layer's instead.
         self.heading_average = cfg.heading_average
         if not self.heading_average:
             self.causal = "backward" if self.flip else "forward"
@@ -142,29 +145,38 @@ class Mamba2(nnx.Module):
                                    kernel_init=lambda k, s, t=jnp.float32: out_init(k, s, t) * depth_scale,
                                    rngs=rngs)
 
-    def _reorder(self, x: jax.Array) -> jax.Array:
+    @staticmethod
+    def per_layer(model_config, layer: int) -> dict:
+        """What differs between layers: whether this one flips (registry.py)."""
+        return {"flip": FLIP_RULES[model_config.mamba2.flip](layer)}
+
+    def _reverse(self, x: jax.Array) -> jax.Array:
         """Reverse the patch tokens, leaving a CLS token at its end; its own inverse."""
-        if not self.flip:
-            return x
         if self.cls_last:
             return jnp.concatenate([x[:, -2::-1], x[:, -1:]], axis=1)
         if self.cls_first:
             return jnp.concatenate([x[:, :1], x[:, :0:-1]], axis=1)
         return x[:, ::-1]
 
-    def __call__(self, u: jax.Array) -> jax.Array:
-        u = self._reorder(u)
+    def _reorder(self, x: jax.Array, flip: bool | jax.Array) -> jax.Array:
+        if isinstance(flip, (bool, np.bool_)):
+            return self._reverse(x) if flip else x
+        return jax.lax.cond(flip, self._reverse, lambda a: a, x)
+
+    def __call__(self, u: jax.Array, flip: bool | jax.Array | None = None) -> jax.Array:
+        flip = self.flip if flip is None else flip
+        u = self._reorder(u, flip)
         if self.heading_average:
             u = jnp.concatenate([u.mean(axis=1, keepdims=True, dtype=jnp.float32).astype(u.dtype), u], axis=1)
         y = self.mamba(u)
         if self.heading_average:
             y = y[:, 1:]
-        return self._reorder(y)
+        return self._reorder(y, flip)
 
     def mamba(self, u: jax.Array) -> jax.Array:
         """The Mamba-2 layer itself: (B, L, width) → (B, L, width), causal in L."""
         b, length, _ = u.shape
-        z, xbc, dt = jnp.split(self.in_proj(u), [self.d_inner, 2 * self.d_inner + 2 * self.groups * self.d_state],
+        z, xbc, dt = jnp.split(checkpoint_name(self.in_proj(u), "mixer_in"), [self.d_inner, 2 * self.d_inner + 2 * self.groups * self.d_state],
                                axis=-1)
         xbc = jax.nn.silu(causal_depthwise_conv(xbc, self.conv_kernel[...], self.conv_bias[...]))
         x, B, C = jnp.split(xbc, [self.d_inner, self.d_inner + self.groups * self.d_state], axis=-1)

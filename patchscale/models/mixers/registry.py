@@ -6,6 +6,10 @@ A token mixer is an `nnx.Module` class that
   resolved `sizes.Shape` (width, depth, heads, mlp_dim) and `layer` the block index (for
   mixers that alternate direction, say);
 * maps tokens (batch, length, width) → (batch, length, width) in `__call__(x)`;
+* if its forward pass differs between layers (a direction, say), has a static
+  `per_layer(model_config, layer) -> dict` of keyword arguments for `__call__`: the backbone
+  passes them as Python values in the unrolled layout and as traced scalars under the layer
+  scan (`model.scan_layers`), so `__call__` must accept both (Mamba-2's `flip` uses `lax.cond`);
 * has an attribute `causal` (None, or "forward"/"backward" when outputs never depend on
   later/earlier tokens), used by the conformance tests;
 * has a static `flops_per_image(shape, tokens, model_config)` giving its forward FLOPs for one
