@@ -61,8 +61,13 @@ def test_flipping_reverses_patches_and_keeps_cls_last():
     m = adventurer_model_config()
     mixer = mamba2.Mamba2(sizes.resolve(m), m, layer=1, dtype=jnp.float32, rngs=nnx.Rngs(0))
     x = jnp.arange(5.0)[None, :, None]  # Four patch tokens and the CLS token last.
-    np.testing.assert_array_equal(mixer._reorder(x)[0, :, 0], [3, 2, 1, 0, 4])
-    np.testing.assert_array_equal(mixer._reorder(mixer._reorder(x)), x)
+    assert mixer.flip is True and mamba2.Mamba2.per_layer(m, 1) == {"flip": True}
+    np.testing.assert_array_equal(mixer._reorder(x, True)[0, :, 0], [3, 2, 1, 0, 4])
+    np.testing.assert_array_equal(mixer._reorder(mixer._reorder(x, True), True), x)
+    # Under the layer scan the flip is traced: the same reversal, or none.
+    traced = jax.jit(mixer._reorder)
+    np.testing.assert_array_equal(traced(x, jnp.asarray(True))[0, :, 0], [3, 2, 1, 0, 4])
+    np.testing.assert_array_equal(traced(x, jnp.asarray(False)), x)
 
 
 def test_heading_average_lets_the_first_token_see_the_whole_sequence():
