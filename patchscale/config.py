@@ -243,6 +243,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if m.attention_impl not in attention.IMPLEMENTATIONS:
         raise UserError(f"model.attention_impl={m.attention_impl!r}: expected one of"
                         f" {', '.join(str(i) for i in attention.IMPLEMENTATIONS)}")
+    if m.token_segment < 0:
+        raise UserError(f"model.token_segment={m.token_segment}: must be >= 0 (0 = off)")
     if m.mamba2.chunk_size < 0:
         raise UserError(f"model.mamba2.chunk_size={m.mamba2.chunk_size}: must be >= 0 (0 = automatic)")
     if m.attention_chunk <= 0:

@@ -39,6 +39,10 @@ def base_config() -> ConfigDict:
     # Run the blocks as one lax.scan over stacked parameters (layer_stack/…) instead of unrolled
     # (blocks/<i>/…): same numbers, compile time and memory independent of depth (backbone.py).
     c.model.scan_layers = False
+    # Long sequences: run the parts of a block that allow it (the Mamba-2 layer, carrying its
+    # state; the channel mixer) this many tokens at a time, each piece rematerialised, so the
+    # backward pass holds one piece's internals instead of the whole sequence's. 0 = off.
+    c.model.token_segment = 0
     # auto (also when None): JAX's choice for small logits, a memory-safe path for large ones
     # (mixers/attention.py); or force "xla" (dense) | "cudnn" (GPU flash) | "chunked".
     c.model.attention_impl = placeholder(str)

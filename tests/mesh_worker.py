@@ -82,8 +82,11 @@ def run(mixer: str, mesh_text: str, extra: list[str], size: int, batch: int) -> 
         state, metrics = program.train_step(state, program.frozen, partitioning.global_batch(images, mesh))
         losses.append(float(metrics["loss"]))
     params = jax.device_get(state["params"])
-    specs = {name: str(_leaf(state["params"], name).get_value().sharding.spec) for name in WATCHED[mixer]}
-    specs.update({"mu:" + name: _moment_spec(state["opt"], name) for name in WATCHED[mixer]})
+    # In the scanned layout block 0's parameters are a slice of layer_stack's, whose sharding is watched.
+    watched = [name.replace("blocks/0/", partitioning.LAYER_STACK + "/") if program.config.model.scan_layers
+               else name for name in WATCHED[mixer]]
+    specs = {name: str(_leaf(state["params"], name).get_value().sharding.spec) for name in watched}
+    specs.update({"mu:" + name: _moment_spec(state["opt"], name) for name in watched})
     return {"losses": losses, "specs": specs,
             "checksum": float(sum(np.abs(np.asarray(x, np.float64)).sum() for x in jax.tree.leaves(params)))}
 

@@ -21,13 +21,15 @@ def run_worker(mixer: str, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module", params=["attention", "mamba2"])
+@pytest.fixture(scope="module", params=["attention", "mamba2", "mamba2-scanned"])
 def mesh_runs(request):
-    return request.param, run_worker(request.param, *MESHES)
+    """(mixer, scanned, runs): the Adventurer also in the scanned layout (stacked parameters)."""
+    mixer, _, layout = request.param.partition("-")
+    return mixer, bool(layout), run_worker(mixer, *MESHES, *(["model.scan_layers=true"] if layout else []))
 
 
 def test_every_mesh_matches_one_device(mesh_runs):
-    _, runs = mesh_runs
+    _, _, runs = mesh_runs
     single = runs["single"]
     for mesh in MESHES:
         np.testing.assert_allclose(runs[mesh]["losses"], single["losses"], rtol=2e-5, err_msg=mesh)
@@ -36,7 +38,7 @@ def test_every_mesh_matches_one_device(mesh_runs):
 
 
 def test_parameters_and_moments_are_sharded_by_the_rules(mesh_runs):
-    mixer, runs = mesh_runs
+    mixer, scanned, runs = mesh_runs
     for mesh in ["single", "data=8"]:  # Nothing to shard parameters over: replicated.
         assert not any("'" in spec for spec in runs[mesh]["specs"].values()), mesh  # No mesh axis named.
     fsdp, mixed = runs["fsdp=8"]["specs"], runs["data=2,fsdp=2,tensor=2"]["specs"]
@@ -53,6 +55,8 @@ def test_parameters_and_moments_are_sharded_by_the_rules(mesh_runs):
                           "mixer/D": "('tensor',)", "gate_value/kernel": "('fsdp', 'tensor')"}
     for specs, expected in [(fsdp, expected_fsdp), (mixed, expected_mixed)]:
         for suffix, spec in expected.items():
+            if scanned and "patch_embed" not in suffix and "head" not in suffix:  # The layer axis: unsplit.
+                spec = "(None, " + spec[1:].replace(",)", ")")
             for prefix in ("", "mu:"):  # Parameters and their AdamW moments alike.
                 name = next(n for n in specs if n.endswith(suffix) and n.startswith(prefix) and
                             (prefix or not n.startswith("mu:")))

@@ -76,3 +76,24 @@ def test_shape_errors_are_clear():
     x, dt, A, B, C = inputs(heads=4, groups=1)
     with pytest.raises(ValueError, match="heads divisible by groups"):
         ssd_chunked(x, dt, A, jnp.concatenate([B] * 3, 2), jnp.concatenate([C] * 3, 2), chunk_size=8)
+
+
+def test_segments_with_carried_state_equal_the_whole_sequence():
+    """Splitting the sequence and passing the final state on gives the whole sequence's outputs."""
+    x, dt, A, B, C = inputs(length=40, groups=2)
+
+    @jax.jit
+    def by_pieces(x, dt, A, B, C):
+        state = jnp.zeros((2, 4, 8, 16), jnp.float32)
+        pieces = []
+        for start, stop in ((0, 16), (16, 29), (29, 40)):  # Uneven pieces: the padded tail chunk is inert.
+            y, state = ssd_chunked(x[:, start:stop], dt[:, start:stop], A, B[:, start:stop], C[:, start:stop],
+                                   chunk_size=8, initial_state=state)
+            pieces.append(y)
+        return jnp.concatenate(pieces, axis=1), state
+
+    pieces, state = by_pieces(x, dt, A, B, C)
+    assert rel_err(pieces, jax.jit(lambda *a: ssd_chunked(*a, chunk_size=8))(x, dt, A, B, C)) < 1e-5
+    assert float(jnp.abs(state).max()) > 0
+    with pytest.raises(ValueError, match="scan"):
+        ssd_chunked(x, dt, A, B, C, chunk_size=8, state_passing="matmul", initial_state=state)

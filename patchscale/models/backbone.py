@@ -36,7 +36,7 @@ from patchscale.models.channel import CHANNEL_MIXERS
 from patchscale.models.initializers import trunc_normal_02
 from patchscale.models.mixers import registry
 from patchscale.models.patchify import PatchEmbed, PositionEmbedding
-from patchscale.partitioning import LAYER_STACK, constrain
+from patchscale.partitioning import LAYER_STACK, constrain, split_count
 
 TOKENS = ("act_batch", "act_length", "act_embed")
 _NORM_AXES = {"scale": ("embed",), "bias": ("embed",)}
@@ -91,6 +91,10 @@ class Block(nnx.Module):
         self.channel = CHANNEL_MIXERS[model_config.channel_mixer](shape.width, shape.mlp_dim, dtype=dtype, rngs=rngs)
         self.drop_path_rate = drop_path_rate
         self.mixer_options = tuple(mixer_options(model_config, layer).items())
+        # Under `full` remat the block's backward pass recomputes the mixer and the channel
+        # mixer one at a time, so only one of them holds its internals at any moment.
+        self.remat_parts = model_config.remat == "full"
+        self.token_segment = model_config.token_segment
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None, *, rate=None, options=None) -> jax.Array:
         """`rate` and `options` (the mixer's per-layer keywords) default to this layer's own;
@@ -98,8 +102,31 @@ class Block(nnx.Module):
         rate = self.drop_path_rate if rate is None else rate
         options = dict(self.mixer_options) if options is None else options
         k1, k2 = jax.random.split(key) if key is not None else (None, None)
-        x = constrain(x + drop_path(self.mixer(self.norm1(x), **options), rate, k1), TOKENS)
-        return constrain(x + drop_path(self.channel(self.norm2(x)), rate, k2), TOKENS)
+        call = _rematerialised if self.remat_parts else _call
+        x = constrain(x + drop_path(call(self.mixer, self.norm1(x), options), rate, k1), TOKENS)
+        h = self.norm2(x)
+        if self.token_segment and h.shape[1] > self.token_segment and split_count("act_length") == 1:
+            h = by_segments(self.channel, h, self.token_segment)
+        else:
+            h = call(self.channel, h, {})
+        return constrain(x + drop_path(h, rate, k2), TOKENS)
+
+
+def by_segments(position_wise: nnx.Module, x: jax.Array, segment: int) -> jax.Array:
+    """A position-wise module applied `segment` tokens at a time, each piece rematerialised, so
+    the backward pass never holds the hidden activations of the whole sequence."""
+    b, length, width = x.shape
+    pad = -length % segment
+    pieces = jnp.moveaxis(jnp.pad(x, ((0, 0), (0, pad), (0, 0))).reshape(b, -1, segment, width), 1, 0)
+    out = jax.lax.map(jax.checkpoint(position_wise, prevent_cse=False), pieces)
+    return jnp.moveaxis(out, 0, 1).reshape(b, -1, out.shape[-1])[:, :length]
+
+
+def _call(module: nnx.Module, x: jax.Array, options: dict) -> jax.Array:
+    return module(x, **options)
+
+
+_rematerialised = nnx.remat(_call, policy=jax.checkpoint_policies.nothing_saveable)
 
 
 def mixer_options(model_config, layer: int) -> dict:

@@ -41,8 +41,9 @@ def _check_shapes(x, dt, A, B, C) -> tuple[int, int]:
     return heads // groups, groups
 
 
-def _pass_states(chunk_log_decay, chunk_states, form: str):
-    """The state entering each chunk: incoming[c] = Σ_{s<c} exp(Σ_{s<m<c} log_decay[m]) · states[s].
+def _pass_states(chunk_log_decay, chunk_states, form: str, initial=None):
+    """The state entering each chunk: incoming[c] = Σ_{s<c} exp(Σ_{s<m<c} log_decay[m]) · states[s],
+    plus the decayed `initial` state when given (scan form only); returns (incoming, final state).
 
     chunk_log_decay (b, c, g, k) is each chunk's total dt·A; chunk_states (b, c, g, k, p, n).
     """
@@ -57,16 +58,16 @@ def _pass_states(chunk_log_decay, chunk_states, form: str):
         # inclusive[i, j] = Σ_{j<m≤i} log_decay[m]; the state entering chunk t needs row t-1.
         between = jnp.pad(inclusive, [(0, 0)] * 3 + [(1, 0), (0, 0)])[..., :-1, :]
         weights = jnp.where(strictly_lower, jnp.exp(jnp.where(strictly_lower, between, 0.0)), 0.0)
-        return jnp.einsum("bgkts,bsgkpn->btgkpn", weights, chunk_states)
+        return jnp.einsum("bgkts,bsgkpn->btgkpn", weights, chunk_states), None
 
     def carry(state, inputs):
         decay_c, new_c = inputs
         return decay_c[..., None, None] * state + new_c, state
 
-    init = jnp.zeros_like(chunk_states[:, 0])
-    _, incoming = jax.lax.scan(carry, init, (jnp.moveaxis(jnp.exp(chunk_log_decay), 1, 0),
-                                             jnp.moveaxis(chunk_states, 1, 0)))
-    return jnp.moveaxis(incoming, 0, 1)
+    init = jnp.zeros_like(chunk_states[:, 0]) if initial is None else initial.astype(chunk_states.dtype)
+    final, incoming = jax.lax.scan(carry, init, (jnp.moveaxis(jnp.exp(chunk_log_decay), 1, 0),
+                                                 jnp.moveaxis(chunk_states, 1, 0)))
+    return jnp.moveaxis(incoming, 0, 1), final
 
 
 def ssd_sequential(x, dt, A, B, C):
@@ -101,14 +102,21 @@ STATE_PASSING = ("scan", "matmul")
 CHUNKS = ("act_batch", "act_length")  # Leading axes of every chunked tensor: the token axis is the chunk axis.
 
 
-def ssd_chunked(x, dt, A, B, C, *, chunk_size: int, state_passing: str = "scan", chunk_multiple: int = 1):
+def ssd_chunked(x, dt, A, B, C, *, chunk_size: int, state_passing: str = "scan", chunk_multiple: int = 1,
+                initial_state=None):
     """The chunked SSD algorithm; any length (the tail chunk is padded with dt = 0, which is inert).
 
     `chunk_multiple` pads the number of chunks to a multiple (the size of the sequence mesh
     axis), so the chunk axis splits evenly over devices.
+
+    With `initial_state` (batch, heads, headdim, d_state), the state left by earlier tokens,
+    returns (y, final state) instead of y: a long sequence can then be processed one segment
+    at a time (the streamed Mamba-2 layer). Scan-form state passing only.
     """
     if state_passing not in STATE_PASSING:
         raise ValueError(f"state_passing={state_passing!r}: expected one of {STATE_PASSING}")
+    if initial_state is not None and state_passing != "scan":
+        raise ValueError("ssd_chunked: an initial state needs state_passing='scan'")
     per_group, groups = _check_shapes(x, dt, A, B, C)
     batch, length, heads, headdim = x.shape
     q = chunk_size
@@ -145,12 +153,15 @@ def ssd_chunked(x, dt, A, B, C, *, chunk_size: int, state_passing: str = "scan",
     chunk_states = jnp.einsum("bcjgn,bcjgkp->bcgkpn", Bc, x_to_end, preferred_element_type=F32)
 
     # 3. Pass states across chunks (a linear recurrence over chunks, in float32).
-    incoming = _pass_states(a_cumsum[..., -1], chunk_states, state_passing)  # (b, c, g, k, p, n)
+    initial = None if initial_state is None else initial_state.reshape(batch, groups, per_group, headdim, -1)
+    incoming, final = _pass_states(a_cumsum[..., -1], chunk_states, state_passing, initial)  # (b, c, g, k, p, n)
 
     # 4. Each position's output from the state entering its chunk, decayed to the position.
     from_start = jnp.exp(a_cumsum)  # (b, c, g, k, q)
     y_off = jnp.einsum("bcign,bcgkpn->bcigkp", Cc, incoming.astype(dtype), preferred_element_type=F32)
     y_off = y_off * jnp.moveaxis(from_start, -1, 2)[..., None]
 
-    y = (y_diag + y_off).reshape(batch, chunks * q, heads, headdim)
-    return y[:, :length].astype(x.dtype)
+    y = (y_diag + y_off).reshape(batch, chunks * q, heads, headdim)[:, :length].astype(x.dtype)
+    if initial_state is None:
+        return y
+    return y, final.reshape(batch, heads, headdim, -1)

@@ -18,6 +18,7 @@ blocks 2 and 3); `flip="none"` never flips. The flip is a per-layer input of `__
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -80,10 +81,16 @@ def _a_log_init(key, shape, dtype=jnp.float32):
     return jnp.log(jax.random.uniform(key, shape, dtype, 1.0, 16.0))
 
 
-def causal_depthwise_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
-    """y_t = b + Σ_k kernel[k] · x_{t-(K-1)+k} per channel, zero before the start. x (B, L, C), kernel (K, C)."""
+def causal_depthwise_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array, history=None) -> jax.Array:
+    """y_t = b + Σ_k kernel[k] · x_{t-(K-1)+k} per channel. x (B, L, C), kernel (K, C).
+
+    Before the start: `history` (B, K-1, C), the inputs just before x, or zeros.
+    """
     width = kernel.shape[0]
-    padded = jnp.pad(x, ((0, 0), (width - 1, 0), (0, 0)))
+    if history is None:
+        padded = jnp.pad(x, ((0, 0), (width - 1, 0), (0, 0)))
+    else:
+        padded = jnp.concatenate([history.astype(x.dtype), x], axis=1)
     length = x.shape[1]
     out = bias.astype(x.dtype)
     for k in range(width):
@@ -121,6 +128,7 @@ class Mamba2(nnx.Module):
         d = dims(shape, cfg)
         self.d_inner, self.heads, self.headdim = d["d_inner"], d["heads"], cfg.headdim
         self.groups, self.d_state, self.requested_chunk = cfg.groups, cfg.d_state, cfg.chunk_size
+        self.segment = model_config.token_segment
         self.flip = FLIP_RULES[cfg.flip](layer)  # This layer's; the layer scan passes each layer's instead.
         self.heading_average = cfg.heading_average
         if not self.heading_average:
@@ -174,24 +182,68 @@ class Mamba2(nnx.Module):
         return self._reorder(y, flip)
 
     def mamba(self, u: jax.Array) -> jax.Array:
-        """The Mamba-2 layer itself: (B, L, width) → (B, L, width), causal in L."""
+        """The Mamba-2 layer itself: (B, L, width) → (B, L, width), causal in L.
+
+        With `model.token_segment` set and a longer sequence, the tokens go through in segments
+        (`_streamed`), which computes the same outputs with one segment's internals in memory.
+        """
+        b, length, _ = u.shape
+        # With the token axis split over devices, chunk states pass by a matmul (no sequential
+        # scan across devices) and the chunk count is padded to divide evenly.
+        pieces = split_count("act_length")
+        if self.segment and length > self.segment and pieces == 1:
+            return self._streamed(u)
+        y, _ = self._mix(u, None, state_passing="matmul" if pieces > 1 else "scan", chunk_multiple=pieces)
+        return y
+
+    def _mix(self, u: jax.Array, carry: dict | None, *, state_passing="scan", chunk_multiple=1):
+        """Tokens u following the tokens summarised by `carry` (the last conv inputs and the SSM
+        state; None at the start) → (outputs, carry after u; None when `carry` is None)."""
         b, length, _ = u.shape
         z, xbc, dt = jnp.split(checkpoint_name(self.in_proj(u), "mixer_in"), [self.d_inner, 2 * self.d_inner + 2 * self.groups * self.d_state],
                                axis=-1)
-        xbc = jax.nn.silu(causal_depthwise_conv(xbc, self.conv_kernel[...], self.conv_bias[...]))
+        history = None if carry is None else carry["conv"]
+        conv_in = xbc
+        xbc = jax.nn.silu(causal_depthwise_conv(xbc, self.conv_kernel[...], self.conv_bias[...], history))
         x, B, C = jnp.split(xbc, [self.d_inner, self.d_inner + self.groups * self.d_state], axis=-1)
         x = constrain(x.reshape(b, length, self.heads, self.headdim), HEADS)
         dt = jax.nn.softplus(dt.astype(jnp.float32) + self.dt_bias[...])
         A = -jnp.exp(self.A_log[...])
-        # With the token axis split over devices, chunk states pass by a matmul (no sequential
-        # scan across devices) and the chunk count is padded to divide evenly.
-        pieces = split_count("act_length")
         y = ssd_chunked(x, dt, A, B.reshape(b, length, self.groups, self.d_state),
-                        C.reshape(b, length, self.groups, self.d_state), chunk_size=chunk_size(self.requested_chunk, self.d_state, self.headdim, length),
-                        state_passing="matmul" if pieces > 1 else "scan", chunk_multiple=pieces)
+                        C.reshape(b, length, self.groups, self.d_state),
+                        chunk_size=chunk_size(self.requested_chunk, self.d_state, self.headdim, length),
+                        state_passing=state_passing, chunk_multiple=chunk_multiple,
+                        initial_state=None if carry is None else carry["ssm"])
+        if carry is not None:
+            y, state = y
+            width = self.conv_kernel.shape[0] - 1
+            carry = {"conv": jnp.concatenate([history, conv_in], axis=1)[:, -width:], "ssm": state}
         y = constrain(y + x * self.D[...].astype(x.dtype)[:, None], HEADS)
         y = self.norm(y.reshape(b, length, self.d_inner), z)
-        return self.out_proj(y)
+        return self.out_proj(y), carry
+
+    def _streamed(self, u: jax.Array) -> jax.Array:
+        """The layer as a scan over segments of `token_segment` tokens (a multiple of the SSD
+        chunk), each rematerialised: the backward pass keeps one segment's carry per segment
+        (a few hundred KB) and recomputes its internals, instead of holding the whole
+        sequence's in_proj outputs, conv activations and chunk matrices at once. Padding at
+        the end is harmless: the layer is causal and the padded outputs are dropped."""
+        b, length, width = u.shape
+        q = chunk_size(self.requested_chunk, self.d_state, self.headdim, self.segment)
+        segment = -(-self.segment // q) * q
+        pad = -length % segment
+        pieces = jnp.pad(u, ((0, 0), (0, pad), (0, 0))).reshape(b, -1, segment, width)
+        conv_channels = self.conv_kernel.shape[1]
+        carry = {"conv": jnp.zeros((b, self.conv_kernel.shape[0] - 1, conv_channels), u.dtype),
+                 "ssm": jnp.zeros((b, self.heads, self.headdim, self.d_state), jnp.float32)}
+
+        @functools.partial(jax.checkpoint, prevent_cse=False)
+        def step(carry, piece):
+            y, carry = self._mix(piece, carry)
+            return carry, y
+
+        _, ys = jax.lax.scan(step, carry, jnp.moveaxis(pieces, 1, 0))
+        return jnp.moveaxis(ys, 0, 1).reshape(b, -1, width)[:, :length]
 
     @staticmethod
     def flops_per_image(shape: Shape, tokens: int, model_config) -> float:
