@@ -33,6 +33,7 @@ def imagenet(image_size: int, data_dir: str | None = None):
     c.model.dtype = "auto"  # bfloat16 on accelerators.
     c.model.residual_dtype = "float32"  # As the reference's autocast.
     c.model.remat = "full"  # Small patches at 128²–224² need it.
+    c.model.scan_layers = True  # One compiled block whatever the depth (models/backbone.py).
     c.train.grad_clip_norm = 0.0  # Neither DeiT nor Adventurer clips gradients.
     c.train.end_learning_rate = 1e-5
     return c

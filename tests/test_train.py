@@ -13,6 +13,11 @@ from patchscale import train
 from tests.conftest import DEFAULT_EXPERIMENT, run_cli, run_in_process, small_overrides, train_until_then_kill
 
 
+# The end-to-end run and its SIGKILL resume use the scanned block layout (stacked parameters in
+# the checkpoints) and the names remat policy; the budget and sweep tests train unrolled.
+SCANNED = {"model.scan_layers": True, "model.remat": "names"}
+
+
 def read_metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -20,7 +25,7 @@ def read_metrics(run_dir):
 @pytest.fixture(scope="module")
 def finished_run(mnist_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "vit"
-    done = run_cli("train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir), "--workdir", run_dir)
+    done = run_cli("train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir, **SCANNED), "--workdir", run_dir)
     assert done.returncode == 0, done.stderr
     return run_dir, done
 
@@ -40,6 +45,7 @@ def test_end_to_end_run_writes_config_metrics_summary_and_checkpoints(finished_r
         assert all(key in r for r in records)
     assert records[-1]["test_loss"] == summary["test_loss"]
     assert json.loads((run_dir / "config.json").read_text())["model"]["size"] == "pico"
+    assert json.loads((run_dir / "config.json").read_text())["model"]["scan_layers"] is True
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()) == ["40", "60"]
     assert "[train] step 60/60 (100%)" in done.stdout and "ETA" in done.stdout
 
@@ -47,7 +53,8 @@ def test_end_to_end_run_writes_config_metrics_summary_and_checkpoints(finished_r
 def test_finished_run_is_not_trained_again(finished_run, mnist_dir, capsys):
     run_dir, _ = finished_run
     before = (run_dir / "summary.json").read_text()
-    again = run_in_process(capsys, "train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir), "--workdir", run_dir)
+    again = run_in_process(capsys, "train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir, **SCANNED),
+                           "--workdir", run_dir)
     assert again.returncode == 0 and "already finished" in again.stdout and "[train]" not in again.stdout
     assert (run_dir / "summary.json").read_text() == before
 
@@ -63,10 +70,10 @@ def test_other_config_in_an_existing_run_directory_is_refused(finished_run, mnis
 def test_resume_after_sigkill_ends_with_identical_metrics(finished_run, mnist_dir, tmp_path):
     reference_dir, _ = finished_run
     run_dir = tmp_path / "killed"
-    train_until_then_kill(small_overrides(mnist_dir), run_dir, run_dir / "checkpoints" / "20")
+    train_until_then_kill(small_overrides(mnist_dir, **SCANNED), run_dir, run_dir / "checkpoints" / "20")
     assert not (run_dir / "summary.json").exists()
 
-    resumed = run_cli("train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir), "--workdir", run_dir)
+    resumed = run_cli("train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir, **SCANNED), "--workdir", run_dir)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
     resumed_from = int(resumed.stdout.split("from step ")[1].split()[0])
