@@ -130,3 +130,19 @@ def test_layouts_convert_both_ways():
     assert back.keys() == scanned.keys()
     for path, value in scanned.items():
         np.testing.assert_array_equal(back[path], value)
+
+
+def test_init_from_moves_weights_between_the_layouts():
+    """A run may start from a checkpoint of the other layout: the weights land layer by layer."""
+    from patchscale import init_from
+
+    c = base_config()
+    apply_overrides(c, ["model.size=pico", "model.patch_size=8", *ADVENTURER, "model.scan_layers=true"])
+    unrolled = nnx.to_pure_dict(nnx.state(build(ADVENTURER, False), nnx.Param))
+    target = nnx.state(build(ADVENTURER, True, abstract=True), nnx.Param)
+    source_config = {"model": {"patch_size": 8, "pool": "cls", "cls_position": "last"}, "data": {"image_size": 32}}
+    adapted = init_from.adapt(jax.tree.map(np.asarray, unrolled), source_config, target, c, 32, 1)
+    moved = stacking.unrolled(flat(adapted))
+    assert moved.keys() == flat(unrolled).keys()
+    for path, value in flat(unrolled).items():
+        np.testing.assert_array_equal(moved[path], value, err_msg=str(path))
