@@ -36,7 +36,8 @@ from patchscale.models.channel import CHANNEL_MIXERS
 from patchscale.models.initializers import trunc_normal_02
 from patchscale.models.mixers import registry
 from patchscale.models.patchify import PatchEmbed, PositionEmbedding
-from patchscale.partitioning import LAYER_STACK, constrain, split_count
+from patchscale.ops import segments
+from patchscale.partitioning import LAYER_STACK, constrain
 
 TOKENS = ("act_batch", "act_length", "act_embed")
 _NORM_AXES = {"scale": ("embed",), "bias": ("embed",)}
@@ -105,21 +106,11 @@ class Block(nnx.Module):
         call = _rematerialised if self.remat_parts else _call
         x = constrain(x + drop_path(call(self.mixer, self.norm1(x), options), rate, k1), TOKENS)
         h = self.norm2(x)
-        if self.token_segment and h.shape[1] > self.token_segment and split_count("act_length") == 1:
-            h = by_segments(self.channel, h, self.token_segment)
+        if segments.streams(h.shape[1], self.token_segment):  # Per token: no carry between pieces.
+            h = segments.over_segments(lambda carry, piece: (carry, self.channel(piece)), h, self.token_segment)
         else:
             h = call(self.channel, h, {})
         return constrain(x + drop_path(h, rate, k2), TOKENS)
-
-
-def by_segments(position_wise: nnx.Module, x: jax.Array, segment: int) -> jax.Array:
-    """A position-wise module applied `segment` tokens at a time, each piece rematerialised, so
-    the backward pass never holds the hidden activations of the whole sequence."""
-    b, length, width = x.shape
-    pad = -length % segment
-    pieces = jnp.moveaxis(jnp.pad(x, ((0, 0), (0, pad), (0, 0))).reshape(b, -1, segment, width), 1, 0)
-    out = jax.lax.map(jax.checkpoint(position_wise, prevent_cse=False), pieces)
-    return jnp.moveaxis(out, 0, 1).reshape(b, -1, out.shape[-1])[:, :length]
 
 
 def _call(module: nnx.Module, x: jax.Array, options: dict) -> jax.Array:
@@ -217,7 +208,6 @@ class VisionBackbone(nnx.Module):
         else:
             pooled = x.mean(axis=1)
         return self.head(pooled).astype(jnp.float32)
-
 
     def _scan_blocks(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
         """The blocks as one `lax.scan` over the stacked parameters and the per-layer inputs."""

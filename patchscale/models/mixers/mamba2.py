@@ -18,7 +18,6 @@ blocks 2 and 3); `flip="none"` never flips. The flip is a per-layer input of `__
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -30,6 +29,7 @@ from jax.ad_checkpoint import checkpoint_name
 from patchscale.models.initializers import torch_default
 from patchscale.models.mixers.registry import register
 from patchscale.models.sizes import Shape
+from patchscale.ops import segments
 from patchscale.ops.ssd import ssd_chunked
 from patchscale.partitioning import constrain, split_count
 
@@ -190,9 +190,9 @@ class Mamba2(nnx.Module):
         b, length, _ = u.shape
         # With the token axis split over devices, chunk states pass by a matmul (no sequential
         # scan across devices) and the chunk count is padded to divide evenly.
-        pieces = split_count("act_length")
-        if self.segment and length > self.segment and pieces == 1:
+        if segments.streams(length, self.segment):
             return self._streamed(u)
+        pieces = split_count("act_length")
         y, _ = self._mix(u, None, state_passing="matmul" if pieces > 1 else "scan", chunk_multiple=pieces)
         return y
 
@@ -223,27 +223,20 @@ class Mamba2(nnx.Module):
         return self.out_proj(y), carry
 
     def _streamed(self, u: jax.Array) -> jax.Array:
-        """The layer as a scan over segments of `token_segment` tokens (a multiple of the SSD
-        chunk), each rematerialised: the backward pass keeps one segment's carry per segment
-        (a few hundred KB) and recomputes its internals, instead of holding the whole
-        sequence's in_proj outputs, conv activations and chunk matrices at once. Padding at
-        the end is harmless: the layer is causal and the padded outputs are dropped."""
-        b, length, width = u.shape
+        """The layer over segments of `token_segment` tokens rounded up to a multiple of the SSD
+        chunk (ops/segments.py), the SSM state and the last conv inputs carried from one
+        segment to the next: one segment's in_proj outputs, conv activations and chunk
+        matrices in memory at a time instead of the whole sequence's."""
+        b = u.shape[0]
         q = chunk_size(self.requested_chunk, self.d_state, self.headdim, self.segment)
-        segment = -(-self.segment // q) * q
-        pad = -length % segment
-        pieces = jnp.pad(u, ((0, 0), (0, pad), (0, 0))).reshape(b, -1, segment, width)
-        conv_channels = self.conv_kernel.shape[1]
-        carry = {"conv": jnp.zeros((b, self.conv_kernel.shape[0] - 1, conv_channels), u.dtype),
+        carry = {"conv": jnp.zeros((b, self.conv_kernel.shape[0] - 1, self.conv_kernel.shape[1]), u.dtype),
                  "ssm": jnp.zeros((b, self.heads, self.headdim, self.d_state), jnp.float32)}
 
-        @functools.partial(jax.checkpoint, prevent_cse=False)
         def step(carry, piece):
             y, carry = self._mix(piece, carry)
             return carry, y
 
-        _, ys = jax.lax.scan(step, carry, jnp.moveaxis(pieces, 1, 0))
-        return jnp.moveaxis(ys, 0, 1).reshape(b, -1, width)[:, :length]
+        return segments.over_segments(step, u, -(-self.segment // q) * q, carry)
 
     @staticmethod
     def flops_per_image(shape: Shape, tokens: int, model_config) -> float:
