@@ -136,10 +136,10 @@ def compiled_step(config):
     """(compiled train step, run_step, facts): one synthetic on-device batch, state kept inside.
 
     `run_step()` runs one step and blocks until it is done; `facts` has the image size, the
-    dataset's channels and classes, and the compile time.
+    dataset's channels and classes, the parameter count and the compile time.
     """
     from patchscale.data import datasets
-    from patchscale.program import Program
+    from patchscale.program import Program, param_counts
 
     info = datasets.describe(config.data.name, config.data.data_dir)
     size, batch = config.data.image_size or info.image_size, config.train.batch_size
@@ -159,7 +159,8 @@ def compiled_step(config):
         holder["state"], metrics = step(holder["state"], program.frozen, images)
         jax.block_until_ready(metrics)
 
-    facts = {"image_size": size, "channels": info.channels, "num_classes": info.num_classes, "compile_s": compile_s}
+    facts = {"image_size": size, "channels": info.channels, "num_classes": info.num_classes, "compile_s": compile_s,
+             "params": param_counts(state["params"])["params"]}
     return step, run_step, facts
 
 

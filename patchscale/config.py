@@ -273,12 +273,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise UserError(
             f"model.patch_size={m.patch_size} does not divide the input size {size}"
             f" (data.image_size); choose one of {[p for p in range(1, size + 1) if size % p == 0]}")
-    if m.mixer == "attention" and m.attention_impl == "xla":
+    if m.mixer == "attention" and m.attention_impl in ("xla", "einsum"):
         from patchscale.scaling import flops
 
         tokens = flops.tokens_per_image(m, size)
         if attention.dense_logits(1, 1, tokens) > attention.INDEX_LIMIT:
-            raise UserError(f"model.attention_impl=xla: one head's {tokens}×{tokens} logits exceed XLA's int32"
+            raise UserError(f"model.attention_impl={m.attention_impl}: one head's {tokens}×{tokens} logits exceed XLA's int32"
                             " indexing; use auto or chunked")
     for key in ("train_examples", "eval_examples"):
         available = info.splits.get(d[key.replace("examples", "split")])

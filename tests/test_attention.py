@@ -15,7 +15,8 @@ from tests.conftest import DEFAULT_EXPERIMENT
 
 
 @pytest.mark.parametrize("batch, heads, tokens, dtype, backend, expected", [
-    (64, 3, 257, jnp.float32, "cpu", None),  # 12.7M logits: dense is fine, JAX chooses.
+    (64, 3, 257, jnp.float32, "cpu", "einsum"),  # 12.7M logits: dense is fine; head-batched einsums on CPU.
+    (64, 3, 257, jnp.bfloat16, "gpu", None),  # Dense elsewhere: JAX chooses.
     (1, 3, 50_177, jnp.float32, "cpu", "chunked"),  # ViT-Ti at 224², p = 1: 7.6e9 logits.
     (1, 3, 50_177, jnp.bfloat16, "gpu", "cudnn"),  # The fused flash kernel.
     (1, 3, 50_177, jnp.float32, "gpu", "chunked"),  # cuDNN's flash attention takes 16-bit inputs only.
@@ -49,7 +50,7 @@ def test_every_path_gives_the_same_outputs_and_gradients(monkeypatch):
         return jax.jit(jax.value_and_grad(loss))(params)
 
     reference = value_and_grad("xla")
-    paths = [None, "auto", "chunked"] + (["cudnn"] if jax.default_backend() == "gpu" else [])
+    paths = [None, "auto", "einsum", "chunked"] + (["cudnn"] if jax.default_backend() == "gpu" else [])
     monkeypatch.setattr(attention, "DENSE_LOGITS_LIMIT", 0)  # auto now takes its memory-safe path.
     paths.append("auto")
     for implementation in paths:
@@ -75,8 +76,10 @@ def test_auto_at_a_long_sequence_builds_no_n_by_n_tensor(monkeypatch):
     assert square not in hlo("auto").replace(",", "x")
 
 
-def test_forcing_dense_attention_past_the_int32_range_is_refused():
-    overrides = ["model.size=Ti", "model.patch_size=1", "data.image_size=224", "model.attention_impl=xla"]
-    with pytest.raises(UserError, match="50177×50177 logits exceed XLA's int32 indexing; use auto or chunked"):
+@pytest.mark.parametrize("dense", ["xla", "einsum"])
+def test_forcing_dense_attention_past_the_int32_range_is_refused(dense):
+    overrides = ["model.size=Ti", "model.patch_size=1", "data.image_size=224", f"model.attention_impl={dense}"]
+    with pytest.raises(UserError, match=f"attention_impl={dense}: one head's 50177×50177 logits exceed XLA's"
+                                        " int32 indexing; use auto or chunked"):
         config_lib.load_config(str(DEFAULT_EXPERIMENT), overrides)
     config_lib.load_config(str(DEFAULT_EXPERIMENT), overrides[:-1] + ["model.attention_impl=auto"])

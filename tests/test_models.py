@@ -174,3 +174,17 @@ def test_remat_policies_keep_less_and_change_no_number():
         np.testing.assert_allclose(results[remat][0], results["none"][0], rtol=1e-6)
         for a, b in zip(jax.tree.leaves(results[remat][1]), jax.tree.leaves(results["none"][1])):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_exact_gelu_is_jax_gelu_in_value_and_gradient():
+    """The erf form (PyTorch's, faster on CPU) is the same function as jax.nn.gelu(approximate=False).
+
+    Below x ≈ -5 the erf form cancels (1 + erf → tiny), like PyTorch's: absolute error < 1e-6.
+    """
+    from patchscale.models.channel import exact_gelu
+
+    x = jnp.linspace(-8.0, 8.0, 4001)
+    np.testing.assert_allclose(exact_gelu(x), jax.nn.gelu(x, approximate=False), rtol=1e-6, atol=1e-6)
+    grad = jax.vmap(jax.grad(exact_gelu))(x)
+    np.testing.assert_allclose(grad, jax.vmap(jax.grad(lambda t: jax.nn.gelu(t, approximate=False)))(x), atol=1e-6)
+    assert not np.allclose(exact_gelu(x), jax.nn.gelu(x, approximate=True), atol=1e-5)  # The tanh form differs.

@@ -11,9 +11,14 @@ memory grows as chunk × N instead of N² (at 224² and p = 1, N = 50,177). The 
 shrunk further when needed so that no logits tensor reaches 2³¹ elements, past which XLA's
 int32 indexing fails (one head at N = 50,176 has 2.5·10⁹ logits).
 
-`auto` (the default, also when unset) keeps JAX's own choice while the dense logits are small
-and switches to a memory-safe path when they are not (`choose_implementation`): cuDNN's fused
-flash kernel on GPUs for bfloat16/float16 inputs, the chunked path otherwise (CPU, TPU, float32).
+`model.attention_impl=einsum` is dense attention written as two head-batched einsums with a
+float32 softmax; on XLA:CPU it is faster than `jax.nn.dot_product_attention`'s layout at the
+suite's short sequences (benchmarks/vs_pytorch.py).
+
+`auto` (the default, also when unset) uses dense attention while the logits are small (the
+einsum path on CPU, JAX's own choice elsewhere) and switches to a memory-safe path when they
+are not (`choose_implementation`): cuDNN's fused flash kernel on GPUs for bfloat16/float16
+inputs, the chunked path otherwise (CPU, TPU, float32).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from patchscale.partitioning import constrain
 from patchscale.models.sizes import Shape
 
 
-IMPLEMENTATIONS = (None, "auto", "xla", "cudnn", "chunked")
+IMPLEMENTATIONS = (None, "auto", "xla", "einsum", "cudnn", "chunked")
 INDEX_LIMIT = 2**31 - 1  # Elements of one array that XLA's int32 indexing can address.
 DENSE_LOGITS_LIMIT = 2**28  # auto: above this many logits (1 GiB in float32) use a memory-safe path.
 
@@ -40,9 +45,9 @@ def dense_logits(batch: int, heads: int, tokens: int) -> int:
 
 
 def choose_implementation(batch: int, heads: int, tokens: int, dtype, backend: str) -> str | None:
-    """`auto`: None (JAX's choice) for small logits; else cuDNN flash on GPU in 16 bits, or chunked."""
+    """`auto`: dense for small logits (einsum on CPU, else JAX's choice); else cuDNN flash on GPU in 16 bits, or chunked."""
     if dense_logits(batch, heads, tokens) <= DENSE_LOGITS_LIMIT:
-        return None
+        return "einsum" if backend == "cpu" else None
     if backend in ("gpu", "cuda") and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16):
         return "cudnn"
     return "chunked"
@@ -51,6 +56,13 @@ def choose_implementation(batch: int, heads: int, tokens: int, dtype, backend: s
 def safe_chunk(batch: int, heads: int, tokens: int, chunk: int) -> int:
     """The query block size, shrunk so that one block's (B, H, chunk, N) logits stay addressable."""
     return max(1, min(chunk, INDEX_LIMIT // max(1, batch * heads * tokens)))
+
+
+def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+    """Dense softmax attention (B, N, H, D) as head-batched einsums; logits and softmax in float32."""
+    logits = jnp.einsum("bnhd,bmhd->bhnm", q * q.shape[-1] ** -0.5, k, preferred_element_type=jnp.float32)
+    weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    return jnp.einsum("bhnm,bmhd->bnhd", weights, v)
 
 
 def chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, chunk: int) -> jax.Array:
@@ -90,12 +102,14 @@ class Attention(nnx.Module):
         b, n, d = x.shape
         qkv = checkpoint_name(self.qkv(x), "mixer_in").reshape(b, n, self.heads, 3, d // self.heads)
         qkv = constrain(qkv, ("act_batch", "act_length", "act_heads", None, None))
-        q, k, v = (qkv[:, :, :, i] for i in range(3))
+        q, k, v = jnp.unstack(qkv, axis=3)  # Its gradient is one stack, not three padded slices summed.
         implementation = self.implementation
         if implementation == "auto":  # Decided at trace time, from the shapes of this call.
             implementation = choose_implementation(b, self.heads, n, q.dtype, jax.default_backend())
         if implementation == "chunked":
             y = chunked_attention(q, k, v, self.chunk)
+        elif implementation == "einsum":
+            y = einsum_attention(q, k, v)
         else:
             y = jax.nn.dot_product_attention(q, k, v, implementation=implementation)
         y = constrain(y, ("act_batch", "act_length", "act_heads", None))
