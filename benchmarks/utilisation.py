@@ -2,6 +2,7 @@
 
     python benchmarks/utilisation.py --set cpu          # → results/bench/utilisation_cpu.json
     python benchmarks/utilisation.py --set mamba2-cpu   # chunk sizes × lengths for Adventurer
+    python benchmarks/utilisation.py --set mamba2-cpu-segments  # 1k vs 16k tokens, scanned, ± token segments
     python benchmarks/utilisation.py --set gpu          # ViT-B/16 and Adventurer-B at 224², bf16
 
 Each row is one `patchscale.bench.bench` result (compile time, step time median/min/max,
@@ -46,6 +47,12 @@ SETS = {
     | {f"vit128-mnist-p{p}": _vit_128(p) for p in (16, 8, 4)},
     "mamba2-cpu": {f"adv-Ti-{side * side}tok-Q{q}": _adventurer_ti(side, q, 1)
                    for side in (32, 64, 128) for q in (64, 128, 256)},
+    # Per-token cost of the scanned, segmented layout (issue 13: 16k within 1.3× of 1k per token).
+    "mamba2-cpu-segments": {f"adv-Ti-{side * side}tok-Q64-{name}": _adventurer_ti(side, 64, 1) + extra
+                            for side in (32, 128)
+                            for name, extra in (("scan", ["model.scan_layers=true"]),
+                                                ("scan-seg1024", ["model.scan_layers=true",
+                                                                  "model.token_segment=1024"]))},
     "gpu": {
         **{f"vit-B-224-p{p}": ["model.size=B", "data.image_size=224", f"model.patch_size={p}", "train.batch_size=64",
                                "model.dtype=bfloat16", "model.attention_impl=cudnn"] for p in (16, 4, 2)},
