@@ -262,6 +262,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise UserError(f"model.mamba2: {e}") from None
     if m.posemb == "sincos2d" and shape.width % 4:
         raise UserError(f"model.posemb=sincos2d needs a width divisible by 4 (sin and cos per axis), got {shape.width}")
+    if not isinstance(m.extend_tokens, int) or m.extend_tokens < 1:
+        raise UserError(f"model.extend_tokens={m.extend_tokens!r}: expected a whole factor >= 1 (1 turns it off)")
     if not 0.0 <= m.drop_path < 1.0:
         raise UserError(f"model.drop_path={m.drop_path}: expected a rate in [0, 1)")
 
@@ -269,14 +271,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
     size = d.image_size or info.image_size
     if size is None:
         raise UserError(f"data.image_size must be set: dataset {d.name!r} has images of varying size")
-    if not 1 <= m.patch_size <= size or size % m.patch_size:
-        raise UserError(
-            f"model.patch_size={m.patch_size} does not divide the input size {size}"
-            f" (data.image_size); choose one of {[p for p in range(1, size + 1) if size % p == 0]}")
+    scales = tuple(m.s2_scales)
+    if scales:
+        if any(not isinstance(k, int) or k < 1 for k in scales) or list(scales) != sorted(set(scales)):
+            raise UserError(f"model.s2_scales={scales}: expected increasing whole scales, e.g. (1, 2)")
+        if m.pool != "gap":
+            raise UserError("model.s2_scales needs model.pool=gap (features are pooled over the merged patch grid)")
+        if size % scales[-1]:
+            raise UserError(f"model.s2_scales={scales}: the input size {size} is not a multiple of the largest scale")
+    base = size // scales[-1] if scales else size  # The backbone's own input size.
+    if not 1 <= m.patch_size <= base or base % m.patch_size:
+        where = f"the S² base size {base}" if scales else f"the input size {base} (data.image_size)"
+        raise UserError(f"model.patch_size={m.patch_size} does not divide {where};"
+                        f" choose one of {[p for p in range(1, base + 1) if base % p == 0]}")
     if m.mixer == "attention" and m.attention_impl in ("xla", "einsum"):
         from patchscale.scaling import flops
 
-        tokens = flops.tokens_per_image(m, size)
+        tokens = flops.sequence_length(m, size)
         if attention.dense_logits(1, 1, tokens) > attention.INDEX_LIMIT:
             raise UserError(f"model.attention_impl={m.attention_impl}: one head's {tokens}×{tokens} logits exceed XLA's int32"
                             " indexing; use auto or chunked")

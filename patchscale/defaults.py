@@ -24,6 +24,12 @@ def base_config() -> ConfigDict:
     c.model.baseline = "none"  # none (the backbone) | linear | mlp: a pixel baseline instead (models/baselines.py)
     c.model.baseline_hidden = 512  # Hidden units of the mlp baseline.
     c.model.patch_size = 4
+    # "By extending" (the study's Table 5): interpolate the patch-embedding grid bilinearly to
+    # this many times the tokens per side, the sequence length of patch p/f with no new pixels.
+    c.model.extend_tokens = 1
+    # S² multi-scale features (models/multiscale.py), e.g. (1, 2): the backbone runs on base-sized
+    # tiles of the input at each scale (base = data.image_size / largest scale); () turns it off.
+    c.model.s2_scales = ()
     c.model.pool = "cls"  # cls | gap
     c.model.cls_position = "first"  # first (DeiT) | last (Adventurer)
     c.model.posemb = "learned"  # learned | sincos2d | none

@@ -22,7 +22,8 @@ import numpy as np
 from etils import epath
 
 from patchscale import results
-from patchscale.models import stacking
+from patchscale.models import multiscale, stacking
+from patchscale.models.patchify import token_grid
 from patchscale.errors import UserError
 
 
@@ -113,7 +114,10 @@ def adapt(source_params: dict, source_config: dict, target_abstract: dict, targe
             before, after = _extras(src_model)
             if _extras(target_config.model.to_dict()) != (before, after):
                 raise UserError("train.init_from: the source and target place the class token differently")
-            value = interpolate_posemb(value, src_size // src_patch, image_size // dst_patch, before, after)
+            src_base = multiscale.base_size(src_size, src_model.get("s2_scales", ()))
+            dst_base = multiscale.base_size(image_size, target_config.model.s2_scales)
+            value = interpolate_posemb(value, src_base // src_patch * src_model.get("extend_tokens", 1),
+                                       token_grid(target_config.model, dst_base), before, after)
         elif name.startswith("patch_embed/proj/kernel") and value.shape != abstract.shape:
             value = resample_patch_kernel(value, src_patch, dst_patch, channels)
         if value.shape != abstract.shape:

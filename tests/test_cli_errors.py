@@ -33,6 +33,11 @@ CASES = {
     "dtype": (["model.dtype=float8"], "model.dtype='float8': expected one of"),
     "flip": (["model.mamba2.flip=sometimes"], "model.mamba2.flip='sometimes'"),
     "keep checkpoints": (["train.keep_checkpoints=0"], "train.keep_checkpoints=0: must be positive"),
+    "extend tokens": (["model.extend_tokens=0"], "model.extend_tokens=0: expected a whole factor >= 1"),
+    "s2 pooling": (["model.s2_scales=(1,2)"], "model.s2_scales needs model.pool=gap"),
+    "s2 base": (["model.s2_scales=(1,3)", "model.pool=gap"], "not a multiple of the largest scale"),
+    "s2 patch": (["model.s2_scales=(1,4)", "model.pool=gap", "model.patch_size=16"],
+                 "model.patch_size=16 does not divide the S² base size 8"),
 }
 
 

@@ -31,11 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from patchscale.models import sizes
+from patchscale.models import multiscale, sizes
 from patchscale.models.channel import CHANNEL_MIXERS
 from patchscale.models.initializers import trunc_normal_02
 from patchscale.models.mixers import registry
-from patchscale.models.patchify import PatchEmbed, PositionEmbedding
+from patchscale.models.patchify import PatchEmbed, PositionEmbedding, extend_grid, token_grid
 from patchscale.ops import segments
 from patchscale.partitioning import LAYER_STACK, constrain
 
@@ -154,7 +154,11 @@ class VisionBackbone(nnx.Module):
         dtype = compute_dtype(model_config.dtype)
         self.pool = model_config.pool
         self.cls_first = model_config.cls_position == "first"
-        grid = image_size // model_config.patch_size
+        # S² (multiscale.py): the blocks see base-sized tiles; the head sees every scale's features.
+        self.s2_scales = tuple(model_config.s2_scales)
+        self.base_size = multiscale.base_size(image_size, self.s2_scales)
+        grid = token_grid(model_config, self.base_size)
+        self.extend_tokens = model_config.extend_tokens
         self.patch_embed = PatchEmbed(model_config.patch_size, channels, shape.width, dtype=dtype, rngs=rngs,
                                       init=model_config.patch_embed_init)
         self.cls_token = (nnx.Param(trunc_normal_02(rngs.params(), (1, 1, shape.width)))
@@ -182,7 +186,7 @@ class VisionBackbone(nnx.Module):
         self.norm = make_norm(model_config.norm, shape.width, dtype, rngs)
         self.apply_block = (nnx.remat(_apply_block, policy=self.remat_policy) if self.remat and self.blocks is not None
                             else _apply_block)
-        self.head = nnx.Linear(shape.width, num_classes, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
+        self.head = nnx.Linear(shape.width * max(1, len(self.s2_scales)), num_classes, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
                                kernel_init=trunc_normal_02, bias_init=nnx.initializers.zeros)
         self.dtype = dtype
         # The residual stream's dtype: the reference (PyTorch autocast over float32 parameters)
@@ -191,7 +195,20 @@ class VisionBackbone(nnx.Module):
 
     def __call__(self, images: jax.Array, key: jax.Array | None = None) -> jax.Array:
         """uint8 or float images (B, H, W, C) → float32 logits (B, classes)."""
-        x = self.patch_embed(normalize(images).astype(self.dtype))
+        if self.s2_scales:
+            pooled = multiscale.features(self.tokens, normalize(images), self.base_size, self.s2_scales,
+                                         key).mean(axis=1)
+        else:
+            x = self.tokens(images, key, keep_cls=True)
+            if self.pool == "cls":
+                pooled = x[:, 0] if self.cls_first else x[:, -1]
+            else:
+                pooled = x.mean(axis=1)
+        return self.head(pooled).astype(jnp.float32)
+
+    def tokens(self, images: jax.Array, key: jax.Array | None = None, keep_cls: bool = False) -> jax.Array:
+        """Images → the final norm's output per token (B, N, D); the class token only with `keep_cls`."""
+        x = extend_grid(self.patch_embed(normalize(images).astype(self.dtype)), self.extend_tokens)
         if self.cls_token is not None:
             cls = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))
             x = jnp.concatenate([cls, x] if self.cls_first else [x, cls], axis=1)
@@ -203,11 +220,9 @@ class VisionBackbone(nnx.Module):
             for block, block_key in zip(self.blocks, keys):
                 x = self.apply_block(block, x, block_key)
         x = self.norm(x)
-        if self.pool == "cls":
-            pooled = x[:, 0] if self.cls_first else x[:, -1]
-        else:
-            pooled = x.mean(axis=1)
-        return self.head(pooled).astype(jnp.float32)
+        if self.cls_token is None or keep_cls:
+            return x
+        return x[:, 1:] if self.cls_first else x[:, :-1]
 
     def _scan_blocks(self, x: jax.Array, key: jax.Array | None) -> jax.Array:
         """The blocks as one `lax.scan` over the stacked parameters and the per-layer inputs."""

@@ -3,6 +3,10 @@
 The embedding is a p×p stride-p convolution written as reshape + dense layer: identical
 numbers (tests compare it with `lax.conv`), and at p = 1 it is exactly the per-pixel dense
 layer channels → width without a 1×1 convolution's overheads.
+
+`model.extend_tokens = f` is the study's "by extending" control (its Table 5): the grid of
+patch embeddings is interpolated bilinearly to f× as many tokens per side, so the mixers see
+the sequence length of patch size p/f without any new pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +25,27 @@ def patches(images: jax.Array, p: int) -> jax.Array:
     x = images.reshape(b, h // p, p, w // p, p, c)
     x = x.transpose(0, 1, 3, 2, 4, 5)
     return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def token_grid(model_config, image_size: int) -> int:
+    """Tokens per side the mixers see: the patch grid, times the `extend_tokens` factor."""
+    return image_size // model_config.patch_size * model_config.extend_tokens
+
+
+def extend_grid(tokens: jax.Array, factor: int) -> jax.Array:
+    """(B, g·g, D) patch embeddings in raster order → (B, (f·g)², D), bilinear on the 2-D grid.
+
+    Half-pixel centres (`jax.image.resize`): the new samples sit at the centres of the f×f
+    sub-cells of each patch, so a linear field over the image is reproduced exactly away from
+    the border, where the edge values are held. Factor 1 returns the input unchanged.
+    """
+    if factor == 1:
+        return tokens
+    b, n, d = tokens.shape
+    g = int(round(n ** 0.5))
+    grid = tokens.reshape(b, g, g, d)
+    out = jax.image.resize(grid.astype(jnp.float32), (b, g * factor, g * factor, d), method="bilinear")
+    return out.astype(tokens.dtype).reshape(b, g * g * factor * factor, d)
 
 
 class PatchEmbed(nnx.Module):

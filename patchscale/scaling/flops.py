@@ -7,17 +7,24 @@ L·(24·N·D² + 4·N²·D) + … at M = 4D. Each token mixer and channel mixer 
 
 from __future__ import annotations
 
-from patchscale.models import baselines, sizes
+from patchscale.models import baselines, multiscale, sizes
 from patchscale.models.channel import CHANNEL_MIXERS
 from patchscale.models.mixers import registry
+from patchscale.models.patchify import token_grid
+
+
+def sequence_length(model_config, image_size: int) -> int:
+    """Tokens in one sequence the mixers see: patches (times `extend_tokens`²) plus the CLS token when
+    pooling on it; with S² scales, of one base-sized tile."""
+    grid = token_grid(model_config, multiscale.base_size(image_size, model_config.s2_scales))
+    return grid * grid + int(model_config.pool == "cls")
 
 
 def tokens_per_image(model_config, image_size: int) -> int:
-    """Sequence length the mixers see: patches plus the CLS token when pooling on it (0: a pixel baseline)."""
+    """Tokens the mixers process per image (0: a pixel baseline); with S², summed over every scale's tiles."""
     if model_config.baseline != "none":
         return 0
-    grid = image_size // model_config.patch_size
-    return grid * grid + int(model_config.pool == "cls")
+    return sum(s * s for s in model_config.s2_scales or (1,)) * sequence_length(model_config, image_size)
 
 
 def forward_flops_per_image(model_config, image_size: int, channels: int, num_classes: int) -> float:
@@ -25,12 +32,16 @@ def forward_flops_per_image(model_config, image_size: int, channels: int, num_cl
         return baselines.forward_flops_per_image(model_config.baseline, model_config.baseline_hidden, image_size,
                                                  channels, num_classes)
     shape = sizes.resolve(model_config)
-    tokens = tokens_per_image(model_config, image_size)
+    base = multiscale.base_size(image_size, model_config.s2_scales)
+    tokens = sequence_length(model_config, image_size)
     mixer = registry.get(model_config.mixer).flops_per_image(shape, tokens, model_config)
     channel = tokens * CHANNEL_MIXERS[model_config.channel_mixer].flops_per_token(shape.width, shape.mlp_dim)
-    patch_embed = 2.0 * image_size**2 * channels * shape.width  # Independent of the patch size.
-    head = 2.0 * shape.width * num_classes
-    return shape.depth * (mixer + channel) + patch_embed + head
+    patch_embed = 2.0 * base**2 * channels * shape.width  # Independent of the patch size.
+    # Bilinear token-grid extension (model.extend_tokens): 4 multiply-adds per new token and channel.
+    extended = 8.0 * (tokens - int(model_config.pool == "cls")) * shape.width if model_config.extend_tokens > 1 else 0.0
+    tiles = sum(s * s for s in model_config.s2_scales or (1,))  # S²: every scale's tiles through the backbone.
+    head = 2.0 * shape.width * max(1, len(model_config.s2_scales)) * num_classes
+    return tiles * (shape.depth * (mixer + channel) + patch_embed + extended) + head
 
 
 def train_flops_per_image(model_config, image_size: int, channels: int, num_classes: int) -> float:
