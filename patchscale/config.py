@@ -222,9 +222,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """Cheap semantic checks that need neither data nor compilation."""
     # Local imports keep `load_module` light; none of these compiles anything.
     from patchscale import partitioning
-    from patchscale.data import datasets
+    from patchscale.data import augment_batch, datasets
     from patchscale import optimizer
-    from patchscale.models import backbone, baselines, channel, initializers, sizes
+    from patchscale.models import backbone, baselines, channel, dense_heads, initializers, sizes
     from patchscale.models.mixers import attention, mamba2, registry
 
     m, d, t = config.model, config.data, config.train
@@ -236,7 +236,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                "posemb": ("learned", "sincos2d", "none"), "norm": tuple(backbone.NORMS),
                "channel_mixer": tuple(channel.CHANNEL_MIXERS), "remat": tuple(backbone.REMAT_POLICIES),
                "dtype": ("auto", *backbone.DTYPES), "patch_embed_init": initializers.PATCH_EMBED_INITS,
-               "residual_dtype": ("float32", "compute")}
+               "residual_dtype": ("float32", "compute"), "head": dense_heads.HEADS}
     for key, allowed in choices.items():
         if m[key] not in allowed:
             raise UserError(f"model.{key}={m[key]!r}: expected one of {', '.join(allowed)}")
@@ -262,6 +262,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise UserError(f"model.mamba2: {e}") from None
     if m.posemb == "sincos2d" and shape.width % 4:
         raise UserError(f"model.posemb=sincos2d needs a width divisible by 4 (sin and cos per axis), got {shape.width}")
+    if dense_heads.is_dense(m.head):
+        if m.s2_scales or m.extend_tokens != 1 or m.baseline != "none":
+            raise UserError(f"model.head={m.head} maps each patch token to its own pixels: it cannot be combined"
+                            " with model.s2_scales, model.extend_tokens or a pixel baseline")
+        if m.head == "dense_decoder" and m.patch_size & (m.patch_size - 1):
+            raise UserError(f"model.head=dense_decoder upsamples in steps of 2: model.patch_size={m.patch_size}"
+                            " must be a power of two")
+        if m.decoder_width <= 0:
+            raise UserError(f"model.decoder_width={m.decoder_width}: must be positive")
+        if augment_batch.is_active(config.augment):
+            raise UserError(f"model.head={m.head}: batch augmentations (random erasing, Mixup, CutMix) would change"
+                            " pixels after their labels are drawn; turn them off for the per-pixel task")
+        if not 0 < config.data.pixel_threshold <= 255:
+            raise UserError(f"data.pixel_threshold={config.data.pixel_threshold}: expected an intensity in 1..255")
     if not isinstance(m.extend_tokens, int) or m.extend_tokens < 1:
         raise UserError(f"model.extend_tokens={m.extend_tokens!r}: expected a whole factor >= 1 (1 turns it off)")
     if not 0.0 <= m.drop_path < 1.0:

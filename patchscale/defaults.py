@@ -30,6 +30,11 @@ def base_config() -> ConfigDict:
     # S² multi-scale features (models/multiscale.py), e.g. (1, 2): the backbone runs on base-sized
     # tiles of the input at each scale (base = data.image_size / largest scale); () turns it off.
     c.model.s2_scales = ()
+    # classify (a linear head on the pooled features) | dense_linear (the study's decoder-free
+    # per-pixel head) | dense_decoder (a small conv decoder): dense heads train the per-pixel task
+    # of segmentation.py (pixel classes from data.pixel_threshold) and report mIoU.
+    c.model.head = "classify"
+    c.model.decoder_width = 64  # Channels of the dense_decoder head.
     c.model.pool = "cls"  # cls | gap
     c.model.cls_position = "first"  # first (DeiT) | last (Adventurer)
     c.model.posemb = "learned"  # learned | sincos2d | none
@@ -72,6 +77,7 @@ def base_config() -> ConfigDict:
     c.data.train_examples = placeholder(int)  # Use only the first N training examples.
     c.data.eval_examples = placeholder(int)  # Evaluate on the first N held-out examples (None: all).
     c.data.image_size = placeholder(int)  # Resize to this size (None: the dataset's own).
+    c.data.pixel_threshold = 128  # Dense heads: pixels at least this bright (0-255) are their image's class, else background.
     c.data.random_shift = 0  # Training augmentation: random translation by up to this many pixels.
     c.data.interpolation = "bilinear"  # bilinear | bicubic (the reference recipes): every resize and crop.
     # Evaluation view: None squashes to the input size; a ratio resizes the shorter side to

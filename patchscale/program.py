@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from patchscale import optimizer, partitioning
+from patchscale import optimizer, partitioning, segmentation
 from patchscale.data import augment_batch
-from patchscale.models import build_model
+from patchscale.models import build_model, dense_heads
 from patchscale.models.backbone import normalize
 
 EMBEDDING_PARAMS = ("patch_embed", "posemb", "cls_token")
@@ -139,10 +139,24 @@ class Program:
             logits = nnx.merge(self.graphdef, params, frozen)(images, key)
         return optax.softmax_cross_entropy(logits, targets).mean()
 
+    @property
+    def dense(self) -> bool:
+        """A per-pixel head: targets and metrics per pixel (segmentation.py)."""
+        return dense_heads.is_dense(self.config.model.head)
+
+    def _pixel_labels(self, batch):
+        return segmentation.pixel_labels(batch["image"], batch["label"], self.config.data.pixel_threshold)
+
     def _inputs(self, batch, key):
-        """Images and (smoothed, possibly mixed) soft targets; erasing and Mixup/CutMix when configured."""
-        targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], self.num_classes),
-                                      self.config.train.label_smoothing)
+        """Images and (smoothed, possibly mixed) soft targets; erasing and Mixup/CutMix when configured.
+
+        With a dense head the targets are per pixel, (B, H, W, pixel classes); batch augmentations
+        that mix labels are refused for it by config validation."""
+        if self.dense:
+            hard, classes = self._pixel_labels(batch), segmentation.pixel_classes(self.num_classes)
+        else:
+            hard, classes = batch["label"], self.num_classes
+        targets = optax.smooth_labels(jax.nn.one_hot(hard, classes), self.config.train.label_smoothing)
         if not augment_batch.is_active(self.config.augment):
             return batch["image"], targets
         return augment_batch.apply(normalize(batch["image"]), targets, key, self.config.augment)
@@ -166,12 +180,20 @@ class Program:
         return new_state, metrics
 
     def _eval_step(self, params, frozen, batch):
+        """Sums over the batch's real examples (`mask`): loss, correct predictions, and how many were
+        counted (examples, or pixels with a dense head, which also counts TP/FP/FN per class for mIoU)."""
         with partitioning.activation_rules(self.mesh, self.rules):
             logits = nnx.merge(self.graphdef, params, frozen)(batch["image"])
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])  # No smoothing.
-        correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
         mask = batch["mask"]
-        return {"loss_sum": (ce * mask).sum(), "correct": (correct * mask).sum(), "count": mask.sum()}
+        truth = self._pixel_labels(batch) if self.dense else batch["label"]
+        weight = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (truth.ndim - 1)), truth.shape)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, truth)  # No smoothing.
+        predicted = jnp.argmax(logits, -1)
+        out = {"loss_sum": (ce * weight).sum(), "correct": ((predicted == truth) * weight).sum(),
+               "count": weight.sum(), "examples": mask.sum()}
+        if self.dense:
+            out.update(segmentation.confusion_counts(predicted, truth, weight, logits.shape[-1]))
+        return out
 
     # ------------------------------------------------------------- compilation
     def batch_spec(self, batch_size: int, with_mask: bool = False):

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from etils import epath
 
-from patchscale import checkpoint, optimizer, partitioning, preemption, provenance, results
+from patchscale import checkpoint, optimizer, partitioning, preemption, provenance, results, segmentation
 from patchscale import config as config_lib
 from patchscale.data import datasets, pipeline
 from patchscale.errors import Preempted, TrainingError, UserError
@@ -52,17 +52,20 @@ class Trainer:
         """Loss and accuracy on the test split (and the validation split when configured)."""
         out = {}
         for prefix, split in self.eval_splits.items():
-            totals = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
+            totals = {}
             for batch in split.batches():
                 batch = partitioning.global_batch(batch, self.mesh)
                 step_out = jax.device_get(self.program.eval_step(params, self.program.frozen, batch))
-                for k in totals:
-                    totals[k] += float(step_out[k])
-            if int(totals["count"]) != split.num_examples:
-                raise AssertionError(f"evaluated {totals['count']} examples, expected {split.num_examples}")
-            out.update({f"{prefix}_loss": totals["loss_sum"] / totals["count"],
-                        f"{prefix}_accuracy": totals["correct"] / totals["count"],
-                        f"{prefix}_examples": int(totals["count"])})
+                for k, v in step_out.items():  # float64 sums: up to millions of pixels per split.
+                    totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
+            if int(totals["examples"]) != split.num_examples:
+                raise AssertionError(f"evaluated {totals['examples']} examples, expected {split.num_examples}")
+            # With a dense head, loss and accuracy are per pixel, over every pixel of the split.
+            out.update({f"{prefix}_loss": float(totals["loss_sum"] / totals["count"]),
+                        f"{prefix}_accuracy": float(totals["correct"] / totals["count"]),
+                        f"{prefix}_examples": int(totals["examples"])})
+            if "tp" in totals:
+                out[f"{prefix}_miou"] = segmentation.mean_iou(totals["tp"], totals["fp"], totals["fn"])
         return out
 
     # ----------------------------------------------------------------- the loop
@@ -234,7 +237,7 @@ class Trainer:
 
     def _budgets(self, eval_metrics) -> list[dict]:
         """Every budget's evaluation: the cooldown branches' records, then the whole run."""
-        keys = ("test_loss", "test_accuracy", "val_loss", "val_accuracy")
+        keys = ("test_loss", "test_accuracy", "val_loss", "val_accuracy", "test_miou", "val_miou")
         branches = {r["budget_steps"]: r for r in results.read_metrics(self.workdir) if "budget_steps" in r}
         gb = self.config.train.batch_size
         out = [{"steps": end, "images_seen": r["images_seen"], "train_flops": r["train_flops"],

@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from patchscale.models import multiscale, sizes
+from patchscale import segmentation
+from patchscale.models import dense_heads, multiscale, sizes
 from patchscale.models.channel import CHANNEL_MIXERS
 from patchscale.models.initializers import trunc_normal_02
 from patchscale.models.mixers import registry
@@ -186,15 +187,25 @@ class VisionBackbone(nnx.Module):
         self.norm = make_norm(model_config.norm, shape.width, dtype, rngs)
         self.apply_block = (nnx.remat(_apply_block, policy=self.remat_policy) if self.remat and self.blocks is not None
                             else _apply_block)
-        self.head = nnx.Linear(shape.width * max(1, len(self.s2_scales)), num_classes, dtype=dtype, param_dtype=jnp.float32, rngs=rngs,
-                               kernel_init=trunc_normal_02, bias_init=nnx.initializers.zeros)
+        self.dense = dense_heads.is_dense(model_config.head)
+        if self.dense:  # Per-pixel logits over background + the image classes (segmentation.py).
+            self.head = dense_heads.build(model_config.head, shape.width, model_config.patch_size,
+                                          segmentation.pixel_classes(num_classes), model_config.decoder_width,
+                                          dtype=dtype, rngs=rngs)
+        else:
+            self.head = nnx.Linear(shape.width * max(1, len(self.s2_scales)), num_classes, dtype=dtype,
+                                   param_dtype=jnp.float32, rngs=rngs, kernel_init=trunc_normal_02,
+                                   bias_init=nnx.initializers.zeros)
         self.dtype = dtype
         # The residual stream's dtype: the reference (PyTorch autocast over float32 parameters)
         # keeps it float32 while matmuls run in bfloat16; "compute" keeps it in the compute dtype.
         self.residual_dtype = jnp.float32 if model_config.residual_dtype == "float32" else dtype
 
     def __call__(self, images: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        """uint8 or float images (B, H, W, C) → float32 logits (B, classes)."""
+        """uint8 or float images (B, H, W, C) → float32 logits (B, classes), or (B, H, W, pixel classes)
+        with a dense head."""
+        if self.dense:
+            return self.head(self.tokens(images, key))
         if self.s2_scales:
             pooled = multiscale.features(self.tokens, normalize(images), self.base_size, self.s2_scales,
                                          key).mean(axis=1)

@@ -7,7 +7,8 @@ L·(24·N·D² + 4·N²·D) + … at M = 4D. Each token mixer and channel mixer 
 
 from __future__ import annotations
 
-from patchscale.models import baselines, multiscale, sizes
+from patchscale import segmentation
+from patchscale.models import baselines, dense_heads, multiscale, sizes
 from patchscale.models.channel import CHANNEL_MIXERS
 from patchscale.models.mixers import registry
 from patchscale.models.patchify import token_grid
@@ -40,7 +41,11 @@ def forward_flops_per_image(model_config, image_size: int, channels: int, num_cl
     # Bilinear token-grid extension (model.extend_tokens): 4 multiply-adds per new token and channel.
     extended = 8.0 * (tokens - int(model_config.pool == "cls")) * shape.width if model_config.extend_tokens > 1 else 0.0
     tiles = sum(s * s for s in model_config.s2_scales or (1,))  # S²: every scale's tiles through the backbone.
-    head = 2.0 * shape.width * max(1, len(model_config.s2_scales)) * num_classes
+    if dense_heads.is_dense(model_config.head):
+        head = dense_heads.flops_per_image(model_config.head, shape.width, model_config.patch_size,
+                                           segmentation.pixel_classes(num_classes), model_config.decoder_width, base)
+    else:
+        head = 2.0 * shape.width * max(1, len(model_config.s2_scales)) * num_classes
     return tiles * (shape.depth * (mixer + channel) + patch_embed + extended) + head
 
 

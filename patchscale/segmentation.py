@@ -1,0 +1,46 @@
+"""The per-pixel task derived from a classification dataset, and its metrics (per-pixel loss, pixel accuracy, mIoU).
+
+Labels (used with a dense head, `model.head=dense_*`): a pixel whose intensity in the input
+view (after resizing; the mean over channels) is at least `data.pixel_threshold` (0–255) is
+foreground and takes its image's class + 1; every other pixel is background, class 0. On MNIST
+(threshold 128) this is each digit's stroke labelled with the digit: 11 classes, computed on
+the device from the very pixels the model sees, so every augmentation moves image and labels
+together. Evaluation covers every pixel of every held-out image.
+
+mIoU is the mean over classes of TP / (TP + FP + FN), counted over the whole split (not per
+image), over the classes that occur in the labels or the predictions (union > 0).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def pixel_classes(num_classes: int) -> int:
+    """Background plus one class per image class."""
+    return num_classes + 1
+
+
+def pixel_labels(images: jax.Array, labels: jax.Array, threshold: int) -> jax.Array:
+    """uint8 (B, H, W, C) and (B,) image classes → int32 (B, H, W) pixel classes."""
+    intensity = images.astype(jnp.float32).mean(axis=-1)
+    return jnp.where(intensity >= threshold, labels[:, None, None] + 1, 0).astype(jnp.int32)
+
+
+def confusion_counts(predicted: jax.Array, truth: jax.Array, weight: jax.Array, classes: int) -> dict:
+    """Per-class true positives, false positives and false negatives, each pixel counted with `weight`."""
+    pred = jax.nn.one_hot(predicted, classes) * weight[..., None]
+    true = jax.nn.one_hot(truth, classes)
+    axes = tuple(range(pred.ndim - 1))
+    tp = (pred * true).sum(axes)
+    return {"tp": tp, "fp": pred.sum(axes) - tp, "fn": (true * weight[..., None]).sum(axes) - tp}
+
+
+def mean_iou(tp, fp, fn) -> float:
+    """Mean IoU over the classes with a non-empty union (nan when there is none)."""
+    tp, fp, fn = (np.asarray(a, np.float64) for a in (tp, fp, fn))
+    union = tp + fp + fn
+    present = union > 0
+    return float(np.mean(tp[present] / union[present])) if present.any() else float("nan")
