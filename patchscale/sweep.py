@@ -21,9 +21,11 @@ import ml_collections
 
 from patchscale import config as config_lib
 from patchscale.errors import Preempted, UserError
+from patchscale.models import sizes
 
 SHORT_NAMES = {"model.mixer": "", "model.size": "", "model.patch_size": "p", "seed": "s",
                "data.image_size": "r", "model.width": "w", "model.depth": "d"}
+SHAPE_KEYS = ("model.width", "model.depth", "model.heads", "model.mlp_dim")
 NAME_ORDER = ["model.mixer", "model.size", "model.width", "model.depth", "data.image_size", "model.patch_size"]
 
 
@@ -45,17 +47,24 @@ def run_name(config: ml_collections.ConfigDict, varying: Iterable[str]) -> str:
 
     A pixel baseline is named by its kind (`baseline-linear-s0`): mixer and patch size do not apply.
     """
-    if config.model.baseline != "none":
-        ignored = {"model.mixer", "model.size", "model.patch_size", "model.baseline", "model.norm",
-                   "model.channel_mixer", "model.cls_position"}
-        return _join(config, ["baseline", config.model.baseline], (set(varying) | {"seed"}) - ignored)
+    if config.model.baseline != "none":  # Only its hidden width among the model keys applies to it.
+        keys = {k for k in varying if not k.startswith("model.") or k == "model.baseline_hidden"}
+        return _join(config, ["baseline", config.model.baseline], keys | {"seed"})
     return _join(config, [], set(varying) | {"model.mixer", "model.size", "model.patch_size", "seed"})
 
 
+def _name_rank(key: str) -> tuple:
+    return NAME_ORDER.index(key) if key in NAME_ORDER else len(NAME_ORDER), key == "seed", key
+
+
 def _join(config, parts: list[str], keys: set[str]) -> str:
-    ordered = sorted(keys, key=lambda k: (NAME_ORDER.index(k) if k in NAME_ORDER else len(NAME_ORDER), k == "seed", k))
+    ordered = sorted(keys, key=_name_rank)
     for key in ordered:
         value = _get(config, key)
+        if value is None and key in SHAPE_KEYS:  # Not set: the named size's own dimension.
+            value = getattr(sizes.resolve(config.model), key.split(".")[-1])
+        if isinstance(value, (tuple, list)):  # (1, 2) → 1x2; () → none.
+            value = "x".join(map(str, value)) or "none"
         prefix = SHORT_NAMES.get(key, key.split(".")[-1] + "=")
         parts.append(f"{prefix}{value}")
     return re.sub(r"[^A-Za-z0-9=._+-]", "_", "-".join(parts))
@@ -122,10 +131,11 @@ def _unique_names(configs, sweep) -> list[str]:
     varying = sorted({key for item in sweep for key in item if len({repr(_get(c, key)) for c in configs}) > 1})
     chosen: list[str] = []
     names = [run_name(c, chosen) for c in configs]
-    for key in varying:
-        if len(set(names)) == len(names):
-            break
-        chosen.append(key)
+    while len(set(names)) < len(names) and len(chosen) < len(varying):
+        # Greedy: the key that tells the most runs apart; on a tie the one NAME_ORDER lists first.
+        candidates = sorted((key for key in varying if key not in chosen), key=_name_rank)
+        best = max(candidates, key=lambda key: len({run_name(c, chosen + [key]) for c in configs}))
+        chosen.append(best)
         names = [run_name(c, chosen) for c in configs]
     return names
 

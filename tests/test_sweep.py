@@ -228,3 +228,19 @@ def test_retry_failed_reruns_only_failed_points(tmp_path, monkeypatch, experimen
     fake_train.healed = True
     assert sweep.run(points, tmp_path, "exp", retry_failed=True)[points[2].name] == "finished"
     assert trained == [points[2].name] and not (failed_dir / "failed.json").exists()
+
+
+@pytest.mark.parametrize("name, runs, expected_names", [
+    ("mnist_extend", 42, ["attention-mu-p8-extend_tokens=4-s0", "mamba2-adv-mu-p4-extend_tokens=2-s2", "baseline-mlp-s1"]),
+    ("mnist_input_size", 27, ["attention-mu-r64-p16-s0", "baseline-linear-r32-s2"]),
+    ("mnist_patch_vs_params", 42, ["attention-mu-w32-p16-s0", "attention-mu-w128-p2-s2"]),
+    ("mnist_dense", 18, ["attention-mu-p2-head=dense_decoder-s1", "attention-mu-p8-head=dense_linear-s0"]),
+    ("mnist_s2", 21, ["attention-mu-w64-r16-p4-s2_scales=1x2-s0", "attention-mu-w128-r8-p4-s2_scales=none-s0"]),
+])
+def test_study_miniatures_validate_with_readable_names(name, runs, expected_names):
+    from tests.conftest import REPO
+
+    points = sweep.expand(str(REPO / "experiments" / f"{name}.py"))  # Every point passes validation.
+    names = [point.name for point in points]
+    assert len(names) == runs == len(set(names))
+    assert set(expected_names) <= set(names), sorted(names)

@@ -1,0 +1,35 @@
+"""Decoder-free dense prediction (the study's Table 2 and Figure 2) on a per-pixel task from the digits.
+
+    patchscale sweep experiments/mnist_dense.py
+
+Each pixel of the 16×16 input at least as bright as `data.pixel_threshold` (128 of 255) is
+labelled with its digit's class, every other pixel is background (11 classes;
+patchscale/segmentation.py). The default study's ViT and recipe (experiments/mnist_sweep.py)
+at patch sizes 8, 4, 2 with two heads: `dense_linear` (one linear layer from each token to its
+p×p pixels' logits, the study's decoder-free head) and `dense_decoder` (a small conv decoder,
+0.04–0.15 M parameters here). Per-pixel cross-entropy and pixel accuracy over every pixel of
+the 10,000 test images, and mIoU (summary.json: test_miou). What the study reports: the
+decoder's advantage shrinks as the patch shrinks, until the linear head matches it at p = 1.
+
+Groups: each head is its own patch-size group. Cost here: about 2 hours (18 runs; p = 2 has
+64 tokens). NOT RUN yet. Fine-tuning from a classification run (`train.init_from`), as the
+study does on ADE20k, is left to the accelerator config; the miniature trains from scratch.
+"""
+
+from . import mnist_sweep
+
+PATCH_SIZES = (8, 4, 2)
+HEADS = ("dense_linear", "dense_decoder")
+
+
+def get_config(arg=None):
+    c = mnist_sweep.get_config(arg)
+    c.data.image_size = 16
+    c.model.pool = "gap"  # No class token: every token is a patch of pixels.
+    c.model.head = "dense_linear"
+    return c
+
+
+def get_sweep():
+    return [{"model.head": head, "model.patch_size": p, "seed": seed}
+            for p in PATCH_SIZES for head in HEADS for seed in mnist_sweep.SEEDS]

@@ -1,0 +1,33 @@
+"""Input size at a fixed sequence length (the study's Figure 4): upsample past the native resolution.
+
+    patchscale sweep experiments/mnist_input_size.py
+
+The ViT of the default study (experiments/mnist_sweep.py, same recipe) at inputs of 16, 32 and
+64 pixels with patches of 4, 8 and 16: always a 4×4 grid (16 tokens + CLS). MNIST's digits are
+28 pixels (padded to 32), so 64 px only upsamples: no new information, while the patch
+embedding grows from 16 to 256 inputs per token. What the study reports: at a fixed number
+of tokens a larger input (larger patch) does not lower the loss by itself; what matters is the
+token count. The linear and MLP baselines run at every input size (the same pixels).
+
+Groups: `data.image_size` is part of the group, so each input size is its own group with one
+patch size; compare their per-patch-size means. Cost here: about 40 minutes (9 ViT runs at
+17 tokens, ~250 s each) plus 18 baseline runs (~1 min each). NOT RUN yet.
+"""
+
+from . import mnist_sweep
+
+SIZES = ((16, 4), (32, 8), (64, 16))  # (input size, patch size): a 4×4 grid each.
+
+
+def get_config(arg=None):
+    return mnist_sweep.get_config(arg)
+
+
+def get_sweep():
+    points = []
+    for size, patch in SIZES:
+        points += [{"model.baseline": kind, **recipe, "data.image_size": size, "seed": seed}
+                   for seed in mnist_sweep.SEEDS for kind, recipe in mnist_sweep.BASELINES.items()]
+        points += [{"model.mixer": "attention", "data.image_size": size, "model.patch_size": patch, "seed": seed}
+                   for seed in mnist_sweep.SEEDS]
+    return points

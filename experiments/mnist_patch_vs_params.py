@@ -1,0 +1,34 @@
+"""Patch scaling against parameter scaling (the study's Figure 3) on MNIST at 16×16.
+
+    patchscale sweep experiments/mnist_patch_vs_params.py
+
+ViTs of three sizes (width 32 depth 2, width 64 depth 2, width 128 depth 4; 4 heads, MLP 4×)
+at patch sizes 16, 8, 4, 2 (1 to 64 patch tokens), the default study's recipe otherwise
+(experiments/mnist_sweep.py), three seeds. `patchscale compute DIR` puts every run's loss
+against its training FLOPs, so the two ways of spending compute meet on one axis; each model
+size is its own patch-size group in `patchscale fit`. What the study reports: at equal
+compute, shrinking the patch is competitive with growing the model.
+
+Cost here: the p = 2 runs (65 tokens) dominate: about 30 min each for the 64-wide model, so
+roughly 10 hours in all. NOT RUN yet; `--shard` splits it across machines.
+"""
+
+from . import mnist_sweep
+
+PATCH_SIZES = (16, 8, 4, 2)
+MODELS = ({"model.width": 32, "model.depth": 2, "model.heads": 4, "model.mlp_dim": 128},
+          {"model.width": 64, "model.depth": 2, "model.heads": 4, "model.mlp_dim": 256},
+          {"model.width": 128, "model.depth": 4, "model.heads": 4, "model.mlp_dim": 512})
+
+
+def get_config(arg=None):
+    c = mnist_sweep.get_config(arg)
+    c.data.image_size = 16
+    return c
+
+
+def get_sweep():
+    baselines = [point for point in mnist_sweep.get_sweep() if "model.baseline" in point]
+    runs = [{"model.mixer": "attention", **model, "model.patch_size": p, "seed": seed}
+            for p in PATCH_SIZES for model in MODELS for seed in mnist_sweep.SEEDS]
+    return baselines + runs

@@ -1,0 +1,39 @@
+"""Three ways to spend compute on an image: smaller patches, a larger model, or more scales (S²).
+
+    patchscale sweep experiments/mnist_s2.py
+
+From the default study's ViT at 8×8 and p = 4 (experiments/mnist_sweep.py, same recipe, mean
+pooling so that S² can pool its merged grids), spend about 4× the training FLOPs three ways:
+
+* smaller patches: p = 2 (16 instead of 4 tokens);
+* a larger model: width 128 instead of 64 (MLP and heads scaled with it);
+* more scales (`model.s2_scales=(1, 2)`, Shi et al. 2024): the digits at 16×16 cut into four
+  8×8 tiles plus the whole digit at 8×8, through the same backbone, features merged and
+  concatenated (5× the tokens, no new backbone parameters). It sees 16×16 pixels, which is
+  part of what S² buys; the plain model at 16×16 and p = 4 (16 tokens) is in the sweep too.
+
+`patchscale compute DIR` puts the runs on one loss-vs-FLOPs axis. Cost here: about 1 hour
+(15 runs at 5–17 tokens, 3 seeds) plus 6 baseline runs. NOT RUN yet.
+"""
+
+from . import mnist_sweep
+
+POINTS = (
+    {"model.patch_size": 4},
+    {"model.patch_size": 2},
+    {"model.patch_size": 4, "model.width": 128, "model.mlp_dim": 512},  # 4 heads, as the 64-wide model.
+    {"model.patch_size": 4, "model.s2_scales": (1, 2), "data.image_size": 16},
+    {"model.patch_size": 4, "data.image_size": 16},
+)
+
+
+def get_config(arg=None):
+    c = mnist_sweep.get_config(arg)
+    c.model.pool = "gap"
+    return c
+
+
+def get_sweep():
+    baselines = [point for point in mnist_sweep.get_sweep() if "model.baseline" in point]
+    return baselines + [{"model.mixer": "attention", **point, "seed": seed}
+                        for point in POINTS for seed in mnist_sweep.SEEDS]
