@@ -69,6 +69,17 @@ def test_fit_writes_fit_json_and_prints_a_table(tmp_path, capsys):
     assert entry["chosen"] == "saturating" and entry["choice"].startswith("saturating law chosen: AIC lower by")
     assert [s["from"] for s in entry["steps"]] == [16, 8, 4, 2] and entry["steps"][0]["n_pairs"] == 3
     assert entry["group_keys"] == {"data.image_size": "32", "model.mixer": "attention", "model.size": "pico"}
+    assert entry["tokens"]["1"] == 1025
+    assert "  1025 tokens: attention-pico-r32 p=1: " in done.stdout  # Both mixers compared at equal length.
+
+
+def test_groups_are_compared_only_at_token_counts_two_of_them_reach():
+    mean = lambda m: {"mean": m, "lo": m - 0.01, "hi": m + 0.01}  # noqa: E731
+    fits = {"extend2": {"tokens": {"8": 17}, "means": {"8": mean(0.30)}},
+            "scale": {"tokens": {"8": 5, "4": 17}, "means": {"8": mean(0.40), "4": mean(0.25)}}}
+    lines = report.by_tokens(fits)
+    assert lines[2:] == ["  17 tokens: extend2 p=8: 0.3 [0.29, 0.31]; scale p=4: 0.25 [0.24, 0.26]"]
+    assert report.by_tokens({"scale": fits["scale"]}) == []
 
 
 def test_fit_the_test_error(tmp_path, capsys):

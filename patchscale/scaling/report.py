@@ -29,6 +29,9 @@ def fit_group(members, metric: str = "test_loss") -> dict:
     seeds = np.asarray([r.seed for r in members])
     entry = {"runs": [r.name for r in members], "group_keys": dict(members[0].group_keys),
              "means": {str(int(size)): json_mean_interval(values[p == size]) for size in sorted(set(p), reverse=True)},
+             # Tokens per image at each patch size: groups that reach the same length in other ways
+             # (model.extend_tokens, input size, S²) are compared at equal tokens (`by_tokens`).
+             "tokens": {str(r.patch_size): r.tokens_per_image for r in members},
              # The paired steps need no law: they are reported even where a law cannot be fitted.
              "steps": json_safe(paired_steps(p, values, seeds)) if len(set(p)) > 1 else []}
     try:
@@ -122,6 +125,24 @@ def table(payload: dict) -> str:
         for fit in (sat, power):
             for note in fit["notes"]:
                 lines.append(f"  note ({fit['form']}): {note}")
+    lines += by_tokens(payload["fits"])
     if payload.get("compute"):
         lines += ["", compute.table(payload["compute"])]
     return "\n".join(lines)
+
+
+def by_tokens(fits: dict) -> list[str]:
+    """Lines comparing groups at equal tokens per image (only lengths that two or more groups reach)."""
+    rows: dict[int, list[str]] = {}
+    for group, entry in fits.items():
+        for size, tokens in entry.get("tokens", {}).items():
+            m = entry["means"][size]
+            interval = f" [{m['lo']:.4g}, {m['hi']:.4g}]" if m["lo"] is not None else ""
+            rows.setdefault(tokens, []).append(f"{group} p={size}: {m['mean']:.4g}{interval}")
+    shared = {tokens: row for tokens, row in sorted(rows.items()) if len(row) > 1}
+    if not shared:
+        return []
+    lines = ["", "at equal tokens per image (means [95% t-interval over seeds]):"]
+    for tokens, row in shared.items():
+        lines += [f"  {tokens} tokens: " + "; ".join(row)]
+    return lines
