@@ -10,8 +10,10 @@ copied into the new model; two kinds may change shape on the way:
 * the patch embedding, when the patch size changes: FlexiViT's pseudo-inverse resize, so that a
   resized patch gives the new kernel the same response the old kernel gave the original patch.
 
-Everything else must keep its shape; the block layout (`model.scan_layers`) may differ. The
-optimizer state, step and schedule start afresh.
+Everything else must keep its shape; the block layout (`model.scan_layers`) may differ. A
+dense head (`model.head=dense_*`) started from a classification run keeps its own fresh
+initialisation (the study fine-tunes segmentation from classification weights this way); the
+source's classifier head is dropped. The optimizer state, step and schedule start afresh.
 """
 
 from __future__ import annotations
@@ -105,8 +107,13 @@ def adapt(source_params: dict, source_config: dict, target_abstract: dict, targe
     flat_src = stacking.unrolled(dict(_flatten(source_params)))
     target = {path: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for path, leaf in _flatten(target_abstract)}
     out = {}
+    fresh_head = target_config.model.head != src_model.get("head", "classify")  # The new head starts from its init.
+    own = stacking.unrolled(dict(_flatten(target_abstract))) if fresh_head else {}
     for path, abstract in stacking.unrolled(target).items():
         name = "/".join(path)
+        if fresh_head and path[0] == "head":
+            out[path] = np.asarray(own[path], abstract.dtype)
+            continue
         if path not in flat_src:
             raise UserError(f"train.init_from: the source run has no parameter {name}")
         value = flat_src[path]

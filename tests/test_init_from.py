@@ -107,3 +107,25 @@ def test_a_stage_must_name_exactly_one_earlier_point(tmp_path):
         '"train.init_from": {"model.patch_size": 8}', '"train.init_from": {"model.patch_size": 2}'))
     done = run_cli("sweep", experiment, "--dry-run", "--no-compile")
     assert done.returncode == 2 and "matches no earlier point" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_dense_head_fine_tuned_from_a_classifier_keeps_its_own_init_and_takes_the_rest():
+    from flax import nnx
+
+    from patchscale.models.backbone import VisionBackbone
+    from tests.test_models import model_config
+
+    def params(**overrides):
+        m = model_config(patch_size=4, pool="gap", **overrides)
+        model = VisionBackbone(m, image_size=16, channels=1, num_classes=10, rngs=nnx.Rngs(len(overrides)))
+        return m, nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+    source_model, source = params()
+    target_model, target = params(head="dense_linear")
+    c = config_lib.load_module(str(DEFAULT_EXPERIMENT)).get_config()
+    c.model = target_model
+    source_config = {"model": source_model.to_dict(), "data": {"image_size": 16}}
+    adapted = init_from.adapt(jax.tree.map(np.asarray, source), source_config, target, c, 16, 1)
+    np.testing.assert_array_equal(adapted["head"]["proj"]["kernel"], target["head"]["proj"]["kernel"])
+    np.testing.assert_array_equal(adapted["patch_embed"]["proj"]["kernel"], source["patch_embed"]["proj"]["kernel"])
+    assert not np.array_equal(source["patch_embed"]["proj"]["kernel"], target["patch_embed"]["proj"]["kernel"])
