@@ -48,7 +48,7 @@ def status(run_dir) -> str:
 
 
 # ----------------------------------------------------------------------------- writing
-def _is_local(path: epath.Path) -> bool:
+def is_local(path: epath.Path) -> bool:
     return "://" not in str(path)  # gs://, s3://: the object store makes each write whole.
 
 
@@ -67,7 +67,7 @@ def write_text_atomic(path, text: str) -> None:
     """
     path = epath.Path(path)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    if not _is_local(path):
+    if not is_local(path):
         tmp.write_text(text)
         tmp.replace(path)
         return

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from etils import epath
 
-from patchscale import checkpoint, optimizer, partitioning, preemption, provenance, results, segmentation
+from patchscale import checkpoint, events, optimizer, partitioning, preemption, provenance, results, segmentation
 from patchscale import config as config_lib
 from patchscale.data import datasets, pipeline
 from patchscale.errors import Preempted, TrainingError, UserError
@@ -33,6 +33,7 @@ class Trainer:
         self.info = datasets.describe(d.name, d.data_dir)
         self.image_size = d.image_size or self.info.image_size
         self.is_main = jax.process_index() == 0
+        self.events = None  # events.EventLog of process 0, opened when the run starts or resumes.
         # Opening the sources is cheap (and prepares the embedded MNIST on first use); doing it
         # before the run directory exists keeps data errors from leaving a half-made run behind.
         self.num_train = pipeline.train_length(d)
@@ -88,6 +89,10 @@ class Trainer:
                 print(f"patchscale: resuming {self.workdir} from step {restored_step}", flush=True)
             if self.is_main:  # Records after the checkpoint (or all, when starting over) would repeat.
                 results.truncate_metrics(self.workdir, restored_step or 0)
+                if results.is_local(self.workdir):  # tensorboardX writes local files only.
+                    self.events = events.EventLog(self.workdir, c.to_dict(), results.read_metrics(self.workdir))
+                else:
+                    print(f"patchscale: no TensorBoard events for {self.workdir} (not a local path)", flush=True)
             start = int(state["step"])
             print(f"patchscale: {self.total_steps} steps of {gb} images ({self.num_train} training examples),"
                   f" {flops.tokens_per_image(c.model, self.image_size)} tokens per image,"
@@ -102,6 +107,8 @@ class Trainer:
             ckpt.wait_until_finished()
         finally:
             ckpt.close()  # Also on errors: orbax's background threads must not outlive the run.
+            if self.events is not None:
+                self.events.close()
         summary = self._summary(state, eval_metrics, wall_start, compile_seconds)
         if self.is_main:
             results.write_json_atomic(self.workdir / results.SUMMARY, summary)
@@ -143,6 +150,8 @@ class Trainer:
             evaluation = self.evaluate(state["params"])  # Skipped by a SIGTERM at that step.
             if self.is_main:
                 results.merge_into_record(self.workdir, start, evaluation)
+                if self.events is not None:
+                    self.events.write({"step": start, **evaluation})
             self._progress(start, {"step": start, **evaluation})
         interval_start, interval_steps = time.perf_counter(), 0
         eval_metrics = None
@@ -193,9 +202,15 @@ class Trainer:
     def _log(self, step: int, record: dict) -> None:
         """Append a record (process 0) and print its progress line; a bare {"step": …} is neither."""
         if len(record) > 1:
-            if self.is_main:
-                results.append_metrics(self.workdir, record)
+            self._append(record)
             self._progress(step, record)
+
+    def _append(self, record: dict) -> None:
+        """metrics.jsonl and the TensorBoard events, from process 0 only."""
+        if self.is_main:
+            results.append_metrics(self.workdir, record)
+            if self.events is not None:
+                self.events.write(record)
 
     def _cooldown_branch(self, state, start: int, data) -> None:
         """Anneal a copy of the state from `start` to its budget's end, evaluate it, and rewind the data.
@@ -222,8 +237,7 @@ class Trainer:
                   "cooldown_train_loss": float(np.mean(losses[-max(1, len(losses) // 5):])),
                   **self.evaluate(branch["params"])}
         del branch
-        if self.is_main:
-            results.append_metrics(self.workdir, record)
+        self._append(record)
         line = (f"[train] budget {end}/{self.total_steps} steps: cooldown from step {start} in"
                 f" {format_duration(time.perf_counter() - began)} | test loss {record['test_loss']:.4f}"
                 f" acc {record['test_accuracy']:.4f}")

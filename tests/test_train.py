@@ -10,6 +10,7 @@ from flax import nnx
 
 from patchscale import config as config_lib
 from patchscale import train
+from patchscale import events
 from tests.conftest import DEFAULT_EXPERIMENT, run_cli, run_in_process, small_overrides, train_until_then_kill
 
 
@@ -48,6 +49,19 @@ def test_end_to_end_run_writes_config_metrics_summary_and_checkpoints(finished_r
     assert json.loads((run_dir / "config.json").read_text())["model"]["scan_layers"] is True
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()) == ["40", "60"]
     assert "[train] step 60/60 (100%)" in done.stdout and "ETA" in done.stdout
+    assert_events_mirror_metrics(run_dir)
+
+
+def assert_events_mirror_metrics(run_dir):
+    """TensorBoard events: each logged step once per tag, with metrics.jsonl's values (float32)."""
+    scalars = events.read(run_dir)
+    records = read_metrics(run_dir)
+    for key, tag in (("train_loss", "train/loss"), ("learning_rate", "train/learning_rate"),
+                     ("test_loss", "test/loss")):
+        logged = [(r["step"], r[key]) for r in records if key in r and "budget_steps" not in r]
+        written = [(step, value) for t, step, value in scalars if t == tag]
+        assert [s for s, _ in written] == [s for s, _ in logged], tag
+        np.testing.assert_allclose([v for _, v in written], [v for _, v in logged], rtol=1e-6, err_msg=tag)
 
 
 def test_finished_run_is_not_trained_again(finished_run, mnist_dir, capsys):
@@ -84,6 +98,7 @@ def test_resume_after_sigkill_ends_with_identical_metrics(finished_run, mnist_di
     assert (actual["test_loss"], actual["test_accuracy"]) == (expected["test_loss"], expected["test_accuracy"])
     strip = lambda rs: [(r["step"], r["train_loss"], r["grad_norm"], r.get("test_loss")) for r in rs]
     assert strip(read_metrics(run_dir)) == strip(read_metrics(reference_dir))
+    assert_events_mirror_metrics(run_dir)  # Rewritten at the resume: no step twice.
 
 
 def test_non_finite_loss_stops_the_run_with_a_clear_error(mnist_dir, tmp_path):

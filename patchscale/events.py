@@ -1,0 +1,80 @@
+"""TensorBoard event files of a run: a view of its metrics.jsonl, written by process 0.
+
+`tensorboard --logdir results/X` shows every run's training curves (train loss, learning rate,
+gradient norm, images/s), its evaluations (test and validation loss, accuracy, mIoU) at their
+steps, each cooldown branch's evaluation at its budget's last step (tags `budget/…`), and the
+run's config as text. metrics.jsonl stays the record of truth: when a run starts or resumes,
+its event directory is rewritten from the records kept in metrics.jsonl (which the resume has
+truncated to the restored checkpoint), so a resumed run shows each step exactly once.
+Written with tensorboardX (protobuf only; no TensorFlow import).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+
+from etils import epath
+
+EVENTS = "tensorboard"  # The directory inside a run directory.
+# metrics.jsonl key → TensorBoard tag; other numeric keys are written under "other/".
+TAGS = {"train_loss": "train/loss", "learning_rate": "train/learning_rate", "grad_norm": "train/grad_norm",
+        "images_per_s": "train/images_per_s", "step_time_s": "train/step_time_s",
+        "test_loss": "test/loss", "test_accuracy": "test/accuracy", "test_miou": "test/miou",
+        "val_loss": "val/loss", "val_accuracy": "val/accuracy", "val_miou": "val/miou",
+        "cooldown_train_loss": "train/cooldown_loss"}
+SKIP = ("step", "budget_steps", "images_seen", "train_flops", "test_examples", "val_examples")
+
+
+def scalars(record: dict) -> tuple[int, dict[str, float]]:
+    """(the step to plot at, tag → value) for one metrics record; branch records go under budget/."""
+    if "budget_steps" in record:
+        values = {f"budget/{key}": float(v) for key, v in record.items()
+                  if key not in SKIP and isinstance(v, (int, float))}
+        return int(record["budget_steps"]), values
+    values = {TAGS.get(key, f"other/{key}"): float(v) for key, v in record.items()
+              if key not in SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return int(record["step"]), values
+
+
+class EventLog:
+    """Rewrites the run's event directory from `records`, then appends as the run goes."""
+
+    def __init__(self, run_dir, config: dict, records: list[dict]):
+        from tensorboardX import SummaryWriter
+
+        directory = epath.Path(run_dir) / EVENTS
+        if directory.exists():
+            shutil.rmtree(directory)
+        self.writer = SummaryWriter(str(directory), flush_secs=30)
+        self.writer.add_text("config", "```\n" + json.dumps(config, indent=2, sort_keys=True) + "\n```", 0)
+        for record in records:
+            self.write(record)
+        self.writer.flush()
+
+    def write(self, record: dict) -> None:
+        step, values = scalars(record)
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def read(run_dir) -> list[tuple[str, int, float]]:
+    """(tag, step, value) of every scalar in a run's event files, in file order (tests, reports)."""
+    from tensorboardX.proto import event_pb2
+
+    out = []
+    for path in sorted((epath.Path(run_dir) / EVENTS).glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset + 12 <= len(data):  # TFRecord: length, its CRC, the record, its CRC.
+            (length,) = struct.unpack("<Q", data[offset:offset + 8])
+            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    out.append((value.tag, int(event.step), float(value.simple_value)))
+    return out
