@@ -18,6 +18,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from patchscale.errors import UserError
+from patchscale.progress import console
 
 
 def manager(directory, keep: int) -> ocp.CheckpointManager:
@@ -52,7 +53,7 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, data_iterator):
             state = _restore(mngr, step, abstract_state, data_iterator)
         except Exception as e:  # noqa: BLE001 - any failure to read a step means "try the one before".
             reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
-            print(f"patchscale: warning: checkpoint step {step} in {mngr.directory} does not restore"
+            console().log(f"patchscale: warning: checkpoint step {step} in {mngr.directory} does not restore"
                   f" ({reason}); trying an older one", file=sys.stderr, flush=True)
             damaged.append((step, reason))
             continue
@@ -69,7 +70,7 @@ def _delete(mngr: ocp.CheckpointManager, steps: list[int]) -> None:
     """Remove damaged steps (newer than the one restored), so saving those steps again succeeds."""
     for step in steps:
         if jax.process_index() == 0:
-            print(f"patchscale: warning: deleting damaged checkpoint step {step}", file=sys.stderr, flush=True)
+            console().log(f"patchscale: warning: deleting damaged checkpoint step {step}", file=sys.stderr, flush=True)
         mngr.delete(step)
     if steps:
         mngr.reload()

@@ -24,6 +24,7 @@ import uuid
 from etils import epath
 
 from patchscale.errors import UserError
+from patchscale.progress import console
 
 CONFIG = "config.json"
 POINT = "point.json"
@@ -152,7 +153,7 @@ def truncate_metrics(run_dir, last_step: int) -> None:
     records, trimmed = _parse_metrics(path)
     kept = [r for r in records if r["step"] <= last_step]
     if trimmed:
-        print(f"patchscale: warning: {path} ended in a partial line (a kill during a write); dropped it",
+        console().log(f"patchscale: warning: {path} ended in a partial line (a kill during a write); dropped it",
               file=sys.stderr, flush=True)
     if trimmed or len(kept) < len(records):
         write_text_atomic(path, _metrics_lines(kept))

