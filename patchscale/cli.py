@@ -66,6 +66,7 @@ def _analyse(results_dir: str) -> None:
     try:
         fit(results_dir)
         plot(results_dir)
+        write_report(results_dir)
     except UserError as e:
         print(f"patchscale: warning: analysis of {results_dir} failed: {e}", file=sys.stderr)
 
@@ -122,6 +123,17 @@ def plot(results_dir: str) -> None:
 
     for path in plots.plot_results(results_dir):
         print(f"patchscale: wrote {path}")
+
+
+def write_report(results_dir: str, out: str | None = None) -> None:
+    from patchscale.scaling import html_report
+
+    print(f"patchscale: wrote {html_report.write_report(results_dir, out)}")
+
+
+def cmd_report(args) -> int:
+    write_report(args.results_dir, args.out)
+    return 0
 
 
 def cmd_fit(args) -> int:
@@ -233,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot = verbs.add_parser("plot", help="regenerate every plot of a sweep from its stored results")
     plot.add_argument("results_dir", help="a sweep's results directory")
     plot.set_defaults(run=cmd_plot)
+
+    page = verbs.add_parser("report", help="write one self-contained HTML page of a sweep (fits, figures,"
+                                           " learning curves, every run's config)")
+    page.add_argument("results_dir", help="a sweep's results directory")
+    page.add_argument("--out", default=None, help="the page's path (default DIR/report.html)")
+    page.set_defaults(run=cmd_report)
 
     show = verbs.add_parser("config", help="print the resolved config of a run or of one sweep point (JSON)")
     show.add_argument("config", help="experiment file (FILE.py or FILE.py:ARG)")
