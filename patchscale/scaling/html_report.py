@@ -114,7 +114,9 @@ def write_report(results_dir, out=None) -> str:
 
     count = sum(state == "finished" for state in states.values())
     failed = [name for name, state in states.items() if state == "failed"]
-    body = [f"<h1>{html.escape(root.name)}: patch-size sweep report</h1>",
+    sweep = results.read_json(root / "sweep.json") or {}
+    title = sweep.get("experiment") or root.name
+    body = [f"<h1>{html.escape(title)}: patch-size sweep report</h1>",
             f'<p>Runs: <span id="run-count">{count}</span> finished, {len(failed)} failed,'
             f" {len(states) - count - len(failed)} unfinished. Generated"
             f" {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} at commit"
@@ -131,7 +133,7 @@ def write_report(results_dir, out=None) -> str:
     body.append("<h2>Runs</h2>")
     body += [_run_details(run_dir) for run_dir in run_dirs]
     page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<title>{html.escape(root.name)} report</title><style>{STYLE}</style></head><body>\n"
+            f"<title>{html.escape(title)} report</title><style>{STYLE}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
     path = epath.Path(out) if out else root / REPORT_FILE
     results.write_text_atomic(path, page)
