@@ -123,16 +123,16 @@ def test_trains_inside_the_jitted_sharded_train_step(mixer, mnist_dir, tmp_path)
     assert int(state["step"]) == 5
 
 
-def test_the_readme_example_mixer_works(monkeypatch):
+def test_the_documented_example_mixer_works(monkeypatch):
     import re
     import types
 
     from tests.conftest import REPO
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "mixers.md").read_text()
     code = re.search(r"```python\n# patchscale/models/mixers/mean_pool.py\n(.*?)```", readme, re.S).group(1)
     monkeypatch.setattr(registry, "_MIXERS", dict(registry._MIXERS))  # Keep the global registry clean.
-    exec(compile(code, "README.md", "exec"), types.ModuleType("mean_pool").__dict__)
+    exec(compile(code, "docs/mixers.md", "exec"), types.ModuleType("mean_pool").__dict__)
     module = make_mixer("mean_pool")
     y = module(tokens())
     assert y.shape == (3, LENGTH, WIDTH) and bool(jnp.all(jnp.isfinite(y)))

@@ -244,3 +244,15 @@ def test_study_miniatures_validate_with_readable_names(name, runs, expected_name
     names = [point.name for point in points]
     assert len(names) == runs == len(set(names))
     assert set(expected_names) <= set(names), sorted(names)
+
+
+def test_the_readme_example_sweep_expands(tmp_path):
+    import re
+
+    from tests.conftest import REPO
+
+    code = re.search(r"```python\n(# experiments/my_sweep.py\n.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    path = tmp_path / "my_sweep.py"
+    path.write_text(code)
+    points = sweep.expand(str(path))
+    assert len(points) == 30 and points[0].config.train.budgets == (0.25, 0.5)
