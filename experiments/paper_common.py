@@ -1,4 +1,4 @@
-"""Shared pieces of the paper configs (ImageNet recipes of REFERENCE.md). Not an experiment itself."""
+"""Shared pieces of the paper configs (ImageNet recipes of docs/recipes.md). Not an experiment itself."""
 
 from patchscale.defaults import base_config
 from patchscale.models import presets
@@ -97,7 +97,7 @@ def adventurer_recipe(c, drop_path: float = 0.1):
     return three_augment(c)
 
 
-# The later Adventurer stages, as overrides of the stage-1 config (REFERENCE.md, Adventurer).
+# The later Adventurer stages, as overrides of the stage-1 config (docs/recipes.md, Adventurer).
 ADVENTURER_STAGE_2 = {"data.image_size": 224, "train.epochs": 100.0, "model.drop_path": 0.4}
 ADVENTURER_STAGE_3 = {"data.image_size": 224, "train.epochs": 20.0, "train.learning_rate": 1e-5,
                       "train.weight_decay": 0.1, "model.drop_path": 0.6, "augment.policy": "rand-m9-mstd0.5-inc1",

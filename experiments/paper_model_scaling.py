@@ -4,7 +4,7 @@
 
 What it should show: at every model size, smaller patches lower the test loss; the gain does
 not vanish as the model grows. NOT RUN: validates and dry-runs here only (the p = 1 points of
-the Large models need a TPU pod or a multi-GPU cluster). Recipes: REFERENCE.md (DeiT L uses the
+the Large models need a TPU pod or a multi-GPU cluster). Recipes: docs/recipes.md (DeiT L uses the
 Large/Huge recipe; Adventurer uses its 128² pre-training recipe at 224²).
 """
 

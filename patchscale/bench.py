@@ -1,6 +1,6 @@
 """`patchscale bench CONFIG [k=v ...]`: time the compiled train step and report model-FLOP utilisation.
 
-Utilisation is analytic model FLOPs per second (REFERENCE.md's formulas, forward + backward =
+Utilisation is analytic model FLOPs per second (docs/reference.md's formulas, forward + backward =
 3× forward, no rematerialisation counted) divided by a peak: (a) the matmul peak measured in
 this process by timing large matrix products in the compute dtype, and (b) the vendor's dense
 peak for the compute dtype when the device is known. Batches are synthetic and already on

@@ -79,7 +79,7 @@ def test_power_slope_interval_holds_coverage(noise):
 
 def test_coverage_check_catches_intervals_that_are_too_narrow():
     """The same check at nominal 80% (what a percentile bootstrap over 3 seeds delivers in
-    practice, REFERENCE.md) must fail the ≥ 90% bar: the coverage tests have power."""
+    practice; docs/statistics.md) must fail the ≥ 90% bar: the coverage tests have power."""
     assert power_coverage(0.10, level=0.80) < 0.90
     assert coverage(0.05, 0.03, 1.0, 0.10, level=0.80)[0]["alpha"] < 0.90
 

@@ -1,6 +1,6 @@
 """Named sets of model settings that belong together, written once.
 
-The Adventurer block (Wang et al. 2024, REFERENCE.md) is not one key but five: the Mamba-2
+The Adventurer block (Wang et al. 2024, docs/reference.md) is not one key but five: the Mamba-2
 token mixer, RMSNorm, a SwiGLU channel mixer, the class token last and a LeCun-normal patch
 embedding. Experiments, benchmarks, tests and the analysis (which groups runs by what differs
 beyond the block) all take the block from here.

@@ -21,13 +21,13 @@ def _adventurer(width: int, depth: int) -> Shape:
 
 
 SIZES = {
-    # DeiT (REFERENCE.md).
+    # DeiT (docs/reference.md).
     "Ti": Shape(192, 12, 3, 768),
     "S": Shape(384, 12, 6, 1536),
     "B": Shape(768, 12, 12, 3072),
     "L": Shape(1024, 24, 16, 4096),
     "H": Shape(1280, 32, 16, 5120),
-    # Adventurer (REFERENCE.md).
+    # Adventurer (docs/reference.md).
     "adv-Ti": _adventurer(256, 12),
     "adv-S": _adventurer(512, 12),
     "adv-B": _adventurer(768, 12),

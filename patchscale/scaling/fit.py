@@ -1,7 +1,7 @@
 """Scaling laws of a test metric L (loss or top-1 error) against patch size p, with intervals
 that hold their coverage at three seeds, and the diagnostics a reader needs to trust them.
 
-Forms (REFERENCE.md, "Fitting protocol"; docs/statistics.md says the same in prose):
+Forms (docs/statistics.md):
 
 * saturating  L(p) = E + A·p^α   (E in [0, min mean), A ≥ 0, α in [ALPHA_MIN, ALPHA_MAX])
 * power       log L = c + s·log p

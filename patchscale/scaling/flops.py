@@ -1,4 +1,4 @@
-"""Analytic forward FLOPs per image (a multiply-add counts 2), from REFERENCE.md.
+"""Analytic forward FLOPs per image (a multiply-add counts 2), from docs/reference.md.
 
 For the ViT with N tokens, width D, depth L and MLP hidden M this is
 L·(8·N·D² + 4·N·D·M + 4·N²·D) + 2·R²·C·D + 2·D·classes, i.e. the reference's

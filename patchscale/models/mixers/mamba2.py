@@ -240,7 +240,7 @@ class Mamba2(nnx.Module):
 
     @staticmethod
     def flops_per_image(shape: Shape, tokens: int, model_config) -> float:
-        """REFERENCE.md's per-token Mamba-2 count over the tokens plus the heading average; the
+        """The per-token Mamba-2 count of docs/reference.md over the tokens plus the heading average; the
         chunked SSD terms count the padded length (a multiple of Q), which is what is computed."""
         cfg = model_config.mamba2
         d = dims(shape, cfg)
