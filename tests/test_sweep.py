@@ -160,7 +160,8 @@ def test_flags_and_overrides_mix_but_stray_arguments_fail(capsys):
 
 
 @pytest.mark.parametrize("name, runs", [("paper_deit_b_64", 5), ("paper_adventurer_b", 15),
-                                        ("paper_model_scaling", 40)])
+                                        ("paper_model_scaling", 40), ("paper_extend", 7),
+                                        ("paper_input_size", 3), ("paper_s2", 4)])
 def test_paper_configs_validate(name, runs):
     from tests.conftest import REPO
 

@@ -1,0 +1,32 @@
+"""Three ways to spend compute at ImageNet scale: smaller patches, a larger model, or S² scales (DeiT, 224²).
+
+    patchscale sweep experiments/paper_s2.py data.data_dir=gs://BUCKET/tensorflow_datasets --dry-run
+
+From DeiT-B at 224², p = 16: p = 8 (4× the tokens), DeiT-L at p = 16 (a larger model), and
+S² with scales (1, 2) (`model.s2_scales`: the image at 448² cut into four 224² tiles plus the
+whole image at 224², features merged and concatenated, mean pooling). DeiT recipe
+(docs/recipes.md), mean pooling for every point so the heads compare. What it should show,
+per Shi et al. 2024: more scales can match a larger model at similar compute; the
+patchification study adds smaller patches as the third option. NOT RUN: validates and
+dry-runs here only. The miniature is experiments/mnist_s2.py.
+"""
+
+from .paper_common import deit_recipe, eval_view, imagenet
+
+POINTS = [
+    {"model.size": "B", "model.patch_size": 16},
+    {"model.size": "B", "model.patch_size": 8},
+    {"model.size": "L", "model.patch_size": 16},
+    {"model.size": "B", "model.patch_size": 16, "model.s2_scales": (1, 2), "data.image_size": 448},
+]
+
+
+def get_config(arg=None):
+    del arg
+    c = deit_recipe(imagenet(224))
+    c.model.pool = "gap"
+    return c
+
+
+def get_sweep():
+    return eval_view(POINTS, 224)
