@@ -110,6 +110,8 @@ def test_sweep_records_failures_skips_finished_and_resumes_partial(tmp_path, mni
     assert "every run is done" in first.stdout  # So the sweep fitted what it could.
     fit = json.loads((res / "fit.json").read_text())
     assert "at least 3" in fit["fits"]["attention-pico-r32"]["error"]  # One finished run: no fit.
+    page = (res / "report.html").read_text()  # The page comes with the fit, failures named.
+    assert '<span id="run-count">1</span>' in page and "Failed: attention-pico-p8-s0" in page
 
     summary = (good / "summary.json").read_text()
     (good / "summary.json").unlink()  # Now a partial run: checkpoints but no summary.
