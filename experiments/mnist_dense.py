@@ -7,7 +7,7 @@ labelled with its digit's class, every other pixel is background (11 classes;
 patchscale/segmentation.py). The default study's ViT and recipe (experiments/mnist_sweep.py)
 at patch sizes 8, 4, 2 with two heads: `dense_linear` (one linear layer from each token to its
 p×p pixels' logits, the study's decoder-free head) and `dense_decoder` (a small conv decoder,
-0.04–0.15 M parameters here). Per-pixel cross-entropy and pixel accuracy over every pixel of
+0.08–0.15 M parameters at these patch sizes). Per-pixel cross-entropy and pixel accuracy over every pixel of
 the 10,000 test images, and mIoU (summary.json: test_miou). What the study reports: the
 decoder's advantage shrinks as the patch shrinks, until the linear head matches it at p = 1.
 

@@ -13,7 +13,7 @@ pooling so that S² can pool its merged grids), spend about 4× the training FLO
   part of what S² buys; the plain model at 16×16 and p = 4 (16 tokens) is in the sweep too.
 
 `patchscale compute DIR` puts the runs on one loss-vs-FLOPs axis. Cost here: about 1 hour
-(15 runs at 5–17 tokens, 3 seeds) plus 6 baseline runs. NOT RUN yet.
+(15 runs at 4–20 tokens, 3 seeds) plus 6 baseline runs. NOT RUN yet.
 """
 
 from . import mnist_sweep

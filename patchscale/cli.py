@@ -38,9 +38,10 @@ def cmd_sweep(args) -> int:
     compile_cache.enable()
     index, count = sweep.parse_shard(args.shard)
     points = sweep.expand(args.config, args.overrides)
-    mine = sweep.shard(points, index, count)
     experiment = config_lib.experiment_name(args.config)
     results_dir = args.results or str(pathlib.Path("results") / experiment)
+    points = sweep.keep_existing_names(points, results_dir)
+    mine = sweep.shard(points, index, count)
     print(f"[sweep] {args.config}: {len(points)} runs" + (f", shard {index}/{count}: {len(mine)}" if count > 1 else "")
           + f" → {results_dir}/runs/", flush=True)
     if args.dry_run:

@@ -271,11 +271,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
                             " must be a power of two")
         if m.decoder_width <= 0:
             raise UserError(f"model.decoder_width={m.decoder_width}: must be positive")
-        if augment_batch.is_active(config.augment):
-            raise UserError(f"model.head={m.head}: batch augmentations (random erasing, Mixup, CutMix) would change"
-                            " pixels after their labels are drawn; turn them off for the per-pixel task")
+        a = config.augment
+        if augment_batch.is_active(a) or a.policy != "none" or a.color_jitter:
+            raise UserError(f"model.head={m.head}: the pixel labels come from the pixels the model sees, so"
+                            " photometric and batch augmentations (augment.policy, color_jitter, random erasing,"
+                            " Mixup, CutMix) would relabel them; turn them off for the per-pixel task")
         if not 0 < config.data.pixel_threshold <= 255:
             raise UserError(f"data.pixel_threshold={config.data.pixel_threshold}: expected an intensity in 1..255")
+    if m.baseline != "none" and (m.s2_scales or m.extend_tokens != 1):
+        raise UserError(f"model.baseline={m.baseline} is a pixel baseline: model.s2_scales and model.extend_tokens"
+                        " do not apply to it")
     if not isinstance(m.extend_tokens, int) or m.extend_tokens < 1:
         raise UserError(f"model.extend_tokens={m.extend_tokens!r}: expected a whole factor >= 1 (1 turns it off)")
     if not 0.0 <= m.drop_path < 1.0:

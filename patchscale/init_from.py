@@ -11,9 +11,9 @@ copied into the new model; two kinds may change shape on the way:
   resized patch gives the new kernel the same response the old kernel gave the original patch.
 
 Everything else must keep its shape; the block layout (`model.scan_layers`) may differ. A
-dense head (`model.head=dense_*`) started from a classification run keeps its own fresh
-initialisation (the study fine-tunes segmentation from classification weights this way); the
-source's classifier head is dropped. The optimizer state, step and schedule start afresh.
+head of another kind or width (a dense head started from a classification run, as the study
+fine-tunes segmentation; an S² head over more scales) keeps its own fresh initialisation and
+the source's head is dropped (`keeps_own_head`). The optimizer state, step and schedule start afresh.
 """
 
 from __future__ import annotations
@@ -97,6 +97,13 @@ def _extras(model_config: dict) -> tuple[int, int]:
     return (extra, 0) if first else (0, extra)
 
 
+def keeps_own_head(source_model: dict, target_model) -> bool:
+    """Whether the target's head is not the source's: another head type (a dense head from a
+    classifier) or another S² scale count (a wider head). It then keeps its own initialisation."""
+    return (target_model.head != source_model.get("head", "classify")
+            or len(target_model.s2_scales) != len(source_model.get("s2_scales", ()) or ()))
+
+
 def adapt(source_params: dict, source_config: dict, target_abstract: dict, target_config, image_size: int,
           channels: int) -> dict:
     """The source parameters reshaped into the target's tree (module doc); raises on any other mismatch."""
@@ -107,12 +114,11 @@ def adapt(source_params: dict, source_config: dict, target_abstract: dict, targe
     flat_src = stacking.unrolled(dict(_flatten(source_params)))
     target = {path: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for path, leaf in _flatten(target_abstract)}
     out = {}
-    fresh_head = target_config.model.head != src_model.get("head", "classify")  # The new head starts from its init.
-    own = stacking.unrolled(dict(_flatten(target_abstract))) if fresh_head else {}
+    fresh_head = keeps_own_head(src_model, target_config.model)
     for path, abstract in stacking.unrolled(target).items():
         name = "/".join(path)
-        if fresh_head and path[0] == "head":
-            out[path] = np.asarray(own[path], abstract.dtype)
+        if fresh_head and path[0] == "head":  # A placeholder: the caller keeps the target's own head.
+            out[path] = np.zeros(abstract.shape, abstract.dtype)
             continue
         if path not in flat_src:
             raise UserError(f"train.init_from: the source run has no parameter {name}")

@@ -121,6 +121,8 @@ class Program:
         params = init_from.adapt(source_params, source_config, state["params"], self.config, self.image_size,
                                  self.channels)
         params = jax.device_put(params, self.state_sharding["params"])
+        if init_from.keeps_own_head(source_config["model"], self.config.model):  # Already in place, sharded.
+            params = {**params, "head": state["params"]["head"]}
         state = {**state, "params": params}
         if "ema" in state:
             state["ema"] = jax.tree.map(jnp.copy, params)

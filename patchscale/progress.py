@@ -1,8 +1,10 @@
 """Progress output: live status lines on a terminal, plain lines everywhere else.
 
-On a terminal (stdout is a TTY and TERM is not `dumb`) the current run's progress is one line
-redrawn in place, with the sweep's overall bar and ETA under it, and lasting messages (a run
-finished or failed, warnings) scroll above them. Anywhere else (CI, log files, `| tee`) every
+On a terminal (stdout is a TTY and TERM is not `dumb`) the sweep's overall bar and ETA and the
+current run's progress are two lines redrawn in place (cut to the terminal's width), and
+lasting messages (a run finished or failed, warnings) scroll above them. Output that bypasses
+the console (other libraries' logging) can leave a stale status line behind; set
+`PATCHSCALE_PROGRESS=plain` where that matters. Anywhere else (CI, log files, `| tee`) every
 update is its own plain line, as a log should be. `PATCHSCALE_PROGRESS=plain|live` overrides
 the choice.
 """
@@ -10,6 +12,7 @@ the choice.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 CLEAR_LINE = "\x1b[2K"
@@ -70,8 +73,9 @@ class Console:
         self.drawn = 0
 
     def _draw(self) -> None:
+        columns = shutil.get_terminal_size().columns - 1  # One row per line, or the erase miscounts.
         for text in self.status.values():
-            self.stream.write(CLEAR_LINE + text + "\n")
+            self.stream.write(CLEAR_LINE + text[:columns] + "\n")
         self.drawn = len(self.status)
         self.stream.flush()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import re
 from typing import Any, Iterable
 
@@ -170,6 +171,39 @@ def write_manifest(results_dir, experiment: str, points: list[Point]) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     results.write_json_atomic(path, {"experiment": experiment, "runs": [p.name for p in points]})
+
+
+def keep_existing_names(points: list[Point], results_dir) -> list[Point]:
+    """Points whose overrides match a run directory named under an earlier naming scheme keep that name.
+
+    Run names are derived from the sweep (`_unique_names`); when that derivation changes, a
+    partial sweep must still find its runs instead of starting them again under new names.
+    Stage links (`train.init_from=@name`) follow the renaming.
+    """
+    from etils import epath
+
+    from patchscale import results
+
+    runs = epath.Path(results_dir) / results.RUNS
+    if not runs.exists():
+        return points
+    key = lambda overrides: json.dumps(overrides, sort_keys=True, default=str)  # noqa: E731 - tuples as lists
+    existing = {}
+    for run_dir in runs.iterdir():
+        point = results.read_json(run_dir / results.POINT) if run_dir.is_dir() else None
+        if point and "overrides" in point:
+            existing[key(point["overrides"])] = run_dir.name
+    renamed = {p.name: existing[key(p.overrides)] for p in points
+               if existing.get(key(p.overrides), p.name) != p.name and not (runs / p.name).exists()}
+    for new, old in renamed.items():
+        print(f"[sweep] {new}: found as {old} (named by an earlier version), kept under that name", flush=True)
+    out = []
+    for p in points:
+        link = p.config.train.init_from
+        if isinstance(link, str) and link.startswith("@") and link[1:] in renamed:
+            p.config.train.init_from = "@" + renamed[link[1:]]
+        out.append(dataclasses.replace(p, name=renamed.get(p.name, p.name)))
+    return out
 
 
 def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool = False) -> dict[str, str]:

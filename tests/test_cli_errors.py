@@ -37,6 +37,8 @@ CASES = {
     "head": (["model.head=mask"], "model.head='mask': expected one of"),
     "dense with s2": (["model.head=dense_linear", "model.pool=gap", "model.s2_scales=(1,2)"], "cannot be combined"),
     "dense with mixup": (["model.head=dense_decoder", "augment.mixup_alpha=0.8"], "batch augmentations"),
+    "dense with a policy": (["model.head=dense_linear", "augment.policy=three_augment"], "would relabel them"),
+    "baseline with s2": (["model.baseline=linear", "model.extend_tokens=2"], "do not apply to it"),
     "s2 pooling": (["model.s2_scales=(1,2)"], "model.s2_scales needs model.pool=gap"),
     "s2 base": (["model.s2_scales=(1,3)", "model.pool=gap"], "not a multiple of the largest scale"),
     "s2 patch": (["model.s2_scales=(1,4)", "model.pool=gap", "model.patch_size=16"],

@@ -259,3 +259,15 @@ def test_the_readme_example_sweep_expands(tmp_path):
     path.write_text(code)
     points = sweep.expand(str(path))
     assert len(points) == 30 and points[0].config.train.budgets == (0.25, 0.5)
+
+
+def test_runs_named_by_an_earlier_naming_scheme_keep_their_directories(experiment, tmp_path):
+    points = sweep.expand(experiment)
+    target = points[1]
+    old = tmp_path / "res" / "runs" / "an-older-name"
+    old.mkdir(parents=True)
+    (old / "point.json").write_text(json.dumps({"experiment": "exp", "name": "an-older-name",
+                                                "overrides": target.overrides}))
+    kept = sweep.keep_existing_names(points, tmp_path / "res")
+    assert [p.name for p in kept] == [p.name if p is not target else "an-older-name" for p in points]
+    assert sweep.keep_existing_names(points, tmp_path / "elsewhere") == points
