@@ -25,7 +25,8 @@ TAGS = {"train_loss": "train/loss", "learning_rate": "train/learning_rate", "gra
         "test_loss": "test/loss", "test_accuracy": "test/accuracy", "test_miou": "test/miou",
         "val_loss": "val/loss", "val_accuracy": "val/accuracy", "val_miou": "val/miou",
         "cooldown_train_loss": "train/cooldown_loss"}
-SKIP = ("step", "budget_steps", "images_seen", "train_flops", "test_examples", "val_examples")
+SKIP = ("step", "budget_steps", "images_seen", "train_flops", "test_examples", "val_examples", "test_pixels",
+        "val_pixels")
 
 
 def scalars(record: dict) -> tuple[int, dict[str, float]]:

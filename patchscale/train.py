@@ -67,6 +67,7 @@ class Trainer:
                         f"{prefix}_examples": int(totals["examples"])})
             if "tp" in totals:
                 out[f"{prefix}_miou"] = segmentation.mean_iou(totals["tp"], totals["fp"], totals["fn"])
+                out[f"{prefix}_pixels"] = int(totals["count"])
         return out
 
     # ----------------------------------------------------------------- the loop

@@ -66,8 +66,9 @@ def test_a_dense_run_reports_per_pixel_metrics_and_miou(mnist_dir, tmp_path, cap
                           "--workdir", run_dir)
     assert done.returncode == 0, done.err
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["test_examples"] == 1050  # Images; loss and accuracy are over their 1050·256 pixels.
-    assert 0.0 < summary["test_miou"] < 1.0
-    # Background is most of every digit image: the pixel accuracy is far above an 11-way guess.
-    assert summary["test_accuracy"] > 0.5
+    assert summary["test_examples"] == 1050 and summary["test_pixels"] == 1050 * 16 * 16  # Every pixel.
+    # 30 steps teach little beyond "background" (the mIoU arithmetic is checked by hand above);
+    # here the numbers must be the per-pixel ones, in range, and carried into the budgets.
+    assert 0.0 < summary["test_miou"] < 1.0 and 0.5 < summary["test_accuracy"] < 1.0
+    assert summary["test_loss"] < 2.0  # Per pixel: far below an 11-way guess (2.4 nats).
     assert summary["budgets"][-1]["test_miou"] == summary["test_miou"]
