@@ -8,7 +8,7 @@ import pytest
 from patchscale.scaling import report
 from tests.conftest import REPO
 
-STUDIES = ["mnist_sweep_reference"]
+STUDIES = ["mnist_sweep_reference", "mnist_input_size"]
 
 
 def _numbers(payload):
