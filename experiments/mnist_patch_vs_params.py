@@ -13,7 +13,7 @@ Cost here: the p = 2 runs (65 tokens) dominate: about 30 min each for the 64-wid
 roughly 10 hours in all. NOT RUN yet; `--shard` splits it across machines.
 """
 
-from . import mnist_sweep
+from . import mnist_sweep, mnist_sweep_16
 
 PATCH_SIZES = (16, 8, 4, 2)
 MODELS = ({"model.width": 32, "model.depth": 2, "model.heads": 4, "model.mlp_dim": 128},
@@ -22,9 +22,7 @@ MODELS = ({"model.width": 32, "model.depth": 2, "model.heads": 4, "model.mlp_dim
 
 
 def get_config(arg=None):
-    c = mnist_sweep.get_config(arg)
-    c.data.image_size = 16
-    return c
+    return mnist_sweep_16.get_config(arg)  # The default study's recipe at 16×16.
 
 
 def get_sweep():
