@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from patchscale import partitioning, provenance, results
+from patchscale import partitioning, provenance, results, segmentation
 from patchscale.scaling import flops
 
 # Dense peak TFLOP/s per chip (TPU) or GPU (SXM), by compute dtype, from the vendors' data sheets.
@@ -141,9 +141,10 @@ def compiled_step(config):
     from patchscale.data import datasets
     from patchscale.program import Program, param_counts
 
-    info = datasets.describe(config.data.name, config.data.data_dir)
+    info = datasets.describe(config.data.name, config.data.data_dir, config.data.mask_feature)
+    classes = segmentation.head_classes(config, info.num_classes)
     size, batch = config.data.image_size or info.image_size, config.train.batch_size
-    program = Program(config, size, info.channels, info.num_classes, total_steps=1000, warmup_steps=10,
+    program = Program(config, size, info.channels, classes, total_steps=1000, warmup_steps=10,
                       mesh=partitioning.make_mesh(config.mesh))
     state = program.init_state()
     start = time.perf_counter()
@@ -151,7 +152,9 @@ def compiled_step(config):
     compile_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
     images = {"image": rng.integers(0, 256, (batch, size, size, info.channels), dtype=np.uint8),
-              "label": rng.integers(0, info.num_classes, batch).astype(np.int32)}
+              "label": rng.integers(0, max(info.num_classes, 1), batch).astype(np.int32)}
+    if config.data.mask_feature:  # A segmentation dataset: random pixel classes.
+        images["pixels"] = rng.integers(0, classes, (batch, size, size)).astype(np.int32)
     images = partitioning.global_batch(images, program.mesh)
     holder = {"state": state}
 
@@ -159,7 +162,7 @@ def compiled_step(config):
         holder["state"], metrics = step(holder["state"], program.frozen, images)
         jax.block_until_ready(metrics)
 
-    facts = {"image_size": size, "channels": info.channels, "num_classes": info.num_classes, "compile_s": compile_s,
+    facts = {"image_size": size, "channels": info.channels, "num_classes": classes, "compile_s": compile_s,
              "params": param_counts(state["params"])["params"]}
     return step, run_step, facts
 

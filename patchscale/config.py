@@ -208,6 +208,25 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
         node[leaf] = value
 
 
+def _validate_masks(config) -> None:
+    """A segmentation dataset's masks (data.mask_feature) feed a dense head, unaugmented."""
+    d = config.data
+    if not d.mask_feature:
+        return
+    from patchscale.data import augment
+    from patchscale.models import dense_heads
+
+    if not dense_heads.is_dense(config.model.head):
+        raise UserError(f"data.mask_feature={d.mask_feature!r} gives per-pixel labels: it needs a dense head"
+                        " (model.head=dense_linear or dense_decoder)")
+    if not isinstance(d.mask_classes, int) or d.mask_classes < 2:
+        raise UserError(f"data.mask_classes={d.mask_classes!r}: set the number of pixel classes (>= 2) of"
+                        f" {d.mask_feature!r} (ADE20k: 150)")
+    if augment.is_active(config.augment) or d.random_shift:
+        raise UserError(f"data.mask_feature={d.mask_feature!r}: training augmentation (augment.*, data.random_shift)"
+                        " would move the image without its mask; turn it off")
+
+
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
     """Apply `a.b.c=value` strings; the key must exist and the value must have its type."""
     for item in overrides:
@@ -286,7 +305,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not 0.0 <= m.drop_path < 1.0:
         raise UserError(f"model.drop_path={m.drop_path}: expected a rate in [0, 1)")
 
-    info = datasets.describe(d.name, d.data_dir)  # Raises on unknown datasets.
+    _validate_masks(config)
+    info = datasets.describe(d.name, d.data_dir, d.mask_feature)  # Raises on unknown datasets.
     size = d.image_size or info.image_size
     if size is None:
         raise UserError(f"data.image_size must be set: dataset {d.name!r} has images of varying size")

@@ -78,6 +78,13 @@ def base_config() -> ConfigDict:
     c.data.eval_examples = placeholder(int)  # Evaluate on the first N held-out examples (None: all).
     c.data.image_size = placeholder(int)  # Resize to this size (None: the dataset's own).
     c.data.pixel_threshold = 128  # Dense heads: pixels at least this bright (0-255) are their image's class, else background.
+    # Dense heads on a segmentation dataset (e.g. ADE20k, TFDS scene_parse150): the feature holding
+    # each image's label mask (its first channel; resized with the image, nearest neighbour), read
+    # instead of deriving labels from data.pixel_threshold. Pixel class = stored value +
+    # mask_offset; values outside 0..mask_classes-1 are ignored (ADE20k: offset -1 drops "other").
+    c.data.mask_feature = placeholder(str)
+    c.data.mask_classes = 0
+    c.data.mask_offset = 0
     c.data.random_shift = 0  # Training augmentation: random translation by up to this many pixels.
     c.data.interpolation = "bilinear"  # bilinear | bicubic (the reference recipes): every resize and crop.
     # Evaluation view: None squashes to the input size; a ratio resizes the shorter side to

@@ -60,7 +60,7 @@ class Program:
     config: object
     image_size: int
     channels: int
-    num_classes: int
+    num_classes: int  # The head's outputs: image classes, or pixel classes with a dense head (segmentation.head_classes).
     total_steps: int
     warmup_steps: int
     mesh: jax.sharding.Mesh
@@ -136,10 +136,14 @@ class Program:
         return self._abstract(state, self.state_sharding)
 
     # ------------------------------------------------------------- the steps (pure functions)
-    def _loss(self, params, frozen, images, targets, key):
+    def _loss(self, params, frozen, images, targets, weights, key):
+        """Mean cross-entropy; with `weights` (0 for ignored pixels) the mean over the weighted targets."""
         with partitioning.activation_rules(self.mesh, self.rules):
             logits = nnx.merge(self.graphdef, params, frozen)(images, key)
-        return optax.softmax_cross_entropy(logits, targets).mean()
+        ce = optax.softmax_cross_entropy(logits, targets)
+        if weights is None:
+            return ce.mean()
+        return (ce * weights).sum() / jnp.maximum(weights.sum(), 1.0)
 
     @property
     def dense(self) -> bool:
@@ -147,28 +151,30 @@ class Program:
         return dense_heads.is_dense(self.config.model.head)
 
     def _pixel_labels(self, batch):
+        """(B, H, W) pixel classes: the dataset's masks when it has them, else derived from the digits."""
+        if "pixels" in batch:
+            return batch["pixels"]
         return segmentation.pixel_labels(batch["image"], batch["label"], self.config.data.pixel_threshold)
 
     def _inputs(self, batch, key):
-        """Images and (smoothed, possibly mixed) soft targets; erasing and Mixup/CutMix when configured.
+        """Images, (smoothed, possibly mixed) soft targets, and target weights (None: all count).
 
-        With a dense head the targets are per pixel, (B, H, W, pixel classes); batch augmentations
-        that mix labels are refused for it by config validation."""
-        if self.dense:
-            hard, classes = self._pixel_labels(batch), segmentation.pixel_classes(self.num_classes)
-        else:
-            hard, classes = batch["label"], self.num_classes
-        targets = optax.smooth_labels(jax.nn.one_hot(hard, classes), self.config.train.label_smoothing)
+        Erasing and Mixup/CutMix when configured. With a dense head the targets are per pixel,
+        (B, H, W, classes), and pixels labelled IGNORE get weight 0; batch augmentations that mix
+        labels are refused for it by config validation."""
+        hard = self._pixel_labels(batch) if self.dense else batch["label"]
+        targets = optax.smooth_labels(jax.nn.one_hot(hard, self.num_classes), self.config.train.label_smoothing)
+        weights = (hard != segmentation.IGNORE).astype(jnp.float32) if "pixels" in batch else None
         if not augment_batch.is_active(self.config.augment):
-            return batch["image"], targets
-        return augment_batch.apply(normalize(batch["image"]), targets, key, self.config.augment)
+            return batch["image"], targets, weights
+        return *augment_batch.apply(normalize(batch["image"]), targets, key, self.config.augment), weights
 
     def _train_step(self, state, frozen, batch):
         # Per-step randomness from the step number: a resumed run draws the same drop-path masks
         # and the same batch augmentation (its key is folded off the model's).
         key = step_key(state["seed"], state["step"])
-        images, targets = self._inputs(batch, augment_key(key))
-        loss, grads = jax.value_and_grad(self._loss)(state["params"], frozen, images, targets, key)
+        images, targets, weights = self._inputs(batch, augment_key(key))
+        loss, grads = jax.value_and_grad(self._loss)(state["params"], frozen, images, targets, weights, key)
         updates, opt = self.tx.update(grads, state["opt"], state["params"])
         lr = self.lr(state["step"], state["end"])
         updates = jax.tree.map(lambda u: (u * lr).astype(u.dtype), updates)
@@ -189,6 +195,8 @@ class Program:
         mask = batch["mask"]
         truth = self._pixel_labels(batch) if self.dense else batch["label"]
         weight = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (truth.ndim - 1)), truth.shape)
+        weight = weight * (truth != segmentation.IGNORE)  # Unlabelled pixels count nowhere.
+        truth = jnp.maximum(truth, 0)  # A valid index for the ignored ones (their weight is 0).
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, truth)  # No smoothing.
         predicted = jnp.argmax(logits, -1)
         out = {"loss_sum": (ce * weight).sum(), "correct": ((predicted == truth) * weight).sum(),
@@ -203,6 +211,8 @@ class Program:
         data = partitioning.batch_sharding(self.mesh)
         spec = {"image": jax.ShapeDtypeStruct((batch_size, s, s, ch), jnp.uint8, sharding=data),
                 "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=data)}
+        if self.config.data.mask_feature:
+            spec["pixels"] = jax.ShapeDtypeStruct((batch_size, s, s), jnp.int32, sharding=data)
         if with_mask:
             spec["mask"] = jax.ShapeDtypeStruct((batch_size,), jnp.float32, sharding=data)
         return spec

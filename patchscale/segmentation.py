@@ -1,6 +1,11 @@
-"""The per-pixel task derived from a classification dataset, and its metrics (per-pixel loss, pixel accuracy, mIoU).
+"""Per-pixel tasks for the dense heads, and their metrics (per-pixel loss, pixel accuracy, mIoU).
 
-Labels (used with a dense head, `model.head=dense_*`): a pixel whose intensity in the input
+Two sources of labels (used with a dense head, `model.head=dense_*`):
+
+* A segmentation dataset's masks (`data.mask_feature`, e.g. ADE20k): read on the host, resized
+  with the image by nearest neighbour; class = stored value + `data.mask_offset`, and values
+  outside 0..`data.mask_classes`-1 become IGNORE, left out of the loss and of every metric.
+* Derived from a classification dataset otherwise: a pixel whose intensity in the input
 view (after resizing; the mean over channels) is at least `data.pixel_threshold` (0–255) is
 foreground and takes its image's class + 1; every other pixel is background, class 0. On MNIST
 (threshold 128) this is each digit's stroke labelled with the digit: 11 classes, computed on
@@ -18,9 +23,27 @@ import jax.numpy as jnp
 import numpy as np
 
 
+IGNORE = -1  # The pixel label of unlabelled pixels (ADE20k's "other").
+
+
 def pixel_classes(num_classes: int) -> int:
     """Background plus one class per image class."""
     return num_classes + 1
+
+
+def head_classes(config, dataset_classes: int) -> int:
+    """How many logits the model's head gives: the image classes, or per pixel the mask's or derived classes."""
+    from patchscale.models import dense_heads
+
+    if not dense_heads.is_dense(config.model.head):
+        return dataset_classes
+    return config.data.mask_classes if config.data.mask_feature else pixel_classes(dataset_classes)
+
+
+def mask_labels(mask: np.ndarray, offset: int, classes: int) -> np.ndarray:
+    """A stored uint8 (H, W) mask → int32 pixel classes, IGNORE where the class is out of range."""
+    labels = mask.astype(np.int32) + offset
+    return np.where((labels >= 0) & (labels < classes), labels, IGNORE).astype(np.int32)
 
 
 def pixel_labels(images: jax.Array, labels: jax.Array, threshold: int) -> jax.Array:

@@ -299,13 +299,14 @@ def estimate_remaining(durations: list[float], costs: list[float]) -> float | No
 
 
 def _shape_facts(config):
-    """(image size, channels, classes, training steps) of a run, from dataset metadata only."""
+    """(image size, channels, head classes, training steps) of a run, from dataset metadata only."""
+    from patchscale import segmentation
     from patchscale.data import datasets
     from patchscale.program import total_steps
 
-    info = datasets.describe(config.data.name, config.data.data_dir)
+    info = datasets.describe(config.data.name, config.data.data_dir, config.data.mask_feature)
     train_examples = config.data.train_examples or info.splits.get(config.data.train_split, 0)
-    return (config.data.image_size or info.image_size, info.channels, info.num_classes,
+    return (config.data.image_size or info.image_size, info.channels, segmentation.head_classes(config, info.num_classes),
             total_steps(config.train, train_examples))
 
 

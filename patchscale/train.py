@@ -30,7 +30,8 @@ class Trainer:
         self.config = config
         self.workdir = epath.Path(workdir)
         d, t = config.data, config.train
-        self.info = datasets.describe(d.name, d.data_dir)
+        self.info = datasets.describe(d.name, d.data_dir, d.mask_feature)
+        self.num_classes = segmentation.head_classes(config, self.info.num_classes)  # The head's outputs.
         self.image_size = d.image_size or self.info.image_size
         self.is_main = jax.process_index() == 0
         self.events = None  # events.EventLog of process 0, opened when the run starts or resumes.
@@ -43,7 +44,7 @@ class Trainer:
         self.total_steps = total_steps(t, self.num_train)
         self.branches = optimizer.cooldown_branches(t, self.total_steps)  # Branch start → its last step.
         self.warmup_steps = warmup_steps(t, self.num_train)
-        self.program = Program(config, self.image_size, self.info.channels, self.info.num_classes,
+        self.program = Program(config, self.image_size, self.info.channels, self.num_classes,
                                self.total_steps, self.warmup_steps, partitioning.make_mesh(config.mesh),
                                workdir=str(self.workdir))
         self.mesh = self.program.mesh
@@ -249,7 +250,7 @@ class Trainer:
 
     def _train_flops_per_image(self) -> float:
         return flops.train_flops_per_image(self.config.model, self.image_size, self.info.channels,
-                                           self.info.num_classes)
+                                           self.num_classes)
 
     def _budgets(self, eval_metrics) -> list[dict]:
         """Every budget's evaluation: the cooldown branches' records, then the whole run."""
@@ -294,7 +295,7 @@ class Trainer:
 
     def _summary(self, state, eval_metrics, wall_start, compile_seconds) -> dict:
         m = self.config.model
-        args = (m, self.image_size, self.info.channels, self.info.num_classes)
+        args = (m, self.image_size, self.info.channels, self.num_classes)
         device = jax.devices()[0]
         return {
             **eval_metrics,

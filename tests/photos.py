@@ -55,3 +55,44 @@ def write(data_dir: str, size: tuple[int, int] | None = None, scale: float | Non
         file_format="array_record", disable_shuffling=True,
         description="Sample photographs from scikit-image, one class each.")
     return data_dir
+
+
+SCENES = "patchscale_scenes"
+SCENE_CLASSES = 3  # Stored mask values 1..3; 0 is "other" (unlabelled), as in ADE20k.
+
+
+def scene_mask(photo: np.ndarray) -> np.ndarray:
+    """The stored (H, W, 3) uint8 mask of a photo: 1 + its brightness tercile, 0 on the top eighth.
+
+    Stored as RGB with the class repeated, as TFDS scene_parse150 stores ADE20k's annotations.
+    """
+    gray = photo.astype(np.float32).mean(axis=-1)
+    mask = 1 + np.digitize(gray, [85.0, 170.0]).astype(np.uint8)
+    mask[: photo.shape[0] // 8] = 0
+    return np.repeat(mask[..., None], 3, axis=-1)
+
+
+def write_scenes(data_dir: str, scale: float = 0.125) -> str:
+    """A tiny segmentation dataset shaped like scene_parse150: "image" and "annotation", no label."""
+    import pathlib
+
+    import tensorflow_datasets as tfds
+
+    if (pathlib.Path(data_dir) / SCENES).exists():
+        return data_dir
+    images = load_photos(scale=scale)
+    features = tfds.features.FeaturesDict({
+        "image": tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8, encoding="zlib"),
+        "annotation": tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8, encoding="zlib"),
+    })
+
+    def examples(copies: int):
+        for i in range(copies * len(images)):
+            yield i, {"image": images[i % len(images)], "annotation": scene_mask(images[i % len(images)])}
+
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name=SCENES, version="1.0.0", features=features, data_dir=data_dir,
+        split_datasets={"train": examples(TRAIN_COPIES), "test": examples(1)},
+        file_format="array_record", disable_shuffling=True,
+        description="Sample photographs from scikit-image with brightness-tercile masks.")
+    return data_dir

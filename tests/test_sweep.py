@@ -163,7 +163,7 @@ def test_flags_and_overrides_mix_but_stray_arguments_fail(capsys):
 
 @pytest.mark.parametrize("name, runs", [("paper_deit_b_64", 5), ("paper_adventurer_b", 15),
                                         ("paper_model_scaling", 40), ("paper_extend", 7),
-                                        ("paper_input_size", 3), ("paper_s2", 4)])
+                                        ("paper_input_size", 3), ("paper_s2", 4), ("paper_dense", 9)])
 def test_paper_configs_validate(name, runs):
     from tests.conftest import REPO
 
@@ -179,6 +179,23 @@ def test_paper_config_dry_runs(tmp_path, capsys):
                    "--results", tmp_path / "r")
     assert done.returncode == 0, done.stderr
     assert "attention-B-p1-s0" in done.stdout and "4097" in done.stdout and "projected cost" in done.stdout
+
+
+def test_the_ade20k_stage_fine_tunes_each_classifier_with_the_reference_segmentation_recipe():
+    from tests.conftest import REPO
+
+    points = sweep.expand(str(REPO / "experiments" / "paper_dense.py"))
+    by_name = {p.name: p for p in points}
+    segmenters = [p for p in points if p.config.model.head != "classify"]
+    assert len(segmenters) == 6
+    for point in segmenters:
+        c = point.config
+        source = by_name[c.train.init_from[1:]].config
+        assert source.model.head == "classify" and source.model.patch_size == c.model.patch_size
+        assert (c.data.name, c.data.mask_feature, c.data.mask_classes, c.data.mask_offset) == \
+            ("scene_parse150", "annotation", 150, -1)
+        assert (c.train.learning_rate, c.train.weight_decay, c.train.batch_size, c.train.steps) == \
+            (5e-5, 0.01, 16, 160_000)
 
 
 def test_paper_configs_carry_the_reference_recipes():

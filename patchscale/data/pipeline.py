@@ -25,6 +25,7 @@ import jax
 import numpy as np
 from PIL import Image
 
+from patchscale import segmentation
 from patchscale.data import augment, datasets
 from patchscale.errors import UserError
 
@@ -46,7 +47,7 @@ def _resize(image: np.ndarray, size: int, interpolation: str = "bilinear", crop_
         target = (scaled, round(scaled * h / w)) if w <= h else (round(scaled * w / h), scaled)  # (W, H)
         left, top = (target[0] - size) // 2, (target[1] - size) // 2
         box = (left, top, left + size, top + size)
-    resample = augment.INTERPOLATIONS[interpolation]
+    resample = Image.Resampling.NEAREST if interpolation == "nearest" else augment.INTERPOLATIONS[interpolation]
     channels = []
     for c in range(image.shape[-1]):
         plane = Image.fromarray(image[..., c]).resize(target, resample)
@@ -56,18 +57,41 @@ def _resize(image: np.ndarray, size: int, interpolation: str = "bilinear", crop_
 
 @dataclasses.dataclass(frozen=True)
 class Preprocess:
-    """Example → (uint8 image of the model's input size, int32 label). Normalisation runs on device."""
+    """Example → (uint8 image of the model's input size, int32 label). Normalisation runs on device.
+
+    With `mask_feature` (a segmentation dataset) the example's mask is resized with the same
+    geometry by nearest neighbour into int32 "pixels" (segmentation.mask_labels), and the label
+    is 0 (such datasets have no image class).
+    """
 
     image_size: int
     interpolation: str = "bilinear"
     crop_ratio: float | None = None
+    mask_feature: str | None = None
+    mask_offset: int = 0
+    mask_classes: int = 0
 
     def __call__(self, example):
         image = np.asarray(example["image"], np.uint8)
         if image.ndim == 2:
             image = image[..., None]
-        return {"image": _resize(image, self.image_size, self.interpolation, self.crop_ratio),
-                "label": np.int32(example["label"])}
+        out = {"image": _resize(image, self.image_size, self.interpolation, self.crop_ratio)}
+        if self.mask_feature is None:
+            return {**out, "label": np.int32(example["label"])}
+        mask = np.asarray(example[self.mask_feature], np.uint8)
+        if mask.shape[:2] != image.shape[:2]:
+            raise UserError(f"data.mask_feature={self.mask_feature!r}: a mask of shape {mask.shape[:2]} belongs to"
+                            f" an image of shape {image.shape[:2]}")
+        plane = mask.reshape(mask.shape[:2] + (-1,))[..., :1]  # Masks stored as RGB repeat the class.
+        resized = _resize(plane, self.image_size, "nearest", self.crop_ratio)[..., 0]
+        return {**out, "label": np.int32(0),
+                "pixels": segmentation.mask_labels(resized, self.mask_offset, self.mask_classes)}
+
+
+def preprocess_for(data_config, image_size: int, crop_ratio: float | None = None) -> Preprocess:
+    """The Preprocess of a data config (its interpolation and, for segmentation, its mask)."""
+    d = data_config
+    return Preprocess(image_size, d.interpolation, crop_ratio, d.mask_feature, d.mask_offset, d.mask_classes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,14 +126,14 @@ def _subset(source, limit: int | None) -> grain.MapDataset:
 class ArraySource:
     """A random-access source over preprocessed arrays (what grain's MapDataset.source needs)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
-        self.images, self.labels = images, labels
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = arrays
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.arrays["label"])
 
     def __getitem__(self, index):
-        return {"image": self.images[index], "label": self.labels[index]}
+        return {k: v[index] for k, v in self.arrays.items()}
 
 
 @functools.cache
@@ -117,9 +141,10 @@ def _cached_split(name: str, split: str, data_dir: str | None, limit: int | None
                   preprocess: Preprocess) -> ArraySource:
     source = _subset(datasets.open_split(name, split, data_dir), limit)
     rows = [preprocess(source[i]) for i in range(len(source))]
-    images = np.stack([r["image"] for r in rows])
-    images.setflags(write=False)
-    return ArraySource(images, np.asarray([r["label"] for r in rows], np.int32))
+    arrays = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    for array in arrays.values():
+        array.setflags(write=False)
+    return ArraySource(arrays)
 
 
 def _source(data_config, split: str, limit: int | None, preprocess: Preprocess | None):
@@ -155,7 +180,7 @@ def train_iterator(data_config, image_size: int, global_batch: int, steps: int, 
     """
     augmenting = augment_config is not None and augment.is_active(augment_config)
     repeats = augment_config.repeats if augment_config is not None else 1
-    preprocess = None if augmenting else Preprocess(image_size, data_config.interpolation)
+    preprocess = None if augmenting else preprocess_for(data_config, image_size)
     ds, needs_preprocess = _source(data_config, data_config.train_split, data_config.train_examples, preprocess)
     epochs = math.ceil(steps * global_batch / len(ds) / repeats)
     host_batch = global_batch // jax.process_count()
@@ -182,7 +207,7 @@ class EvalSplit:
 
     def __post_init__(self):
         d = self.data_config
-        preprocess = Preprocess(self.image_size, d.interpolation, d.eval_crop_ratio)
+        preprocess = preprocess_for(d, self.image_size, d.eval_crop_ratio)
         source, needs_preprocess = _source(d, self.split, d.eval_examples, preprocess)
         object.__setattr__(self, "_source", source)
         object.__setattr__(self, "_preprocess", preprocess if needs_preprocess else (lambda x: x))

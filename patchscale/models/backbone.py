@@ -31,7 +31,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from patchscale import segmentation
 from patchscale.models import dense_heads, multiscale, sizes
 from patchscale.models.channel import CHANNEL_MIXERS
 from patchscale.models.initializers import trunc_normal_02
@@ -188,9 +187,9 @@ class VisionBackbone(nnx.Module):
         self.apply_block = (nnx.remat(_apply_block, policy=self.remat_policy) if self.remat and self.blocks is not None
                             else _apply_block)
         self.dense = dense_heads.is_dense(model_config.head)
-        if self.dense:  # Per-pixel logits over background + the image classes (segmentation.py).
+        if self.dense:  # Per-pixel logits over the pixel classes (segmentation.head_classes).
             self.head = dense_heads.build(model_config.head, shape.width, model_config.patch_size,
-                                          segmentation.pixel_classes(num_classes), model_config.decoder_width,
+                                          num_classes, model_config.decoder_width,
                                           dtype=dtype, rngs=rngs)
         else:
             self.head = nnx.Linear(shape.width * max(1, len(self.s2_scales)), num_classes, dtype=dtype,

@@ -7,7 +7,6 @@ L·(24·N·D² + 4·N²·D) + … at M = 4D. Each token mixer and channel mixer 
 
 from __future__ import annotations
 
-from patchscale import segmentation
 from patchscale.models import baselines, dense_heads, multiscale, sizes
 from patchscale.models.channel import CHANNEL_MIXERS
 from patchscale.models.mixers import registry
@@ -43,7 +42,7 @@ def forward_flops_per_image(model_config, image_size: int, channels: int, num_cl
     tiles = sum(s * s for s in model_config.s2_scales or (1,))  # S²: every scale's tiles through the backbone.
     if dense_heads.is_dense(model_config.head):
         head = dense_heads.flops_per_image(model_config.head, shape.width, model_config.patch_size,
-                                           segmentation.pixel_classes(num_classes), model_config.decoder_width, base)
+                                           num_classes, model_config.decoder_width, base)
     else:
         head = 2.0 * shape.width * max(1, len(model_config.s2_scales)) * num_classes
     return tiles * (shape.depth * (mixer + channel) + patch_embed + extended) + head
