@@ -31,6 +31,24 @@ def load_photos(size: tuple[int, int] | None = None, scale: float | None = None)
     return images
 
 
+def _store(name: str, data_dir: str, features: dict, example, description: str) -> str:
+    """Write a TFDS dataset whose train split holds each photo TRAIN_COPIES times, test once."""
+    import tensorflow_datasets as tfds
+
+    count = len(PHOTOS)
+
+    def examples(copies: int):
+        for i in range(copies * count):
+            yield i, example(i % count)
+
+    image = tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8, encoding="zlib")
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name=name, version="1.0.0", features=tfds.features.FeaturesDict({"image": image, **features}),
+        data_dir=data_dir, split_datasets={"train": examples(TRAIN_COPIES), "test": examples(1)},
+        file_format="array_record", disable_shuffling=True, description=description)
+    return data_dir
+
+
 def write(data_dir: str, size: tuple[int, int] | None = None, scale: float | None = None) -> str:
     """Write the dataset under `data_dir` (once); returns `data_dir`. `size` or `scale` resizes every photo."""
     import pathlib
@@ -40,21 +58,8 @@ def write(data_dir: str, size: tuple[int, int] | None = None, scale: float | Non
     if (pathlib.Path(data_dir) / NAME).exists():
         return data_dir
     photos = load_photos(size, scale)
-    features = tfds.features.FeaturesDict({
-        "image": tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8, encoding="zlib"),
-        "label": tfds.features.ClassLabel(num_classes=len(photos)),
-    })
-
-    def examples(copies: int):
-        for i in range(copies * len(photos)):
-            yield i, {"image": photos[i % len(photos)], "label": i % len(photos)}
-
-    tfds.dataset_builders.store_as_tfds_dataset(
-        name=NAME, version="1.0.0", features=features, data_dir=data_dir,
-        split_datasets={"train": examples(TRAIN_COPIES), "test": examples(1)},
-        file_format="array_record", disable_shuffling=True,
-        description="Sample photographs from scikit-image, one class each.")
-    return data_dir
+    return _store(NAME, data_dir, {"label": tfds.features.ClassLabel(num_classes=len(photos))},
+                  lambda i: {"image": photos[i], "label": i}, "Sample photographs from scikit-image, one class each.")
 
 
 SCENES = "patchscale_scenes"
@@ -80,19 +85,8 @@ def write_scenes(data_dir: str, scale: float = 0.125) -> str:
 
     if (pathlib.Path(data_dir) / SCENES).exists():
         return data_dir
-    images = load_photos(scale=scale)
-    features = tfds.features.FeaturesDict({
-        "image": tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8, encoding="zlib"),
-        "annotation": tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8, encoding="zlib"),
-    })
-
-    def examples(copies: int):
-        for i in range(copies * len(images)):
-            yield i, {"image": images[i % len(images)], "annotation": scene_mask(images[i % len(images)])}
-
-    tfds.dataset_builders.store_as_tfds_dataset(
-        name=SCENES, version="1.0.0", features=features, data_dir=data_dir,
-        split_datasets={"train": examples(TRAIN_COPIES), "test": examples(1)},
-        file_format="array_record", disable_shuffling=True,
-        description="Sample photographs from scikit-image with brightness-tercile masks.")
-    return data_dir
+    photos = load_photos(scale=scale)
+    mask = tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8, encoding="zlib")
+    return _store(SCENES, data_dir, {"annotation": mask},
+                  lambda i: {"image": photos[i], "annotation": scene_mask(photos[i])},
+                  "Sample photographs from scikit-image with brightness-tercile masks.")
