@@ -34,6 +34,11 @@ def cmd_sweep(args) -> int:
     from patchscale import compile_cache, distributed, results, sweep
     from patchscale import config as config_lib
 
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers}: expected at least 1")
+    if args.workers > 1 and (args.distributed or args.coordinator):
+        raise UserError("--workers runs several single-process runs on this machine; it does not combine with"
+                        " --distributed or --coordinator")
     distributed.initialize(args)
     compile_cache.enable()
     index, count = sweep.parse_shard(args.shard)
@@ -41,13 +46,24 @@ def cmd_sweep(args) -> int:
     experiment = config_lib.experiment_name(args.config)
     results_dir = args.results or str(pathlib.Path("results") / experiment)
     points = sweep.keep_existing_names(points, results_dir)
-    mine = sweep.shard(points, index, count)
+    mine = _only(sweep.shard(points, index, count), args.only)
     print(f"[sweep] {args.config}: {len(points)} runs" + (f", shard {index}/{count}: {len(mine)}" if count > 1 else "")
           + f" → {results_dir}/runs/", flush=True)
     if args.dry_run:
         return _print_dry_run(mine, not args.no_compile, args.rate_tflops)
     sweep.write_manifest(results_dir, experiment, points)
-    outcome = sweep.run(mine, results_dir, experiment, retry_failed=args.retry_failed)
+    if args.workers > 1:
+        import jax
+
+        from patchscale import workers
+
+        if jax.default_backend() != "cpu":
+            raise UserError(f"--workers pins runs to CPU cores; on {jax.default_backend()} devices run one sweep"
+                            " (or one --shard) per device instead")
+        outcome = workers.run(mine, results_dir, _child_command(args, results_dir), args.workers,
+                              retry_failed=args.retry_failed)
+    else:
+        outcome = sweep.run(mine, results_dir, experiment, retry_failed=args.retry_failed)
     pending = [p.name for p in points if results.status(f"{results_dir}/{results.RUNS}/{p.name}") not in
                ("finished", "failed")]
     import jax
@@ -59,6 +75,25 @@ def cmd_sweep(args) -> int:
     else:
         _analyse(results_dir)
     return 1 if "failed" in outcome.values() else 0
+
+
+def _only(points, names: str | None):
+    """The points named in `--only` (comma-separated run names), in sweep order."""
+    if names is None:
+        return points
+    wanted = [n for n in names.split(",") if n]
+    unknown = sorted(set(wanted) - {p.name for p in points})
+    if unknown or not wanted:
+        raise UserError(f"--only {names!r}: no run named {', '.join(unknown) or '(empty)'} in this sweep"
+                        " (`patchscale sweep FILE --dry-run --no-compile` lists the names)")
+    return [p for p in points if p.name in wanted]
+
+
+def _child_command(args, results_dir: str) -> list[str]:
+    """The command line of one run of a `--workers` sweep, without its `--only NAME`."""
+    command = [sys.executable, "-m", "patchscale.cli", "sweep", args.config, *args.overrides,
+               "--results", results_dir, "--no-analysis"]
+    return command + (["--retry-failed"] if args.retry_failed else [])
 
 
 def _analyse(results_dir: str) -> None:
@@ -213,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("overrides", nargs="*", help="config overrides key.path=value applied to every run")
     sweep.add_argument("--results", help="results directory (default results/<experiment>)")
     sweep.add_argument("--shard", help="run only shard I of N (I/N, 0-based), to split a sweep across machines")
+    sweep.add_argument("--only", help="run only these points (comma-separated run names)")
+    sweep.add_argument("--workers", type=int, default=1,
+                       help="runs trained at once on this machine, each pinned to its share of the CPU cores"
+                            " (small models on CPUs; docs/sweeps.md)")
     sweep.add_argument("--dry-run", action="store_true", help="print each run's size and cost; train nothing")
     sweep.add_argument("--no-compile", action="store_true", help="with --dry-run: skip the compiled memory estimate")
     sweep.add_argument("--rate-tflops", type=float, default=100.0,
@@ -289,7 +328,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    from patchscale import workers
+
     try:
+        workers.pin_from_environment()  # A run of a `--workers` sweep: its own cores, before jax starts.
         args = parse_args(argv)
         return args.run(args)
     except UserError as e:

@@ -1,0 +1,197 @@
+"""Several runs of a sweep at once on one machine (`patchscale sweep --workers N`).
+
+Small models leave cores idle: on this project's 2-core CPU two runs pinned one per core train
+1.2–1.55× as many images per second together as one run on both cores (the 16×16 study's
+models at p = 2 and 1; results/bench/workers_cpu.json), though each run alone takes longer. This module holds the queue; each point runs as its own
+`patchscale sweep … --only NAME` process pinned to its share of the CPU cores, so every run
+takes exactly the code path of a serial sweep (point.json, failed.json, checkpoints, resume).
+A stage whose source run (train.init_from) is still queued or running waits for it. Each run's
+output goes to <results>/logs/<name>.log; this process prints one line per start and end.
+
+A run that fails is recorded and the others go on; a user error (exit 2) or a preemption
+(exit 75) in any run stops the queue, and SIGTERM or Ctrl-C is passed on to the running runs,
+which checkpoint before they exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+from etils import epath
+
+from patchscale import results
+from patchscale.errors import Preempted, UserError
+from patchscale.progress import console, format_duration
+
+LOGS = "logs"
+POLL_S = 1.0
+CORES_ENV = "PATCHSCALE_CORES"  # The cores a worker's run is pinned to, e.g. "0,1".
+
+
+def pin_from_environment() -> None:
+    """Pin this process to the cores in PATCHSCALE_CORES (set by a `--workers` sweep for its runs).
+
+    The child does it itself, first thing: a parent that pinned it between fork and exec
+    (`preexec_fn`) would fork a process that already runs jax's threads.
+    """
+    value = os.environ.get(CORES_ENV)
+    if value and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {int(core) for core in value.split(",")})
+        except (ValueError, OSError) as e:
+            raise UserError(f"{CORES_ENV}={value!r}: cannot pin to these cores ({e})") from None
+
+
+def core_groups(workers: int) -> list[set[int] | None]:
+    """The CPU cores of each worker: this process's cores split into `workers` contiguous groups.
+
+    None per worker where the platform cannot pin (no os.sched_setaffinity): runs then share all cores.
+    """
+    if workers < 1:
+        raise UserError(f"--workers {workers}: expected at least 1")
+    if not hasattr(os, "sched_setaffinity"):
+        return [None] * workers
+    cores = sorted(os.sched_getaffinity(0))
+    if workers > len(cores):
+        raise UserError(f"--workers {workers}: this process may use only {len(cores)} CPU cores")
+    size, extra = divmod(len(cores), workers)
+    groups, start = [], 0
+    for k in range(workers):
+        end = start + size + (k < extra)
+        groups.append(set(cores[start:end]))
+        start = end
+    return groups
+
+
+def _describe(cores: set[int] | None) -> str:
+    return "all cores" if cores is None else "cores " + ",".join(map(str, sorted(cores)))
+
+
+class _Running:
+    """One child process: its point, cores, log file and start time."""
+
+    def __init__(self, point, command: list[str], cores: set[int] | None, log_path: epath.Path):
+        self.point, self.cores, self.started = point, cores, time.time()
+        self.log = open(os.fspath(log_path), "a")
+        env = {**os.environ, "PATCHSCALE_PROGRESS": "plain"}
+        if cores is not None:  # The child pins itself (pin_from_environment) before jax starts its threads.
+            env[CORES_ENV] = ",".join(map(str, sorted(cores)))
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+
+def run(points, results_dir, command_prefix: list[str], workers: int, *, retry_failed: bool = False
+        ) -> dict[str, str]:
+    """Run the unfinished `points` with up to `workers` processes at once; returns name → final status.
+
+    `command_prefix` is the child's command line without `--only NAME` (the same experiment,
+    overrides and results directory as this sweep, analysis off).
+    """
+    results_dir = epath.Path(results_dir)
+    groups = core_groups(workers)
+    outcome: dict[str, str] = {}
+    queue = []
+    for point in points:
+        state = results.status(results_dir / results.RUNS / point.name)
+        if state == "finished" or (state == "failed" and not retry_failed):
+            outcome[point.name] = state
+            console().log(f"[sweep] {point.name}: {state}, skipped", flush=True)
+        else:
+            queue.append(point)
+    (results_dir / LOGS).mkdir(parents=True, exist_ok=True)
+    running: dict[int, _Running] = {}  # Worker index → its run.
+    total, started = len(queue), 0
+    previous = signal.signal(signal.SIGTERM, _raise_preempted)
+    try:
+        while queue or running:
+            for index, child in list(running.items()):
+                code = child.process.poll()
+                if code is not None:
+                    del running[index]
+                    child.log.close()
+                    outcome[child.point.name] = _finished(child, code, results_dir)
+            queued = {p.name for p in queue} | {c.point.name for c in running.values()}
+            for point in list(queue):
+                source = _source(point)
+                if source is not None and source in queued:
+                    continue  # Its source stage has not finished yet.
+                if source is not None and results.status(results_dir / results.RUNS / source) != "finished":
+                    queue.remove(point)
+                    outcome[point.name] = "waiting"
+                    console().log(f"[sweep] {point.name}: waits for {source} (its train.init_from), which has"
+                                  " not finished; run the sweep again once it has", flush=True)
+                    continue
+                free = [k for k in range(workers) if k not in running]
+                if not free:
+                    break
+                queue.remove(point)
+                started += 1
+                log_path = results_dir / LOGS / f"{point.name}.log"
+                running[free[0]] = _Running(point, [*command_prefix, "--only", point.name], groups[free[0]],
+                                            log_path)
+                console().log(f"[sweep] run {started}/{total}: {point.name} on {_describe(groups[free[0]])}"
+                              f" (output: {log_path})", flush=True)
+            if running:
+                time.sleep(POLL_S)
+            elif queue:  # Everything left waits for a source that is neither running nor queued.
+                for point in queue:
+                    outcome[point.name] = "waiting"
+                queue.clear()
+    except (Preempted, KeyboardInterrupt, UserError):
+        _stop(running)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    done = sum(s == "finished" for s in outcome.values())
+    console().log(f"[sweep] {done}/{len(points)} runs finished, {sum(s == 'failed' for s in outcome.values())}"
+                  " failed", flush=True)
+    return outcome
+
+
+def _source(point) -> str | None:
+    value = point.config.train.init_from
+    return value[1:] if isinstance(value, str) and value.startswith("@") else None
+
+
+def _raise_preempted(signum, frame):
+    raise Preempted("SIGTERM: the running runs were told to checkpoint and stop; rerun the sweep to resume")
+
+
+def _finished(child: _Running, code: int, results_dir: epath.Path) -> str:
+    """Report one child's end; a user error or a preemption stops the whole queue."""
+    name = child.point.name
+    took = format_duration(time.time() - child.started)
+    if code == 2:
+        raise UserError(f"{name}: {_last_line(results_dir / LOGS / f'{name}.log')}")
+    if code == Preempted.EXIT_CODE:
+        raise Preempted(f"{name} was preempted (checkpoint saved); rerun the sweep to resume")
+    state = results.status(results_dir / results.RUNS / name)
+    if code == 0 and state == "finished":
+        summary = results.read_json(results_dir / results.RUNS / name / results.SUMMARY) or {}
+        loss = summary.get("test_loss")
+        console().log(f"[sweep] {name}: finished in {took}" + (f", test loss {loss:.4f}" if loss is not None else ""),
+                      flush=True)
+        return "finished"
+    console().log(f"[sweep] {name}: failed after {took} (exit code {code}); see {results_dir / LOGS / f'{name}.log'}",
+                  flush=True)
+    return "failed"
+
+
+def _last_line(path: epath.Path) -> str:
+    lines = [line for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return lines[-1].removeprefix("patchscale: error: ") if lines else "the run exited with a user error"
+
+
+def _stop(running: dict[int, _Running]) -> None:
+    """SIGTERM every running child (each checkpoints and exits) and wait for them."""
+    for child in running.values():
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    for child in running.values():
+        try:
+            child.process.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+        child.log.close()
