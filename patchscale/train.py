@@ -102,6 +102,8 @@ class Trainer:
 
             with preemption.PreemptionWatch(ckpt) as watch:
                 state, eval_metrics = self._loop(state, start, data, ckpt, watch)
+                # A SIGTERM during the last step or its evaluation finished the run; it still stops a sweep.
+                late_sigterm = watch.requested(self.total_steps)
             if eval_metrics is None:  # Resumed after the last step's checkpoint: evaluate once more.
                 eval_metrics = self.evaluate(state["params"])
             if "ema" in state:  # The reference reports the raw model; the EMA's numbers come alongside.
@@ -118,6 +120,9 @@ class Trainer:
         console().log(f"patchscale: done: test loss {summary['test_loss']:.4f}, test accuracy"
               f" {summary['test_accuracy']:.4f} on {summary['test_examples']} examples,"
               f" wall time {format_duration(summary['wall_time_s'])}", flush=True)
+        if late_sigterm:
+            raise Preempted(f"SIGTERM during the last step of {self.workdir}: the run finished (summary written);"
+                            " stopping")
         return summary
 
     def _resume_facts(self, start: int) -> tuple[set[int], bool]:

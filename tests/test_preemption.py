@@ -87,3 +87,23 @@ def get_sweep():
     assert not (second / "failed.json").exists() and not (second / "summary.json").exists()
     assert (first / "summary.json").read_text() == finished
     assert list((second / "checkpoints").iterdir())  # The interrupted run keeps its progress.
+
+
+def test_a_sigterm_during_the_last_evaluation_finishes_the_run_and_still_stops(tmp_path, mnist_dir, capsys,
+                                                                                monkeypatch):
+    """A sweep must stop on a SIGTERM that lands after the last step's check (the final evaluation)."""
+    from patchscale import train
+    from tests.conftest import run_in_process
+
+    evaluate = train.Trainer.evaluate
+
+    def evaluate_then_signal(self, params):
+        os.kill(os.getpid(), signal.SIGTERM)  # Lands in the final evaluation, after every step's check.
+        return evaluate(self, params)
+
+    monkeypatch.setattr(train.Trainer, "evaluate", evaluate_then_signal)
+    run_dir = tmp_path / "run"
+    done = run_in_process(capsys, "train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir, **{"train.steps": 4}),
+                          "--workdir", run_dir)
+    assert done.returncode == PREEMPTED and "the run finished (summary written)" in done.stderr
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 4
