@@ -12,7 +12,8 @@ pooling so that S² can pool its merged grids), spend about 4× the training FLO
   concatenated (5× the tokens, no new backbone parameters). It sees 16×16 pixels, which is
   part of what S² buys; the plain model at 16×16 and p = 4 (16 tokens) is in the sweep too.
 
-`patchscale compute DIR` puts the runs on one loss-vs-FLOPs axis. Cost here: about 1 hour
+Each way is its own group; `patchscale plot DIR` draws them on shared axes of training FLOPs
+and parameters (groups_vs_compute.png) and `patchscale fit DIR` lists every cell by FLOPs. Cost here: about 1 hour
 (15 runs at 4–20 tokens, 3 seeds) plus 6 baseline runs. NOT RUN yet.
 """
 

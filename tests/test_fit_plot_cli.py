@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from patchscale.errors import UserError
-from patchscale.scaling import collect, compute, plots, report
+from patchscale.scaling import across_groups, collect, compute, plots, report
 from tests.conftest import run_in_process
 
 
@@ -82,6 +82,25 @@ def test_groups_are_compared_only_at_token_counts_two_of_them_reach():
     assert report.by_tokens({"scale": fits["scale"]}) == []
 
 
+def test_every_cell_of_every_group_meets_on_one_axis_of_training_flops(tmp_path):
+    mean = lambda m: {"mean": m, "lo": m - 0.01, "hi": m + 0.01}  # noqa: E731
+    fits = {"wide": {"flops": {"8": 4e9}, "params": {"8": 40_000}, "means": {"8": mean(0.30)}},
+            "narrow": {"flops": {"8": 1e9, "4": 3e9}, "params": {"8": 10_000, "4": 10_000},
+                       "means": {"8": mean(0.40), "4": mean(0.25)}}}
+    lines = report.by_flops(fits)
+    assert [line.split()[3] for line in lines[2:]] == ["p=8:", "p=4:", "p=8:"]  # Cheapest first …
+    assert lines[2].split()[2] == "narrow" and lines[4].split()[2] == "wide"  # … across groups.
+    assert lines[3].split()[:2] == ["3e+09", "10,000"] and lines[3].endswith("0.25 [0.24, 0.26]")
+    assert report.by_flops({"wide": fits["wide"]}) == []  # One group: nothing to compare.
+    # From runs: with early stopping the FLOPs are those of the budget each run stands for.
+    root = make_results(tmp_path / "demo", mixers=("attention",), patches=(8, 4), seeds=(0, 1), baseline=False)
+    _overfit_last_budget(root)  # Early stopping now picks the middle budget, 50,000 images.
+    runs, _ = collect.select(collect.load(root)[0], "best_val")
+    cells = across_groups.cells(collect.groups(runs)["attention-pico-r32"], "test_loss")
+    assert [c["patch_size"] for c in cells] == [8, 4]
+    assert cells[1]["train_flops"] == 1e7 * 65 * 50_000 and cells[1]["metric"]["n"] == 2
+
+
 def test_fit_the_test_error(tmp_path, capsys):
     root = make_results(tmp_path / "demo")
     done = run_in_process(capsys, "fit", root, "--metric", "error")
@@ -110,7 +129,8 @@ def test_an_error_of_exactly_zero_is_a_clear_message_not_a_crash(tmp_path, capsy
 def test_plot_regenerates_every_figure_from_stored_results(tmp_path):
     root = make_results(tmp_path / "demo")
     written = plots.plot_results(root)
-    for name in ("loss_vs_patch", "accuracy_vs_patch", "compute_attention-pico-r32", "compute_mamba2-pico-r32"):
+    for name in ("loss_vs_patch", "accuracy_vs_patch", "compute_attention-pico-r32", "compute_mamba2-pico-r32",
+                 "groups_vs_compute"):
         for ext in ("png", "svg"):
             path = root / f"{name}.{ext}"
             assert str(path) in written and path.stat().st_size > 1000

@@ -191,7 +191,7 @@ def select(runs: list[Run], how: str = "auto") -> tuple[list[Run], str]:
     for run in runs:
         best = min(run.budgets, key=lambda b: (b.val_loss, b.steps))
         chosen.append(dataclasses.replace(run, test_loss=best.test_loss, test_accuracy=best.test_accuracy,
-                                          selected_steps=best.steps))
+                                          train_flops=best.train_flops, selected_steps=best.steps))
     return chosen, ("each run's test numbers at the budget with its lowest validation loss"
                     " (early stopping over the budget grid; the test split is not used to choose)")
 

@@ -5,7 +5,9 @@
   bound and lack-of-fit flags in the legend, one colour per group;
 * accuracy_vs_patch: test accuracy vs patch size (mean ± spread over seeds);
 * compute_<group>: the compute view per group (compute_plots.py): the metric vs patch size per
-  budget, vs training FLOPs per patch size with the frontier of seed means, and p*(C).
+  budget, vs training FLOPs per patch size with the frontier of seed means, and p*(C);
+* groups_vs_compute (two or more groups; across_groups.py): every group's cells against
+  training FLOPs and parameters on shared axes.
 
 Pixel baselines (linear, MLP) are drawn as horizontal reference lines; groups that fail the
 convergence criterion are marked "budget-limited" in the legend. Each figure is written as PNG
@@ -18,7 +20,7 @@ import numpy as np
 from etils import epath
 
 from patchscale import results
-from patchscale.scaling import collect, compute, compute_plots, figures, report
+from patchscale.scaling import across_groups, collect, compute, compute_plots, figures, report
 from patchscale.scaling.fit import PREDICT
 
 
@@ -106,4 +108,5 @@ def plot_results(results_dir) -> list[str]:
         plt.close(fig)
     analysis = payload.get("compute") or compute.analyse(runs, metric=metric, n_draws=1000)
     written += compute_plots.plot_compute(root, runs, analysis, colors)
+    written += across_groups.plot(root, grouped, baselines, metric, colors)
     return written

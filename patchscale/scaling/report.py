@@ -32,6 +32,11 @@ def fit_group(members, metric: str = "test_loss") -> dict:
              # Tokens per image at each patch size: groups that reach the same length in other ways
              # (model.extend_tokens, input size, S²) are compared at equal tokens (`by_tokens`).
              "tokens": {str(r.patch_size): r.tokens_per_image for r in members},
+             # Training FLOPs (mean over seeds of the budget each run stands for) and parameters per
+             # patch size: groups that spend compute in other ways meet on one axis (`by_flops`).
+             "flops": {str(int(size)): float(np.mean([r.train_flops for r in members if r.patch_size == size]))
+                       for size in sorted(set(p), reverse=True)},
+             "params": {str(r.patch_size): r.params for r in members},
              # The paired steps need no law: they are reported even where a law cannot be fitted.
              "steps": json_safe(paired_steps(p, values, seeds)) if len(set(p)) > 1 else []}
     try:
@@ -126,6 +131,7 @@ def table(payload: dict) -> str:
             for note in fit["notes"]:
                 lines.append(f"  note ({fit['form']}): {note}")
     lines += by_tokens(payload["fits"])
+    lines += by_flops(payload["fits"])
     if payload.get("compute"):
         lines += ["", compute.table(payload["compute"])]
     return "\n".join(lines)
@@ -146,3 +152,21 @@ def by_tokens(fits: dict) -> list[str]:
     for tokens, row in shared.items():
         lines += [f"  {tokens} tokens: " + "; ".join(row)]
     return lines
+
+
+def by_flops(fits: dict) -> list[str]:
+    """Every (group, patch size) cell on one axis of training FLOPs, cheapest first (two or more groups).
+
+    Smaller patches, larger models and more scales spend compute differently; this is where
+    they compare (the study's Figure 3). Means and intervals as in the per-group lines.
+    """
+    if len(fits) < 2:
+        return []
+    rows = []
+    for group, entry in fits.items():
+        for size, flops in entry.get("flops", {}).items():
+            m = entry["means"][size]
+            interval = f" [{m['lo']:.4g}, {m['hi']:.4g}]" if m["lo"] is not None else ""
+            rows.append((flops, f"  {flops:10.3g}  {entry['params'][size]:>10,}  {group} p={size}: {m['mean']:.4g}{interval}"))
+    lines = ["", "by training FLOPs per run (FLOPs, parameters, group and patch size: mean [95% t-interval over seeds]):"]
+    return lines + [row for _, row in sorted(rows)]
