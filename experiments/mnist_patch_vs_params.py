@@ -4,8 +4,8 @@
 
 ViTs of three sizes (width 32 depth 2, width 64 depth 2, width 128 depth 4; 4 heads, MLP 4×)
 at patch sizes 16, 8, 4, 2 (1 to 64 patch tokens), the default study's recipe otherwise
-(experiments/mnist_sweep.py), three seeds. Each model size is its own patch-size group in `patchscale fit`; `patchscale plot
-DIR` puts every group's loss and accuracy against training FLOPs and against parameters on
+(experiments/mnist_sweep.py), three seeds. Each model size is its own patch-size group in
+`patchscale fit`; `patchscale plot DIR` puts every group's loss and accuracy against training FLOPs and against parameters on
 shared axes (groups_vs_compute.png), and `patchscale fit DIR` lists every cell by FLOPs, so
 the two ways of spending compute meet on one axis. What the study reports: at equal
 compute, shrinking the patch is competitive with growing the model.

@@ -60,7 +60,7 @@ class Program:
     config: object
     image_size: int
     channels: int
-    num_classes: int  # The head's outputs: image classes, or pixel classes with a dense head (segmentation.head_classes).
+    num_classes: int  # The head's outputs: image classes, or pixel classes (segmentation.head_classes).
     total_steps: int
     warmup_steps: int
     mesh: jax.sharding.Mesh

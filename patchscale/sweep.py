@@ -306,7 +306,8 @@ def _shape_facts(config):
 
     info = datasets.describe(config.data.name, config.data.data_dir, config.data.mask_feature)
     train_examples = config.data.train_examples or info.splits.get(config.data.train_split, 0)
-    return (config.data.image_size or info.image_size, info.channels, segmentation.head_classes(config, info.num_classes),
+    classes = segmentation.head_classes(config, info.num_classes)
+    return (config.data.image_size or info.image_size, info.channels, classes,
             total_steps(config.train, train_examples))
 
 

@@ -2,9 +2,9 @@
 
 Small models leave cores idle: on this project's 2-core CPU two runs pinned one per core train
 1.2–1.55× as many images per second together as one run on both cores (the 16×16 study's
-models at p = 2 and 1; results/bench/workers_cpu.json), though each run alone takes longer. This module holds the queue; each point runs as its own
-`patchscale sweep … --only NAME` process pinned to its share of the CPU cores, so every run
-takes exactly the code path of a serial sweep (point.json, failed.json, checkpoints, resume).
+models at p = 2 and 1; results/bench/workers_cpu.json), though each run alone takes longer.
+This module holds the queue; each point runs as its own `patchscale sweep … --only NAME`
+process pinned to its share of the CPU cores, so every run takes exactly the code path of a serial sweep (point.json, failed.json, checkpoints, resume).
 A stage whose source run (train.init_from) is still queued or running waits for it. Each run's
 output goes to <results>/logs/<name>.log; this process prints one line per start and end.
 

@@ -167,6 +167,8 @@ def by_flops(fits: dict) -> list[str]:
         for size, flops in entry.get("flops", {}).items():
             m = entry["means"][size]
             interval = f" [{m['lo']:.4g}, {m['hi']:.4g}]" if m["lo"] is not None else ""
-            rows.append((flops, f"  {flops:10.3g}  {entry['params'][size]:>10,}  {group} p={size}: {m['mean']:.4g}{interval}"))
-    lines = ["", "by training FLOPs per run (FLOPs, parameters, group and patch size: mean [95% t-interval over seeds]):"]
+            cell = f"{group} p={size}: {m['mean']:.4g}{interval}"
+            rows.append((flops, f"  {flops:10.3g}  {entry['params'][size]:>10,}  {cell}"))
+    lines = ["", "by training FLOPs per run (FLOPs, parameters, group and patch size:"
+                 " mean [95% t-interval over seeds]):"]
     return lines + [row for _, row in sorted(rows)]
