@@ -224,20 +224,12 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
 
     results_dir = epath.Path(results_dir)
     is_main = jax.process_index() == 0  # Every process trains; only the first writes files.
-    outcome: dict[str, str] = {}
-    todo = []
-    for point in points:
-        state = results.status(results_dir / results.RUNS / point.name)
-        if state == "finished" or (state == "failed" and not retry_failed):
-            outcome[point.name] = state
-            console().log(f"[sweep] {point.name}: {state}, skipped", flush=True)
-        else:
-            todo.append(point)
+    outcome, todo = split_done(points, results_dir, retry_failed)
     costs = [_cost(point) for point in todo]
     durations: list[float] = []
     for k, point in enumerate(todo, 1):
         run_dir = results_dir / results.RUNS / point.name
-        source = _source_run(point)
+        source = source_run(point)
         if source is not None and results.status(results_dir / results.RUNS / source) != "finished":
             console().log(f"[sweep] {point.name}: waits for {source} (its train.init_from), which has not finished;"
                   " run the sweep again once it has", flush=True)
@@ -277,7 +269,29 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
     return outcome
 
 
-def _source_run(point: Point) -> str | None:
+def split_done(points: list[Point], results_dir, retry_failed: bool) -> tuple[dict[str, str], list[Point]]:
+    """(name → status of the runs to skip, the points still to run).
+
+    Skipped: finished runs, and failed ones unless retrying."""
+    from etils import epath
+
+    from patchscale import results
+    from patchscale.progress import console
+
+    results_dir = epath.Path(results_dir)
+    outcome: dict[str, str] = {}
+    todo = []
+    for point in points:
+        state = results.status(results_dir / results.RUNS / point.name)
+        if state == "finished" or (state == "failed" and not retry_failed):
+            outcome[point.name] = state
+            console().log(f"[sweep] {point.name}: {state}, skipped", flush=True)
+        else:
+            todo.append(point)
+    return outcome, todo
+
+
+def source_run(point: Point) -> str | None:
     """The run name a stage starts from ("@name" in train.init_from), if any."""
     value = point.config.train.init_from
     return value[1:] if isinstance(value, str) and value.startswith("@") else None

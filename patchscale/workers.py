@@ -4,7 +4,8 @@ Small models leave cores idle: on this project's 2-core CPU two runs pinned one 
 1.2–1.55× as many images per second together as one run on both cores (the 16×16 study's
 models at p = 2 and 1; results/bench/workers_cpu.json), though each run alone takes longer.
 This module holds the queue; each point runs as its own `patchscale sweep … --only NAME`
-process pinned to its share of the CPU cores, so every run takes exactly the code path of a serial sweep (point.json, failed.json, checkpoints, resume).
+process pinned to its share of the CPU cores, so every run takes exactly the code path of a
+serial sweep (point.json, failed.json, checkpoints, resume).
 A stage whose source run (train.init_from) is still queued or running waits for it. Each run's
 output goes to <results>/logs/<name>.log; this process prints one line per start and end.
 
@@ -22,7 +23,7 @@ import time
 
 from etils import epath
 
-from patchscale import results
+from patchscale import results, sweep
 from patchscale.errors import Preempted, UserError
 from patchscale.progress import console, format_duration
 
@@ -91,15 +92,7 @@ def run(points, results_dir, command_prefix: list[str], workers: int, *, retry_f
     """
     results_dir = epath.Path(results_dir)
     groups = core_groups(workers)
-    outcome: dict[str, str] = {}
-    queue = []
-    for point in points:
-        state = results.status(results_dir / results.RUNS / point.name)
-        if state == "finished" or (state == "failed" and not retry_failed):
-            outcome[point.name] = state
-            console().log(f"[sweep] {point.name}: {state}, skipped", flush=True)
-        else:
-            queue.append(point)
+    outcome, queue = sweep.split_done(points, results_dir, retry_failed)
     (results_dir / LOGS).mkdir(parents=True, exist_ok=True)
     running: dict[int, _Running] = {}  # Worker index → its run.
     total, started = len(queue), 0
@@ -114,7 +107,7 @@ def run(points, results_dir, command_prefix: list[str], workers: int, *, retry_f
                     outcome[child.point.name] = _finished(child, code, results_dir)
             queued = {p.name for p in queue} | {c.point.name for c in running.values()}
             for point in list(queue):
-                source = _source(point)
+                source = sweep.source_run(point)
                 if source is not None and source in queued:
                     continue  # Its source stage has not finished yet.
                 if source is not None and results.status(results_dir / results.RUNS / source) != "finished":
@@ -148,11 +141,6 @@ def run(points, results_dir, command_prefix: list[str], workers: int, *, retry_f
     console().log(f"[sweep] {done}/{len(points)} runs finished, {sum(s == 'failed' for s in outcome.values())}"
                   " failed", flush=True)
     return outcome
-
-
-def _source(point) -> str | None:
-    value = point.config.train.init_from
-    return value[1:] if isinstance(value, str) and value.startswith("@") else None
 
 
 def _raise_preempted(signum, frame):
