@@ -55,7 +55,7 @@ SETS = {
                                                                   "model.token_segment=1024"]))},
     "gpu": {
         **{f"vit-B-224-p{p}": ["model.size=B", "data.image_size=224", f"model.patch_size={p}", "train.batch_size=64",
-                               "model.dtype=bfloat16", "model.attention_impl=cudnn"] for p in (16, 4, 2)},
+                               "model.dtype=bfloat16"] for p in (16, 4, 2)},
         **{f"adv-B-224-p{p}": ADVENTURER + ["model.size=adv-B", "data.image_size=224", f"model.patch_size={p}",
                                             "train.batch_size=16", "model.dtype=bfloat16", "model.remat=full"]
            for p in (16, 4, 2)},

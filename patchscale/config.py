@@ -237,6 +237,30 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
         set_value(config, key, _parse_value(text, _field_type(node, leaf), key))
 
 
+def _check_fused_attention(m) -> None:
+    """A forced fused kernel must exist here: cuDNN on a GPU in 16 bits, Pallas flash on a TPU."""
+    import jax
+    import jax.numpy as jnp
+
+    from patchscale.models import backbone, sizes
+    from patchscale.models.mixers import attention
+
+    backend = jax.default_backend()
+    if m.attention_impl == "pallas" and backend != "tpu":
+        raise UserError(f"model.attention_impl=pallas: the Pallas flash kernel needs a TPU (this backend is"
+                        f" {backend}); use auto")
+    if m.attention_impl == "cudnn":
+        shape = sizes.resolve(m)
+        dtype = backbone.compute_dtype(m.dtype)
+        if backend not in attention.GPU_BACKENDS:
+            raise UserError(f"model.attention_impl=cudnn: cuDNN attention needs an NVIDIA GPU (this backend is"
+                            f" {backend}); use auto")
+        if not attention.cudnn_accepts(dtype, shape.width // shape.heads):
+            raise UserError(f"model.attention_impl=cudnn: cuDNN attention takes bfloat16/float16 and a head"
+                            f" dimension ≤ 128 divisible by 8 (here {jnp.dtype(dtype).name},"
+                            f" {shape.width // shape.heads}); use auto")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Cheap semantic checks that need neither data nor compilation."""
     # Local imports keep `load_module` light; none of these compiles anything.
@@ -262,6 +286,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if m.attention_impl not in attention.IMPLEMENTATIONS:
         raise UserError(f"model.attention_impl={m.attention_impl!r}: expected one of"
                         f" {', '.join(str(i) for i in attention.IMPLEMENTATIONS)}")
+    if m.mixer == "attention" and m.attention_impl in ("cudnn", "pallas"):
+        _check_fused_attention(m)
     if m.token_segment < 0:
         raise UserError(f"model.token_segment={m.token_segment}: must be >= 0 (0 = off)")
     if m.mamba2.chunk_size < 0:

@@ -38,3 +38,35 @@ def test_bench_command_writes_a_complete_result(tmp_path, mnist_dir):
     assert row["temp_bytes"] > 0 and row["git_commit"] and row["command"].startswith("patchscale bench")
     assert row["input_images_per_s"] > 0  # The host pipeline's own rate, next to the step's.
     assert "of measured peak" in done.stdout
+
+
+class _Compiled:
+    """Stands in for a compiled executable: its HLO text and XLA's cost analysis."""
+
+    def __init__(self, text, flops):
+        self.text, self.flops = text, flops
+
+    def as_text(self):
+        return self.text
+
+    def cost_analysis(self):
+        return {"flops": self.flops}
+
+
+def test_xla_flops_are_unknown_when_library_calls_hide_work():
+    gpu = _Compiled('%c = custom-call(%a, %b), custom_call_target="__cublas$lt$matmul"\n'
+                    '%f = custom-call(%q), custom_call_target="__cudnn$fmhaSoftmax"', 6e11)
+    row = bench.xla_cost(gpu)
+    assert row["xla_flops_per_step"] is None and row["xla_flops_lower_bound"] == 6e11
+    assert row["xla_uncounted_calls"] == ["__cublas$lt$matmul", "__cudnn$fmhaSoftmax"]
+    # A program of plain HLO ops (a custom call XLA can count, e.g. a sort helper, does not count).
+    plain = _Compiled('%d = f32[8,8] dot(%a, %b)\n%s = custom-call(%x), custom_call_target="TopK"', 1024.0)
+    assert bench.xla_cost(plain) == {"xla_flops_per_step": 1024.0}
+
+
+def test_xla_flops_of_a_real_cpu_program_are_counted():
+    import jax
+    import jax.numpy as jnp
+
+    compiled = jax.jit(lambda a: a @ a).lower(jnp.ones((64, 64))).compile()
+    assert bench.xla_cost(compiled)["xla_flops_per_step"] == pytest.approx(2 * 64**3, rel=0.05)

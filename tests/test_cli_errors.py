@@ -24,6 +24,10 @@ CASES = {
     "mesh": (["mesh.data=3"], "mesh {'data': 3, 'fsdp': 1, 'sequence': 1, 'tensor': 1} has 3 devices but 1 are"),
     "mesh rule": (["mesh.rules.embed=fsdp,model"], "mesh.rules.embed='fsdp,model': unknown mesh axis 'model'"),
     "attention impl": (["model.attention_impl=flash"], "model.attention_impl='flash': expected one of"),
+    "cudnn on a cpu": (["model.attention_impl=cudnn"], "model.attention_impl=cudnn: cuDNN attention needs an NVIDIA GPU"
+                                                       " (this backend is cpu); use auto"),
+    "pallas on a cpu": (["model.attention_impl=pallas"], "model.attention_impl=pallas: the Pallas flash kernel needs a"
+                                                         " TPU (this backend is cpu); use auto"),
     "distributed flags": (["--coordinator", "localhost:1"], "--coordinator, --num-processes and --process-id go"),
     "sincos width": (["model.posemb=sincos2d", "model.width=66", "model.heads=3"],
                      "model.posemb=sincos2d needs a width divisible by 4"),

@@ -78,8 +78,10 @@ def test_shape_errors_are_clear():
         ssd_chunked(x, dt, A, jnp.concatenate([B] * 3, 2), jnp.concatenate([C] * 3, 2), chunk_size=8)
 
 
-def test_segments_with_carried_state_equal_the_whole_sequence():
-    """Splitting the sequence and passing the final state on gives the whole sequence's outputs."""
+@pytest.mark.parametrize("passing", ["scan", "matmul"])
+def test_segments_with_carried_state_equal_the_whole_sequence(passing):
+    """Splitting the sequence and passing the final state on gives the whole sequence's outputs
+    and final state, whichever form passes states between chunks."""
     x, dt, A, B, C = inputs(length=40, groups=2)
 
     @jax.jit
@@ -88,12 +90,45 @@ def test_segments_with_carried_state_equal_the_whole_sequence():
         pieces = []
         for start, stop in ((0, 16), (16, 29), (29, 40)):  # Uneven pieces: the padded tail chunk is inert.
             y, state = ssd_chunked(x[:, start:stop], dt[:, start:stop], A, B[:, start:stop], C[:, start:stop],
-                                   chunk_size=8, initial_state=state)
+                                   chunk_size=8, state_passing=passing, initial_state=state)
             pieces.append(y)
         return jnp.concatenate(pieces, axis=1), state
 
     pieces, state = by_pieces(x, dt, A, B, C)
     assert rel_err(pieces, jax.jit(lambda *a: ssd_chunked(*a, chunk_size=8))(x, dt, A, B, C)) < 1e-5
-    assert float(jnp.abs(state).max()) > 0
-    with pytest.raises(ValueError, match="scan"):
-        ssd_chunked(x, dt, A, B, C, chunk_size=8, state_passing="matmul", initial_state=state)
+    # The final state equals the whole sequence's (scan form, from a zero initial state).
+    whole, whole_state = jax.jit(lambda *a: ssd_chunked(*a, chunk_size=8, initial_state=jnp.zeros_like(state)))(
+        x, dt, A, B, C)
+    assert rel_err(state, whole_state) < 1e-5 and float(jnp.abs(state).max()) > 0
+
+
+def test_the_accelerator_state_passing_gives_the_cpu_layer_outputs(monkeypatch):
+    """On GPUs and TPUs the Mamba-2 layer passes chunk states by matmul (also across token segments);
+    its outputs and gradients equal the scan form's, whole and streamed."""
+    from flax import nnx
+
+    from patchscale.models import sizes
+    from patchscale.models.mixers import mamba2
+    from tests.test_mixers import model_config
+
+    u = jax.random.normal(jax.random.key(3), (2, 37, 64))
+
+    def value_and_grad(segment):
+        m = model_config("mamba2")
+        m.token_segment = segment
+        layer = mamba2.Mamba2(sizes.resolve(m), m, layer=1, dtype=jnp.float32, rngs=nnx.Rngs(0))
+        graphdef, params = nnx.split(layer)
+        loss = lambda p: (nnx.merge(graphdef, p)(u) ** 2).mean()  # noqa: E731
+        return jax.jit(jax.value_and_grad(loss))(params)
+
+    assert mamba2.state_passing(37, 8, 1) == "scan"  # This CPU.
+    reference = value_and_grad(0)
+    monkeypatch.setattr(mamba2.jax, "default_backend", lambda: "gpu")
+    assert mamba2.state_passing(37, 8, 1) == "matmul"
+    assert mamba2.state_passing(8 * (mamba2.MATMUL_MAX_CHUNKS + 1), 8, 1) == "scan"
+    assert mamba2.chunk_size(0, 16, 32, 1000) == mamba2.ACCELERATOR_CHUNK
+    for segment in (0, 16):
+        loss, grads = value_and_grad(segment)
+        np.testing.assert_allclose(loss, reference[0], rtol=1e-5)
+        for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(reference[1])):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -16,9 +16,12 @@ input dtype; the big matmuls run in the input dtype with float32 accumulation.
 
 Passing states across chunks has two forms: `"scan"` (a sequential `lax.scan` over chunks, the
 default) and `"matmul"`, which writes the same recurrence as a lower-triangular chunk×chunk
-decay matrix times the chunk states. The matmul form has no sequential dependency, so when the
-token axis is split over the `sequence` mesh axis each device computes its own chunks and only
-the small per-chunk states (heads × headdim × d_state each) travel between devices.
+decay matrix times the chunk states. The matmul form has no sequential dependency: on an
+accelerator it replaces a loop of tiny kernels (one launch per chunk and layer, which dominated
+Adventurer's step at 50k tokens on an H200) by one product, and when the token axis is split
+over the `sequence` mesh axis each device computes its own chunks and only the small per-chunk
+states (heads × headdim × d_state each) travel between devices. Its cost grows with the
+square of the chunk count, so it is meant for at most a few hundred chunks (`mamba2.py`).
 """
 
 from __future__ import annotations
@@ -43,22 +46,21 @@ def _check_shapes(x, dt, A, B, C) -> tuple[int, int]:
 
 def _pass_states(chunk_log_decay, chunk_states, form: str, initial=None):
     """The state entering each chunk: incoming[c] = Σ_{s<c} exp(Σ_{s<m<c} log_decay[m]) · states[s],
-    plus the decayed `initial` state when given (scan form only); returns (incoming, final state).
+    plus the decayed `initial` state when given; returns (incoming, final state).
 
     chunk_log_decay (b, c, g, k) is each chunk's total dt·A; chunk_states (b, c, g, k, p, n).
     """
     if form == "matmul":
-        # weights[t, s] = exp(Σ_{s<m<t} log_decay[m]) for s < t, else 0. The sums are built by a
-        # masked cumulative sum (no differences of long cumulative sums, which lose precision).
-        log_decay = jnp.moveaxis(chunk_log_decay, 1, -1)  # (b, g, k, c)
-        c = log_decay.shape[-1]
-        strictly_lower = jnp.tril(jnp.ones((c, c), bool), k=-1)
-        rows = jnp.broadcast_to(log_decay[..., :, None], log_decay.shape + (c,))  # [i, j] = log_decay[i]
-        inclusive = jnp.cumsum(jnp.where(strictly_lower, rows, 0.0), axis=-2)
-        # inclusive[i, j] = Σ_{j<m≤i} log_decay[m]; the state entering chunk t needs row t-1.
-        between = jnp.pad(inclusive, [(0, 0)] * 3 + [(1, 0), (0, 0)])[..., :-1, :]
-        weights = jnp.where(strictly_lower, jnp.exp(jnp.where(strictly_lower, between, 0.0)), 0.0)
-        return jnp.einsum("bgkts,bsgkpn->btgkpn", weights, chunk_states), None
+        # The initial state enters as a chunk before the first and the final state is what would
+        # enter a chunk after the last, so both come out of the same lower-triangular product.
+        batch = chunk_states.shape[0]
+        zero_state = jnp.zeros_like(chunk_states[:, :1])
+        first = zero_state if initial is None else initial[:, None].astype(chunk_states.dtype)
+        states = jnp.concatenate([first, chunk_states, zero_state], axis=1)
+        zero_decay = jnp.zeros((batch, 1) + chunk_log_decay.shape[2:], chunk_log_decay.dtype)
+        log_decay = jnp.concatenate([zero_decay, chunk_log_decay, zero_decay], axis=1)
+        incoming = _matmul_pass(log_decay, states)
+        return incoming[:, 1:-1], incoming[:, -1]
 
     def carry(state, inputs):
         decay_c, new_c = inputs
@@ -68,6 +70,21 @@ def _pass_states(chunk_log_decay, chunk_states, form: str, initial=None):
     final, incoming = jax.lax.scan(carry, init, (jnp.moveaxis(jnp.exp(chunk_log_decay), 1, 0),
                                                  jnp.moveaxis(chunk_states, 1, 0)))
     return jnp.moveaxis(incoming, 0, 1), final
+
+
+def _matmul_pass(chunk_log_decay, chunk_states):
+    """incoming[t] = Σ_{s<t} exp(Σ_{s<m<t} log_decay[m]) · states[s] as one (c × c) product, no sequential scan."""
+    # weights[t, s] = exp(Σ_{s<m<t} log_decay[m]) for s < t, else 0. The sums are built by a
+    # masked cumulative sum (no differences of long cumulative sums, which lose precision).
+    log_decay = jnp.moveaxis(chunk_log_decay, 1, -1)  # (b, g, k, c)
+    c = log_decay.shape[-1]
+    strictly_lower = jnp.tril(jnp.ones((c, c), bool), k=-1)
+    rows = jnp.broadcast_to(log_decay[..., :, None], log_decay.shape + (c,))  # [i, j] = log_decay[i]
+    inclusive = jnp.cumsum(jnp.where(strictly_lower, rows, 0.0), axis=-2)
+    # inclusive[i, j] = Σ_{j<m≤i} log_decay[m]; the state entering chunk t needs row t-1.
+    between = jnp.pad(inclusive, [(0, 0)] * 3 + [(1, 0), (0, 0)])[..., :-1, :]
+    weights = jnp.where(strictly_lower, jnp.exp(jnp.where(strictly_lower, between, 0.0)), 0.0)
+    return jnp.einsum("bgkts,bsgkpn->btgkpn", weights, chunk_states)
 
 
 def ssd_sequential(x, dt, A, B, C):
@@ -111,12 +128,10 @@ def ssd_chunked(x, dt, A, B, C, *, chunk_size: int, state_passing: str = "scan",
 
     With `initial_state` (batch, heads, headdim, d_state), the state left by earlier tokens,
     returns (y, final state) instead of y: a long sequence can then be processed one segment
-    at a time (the streamed Mamba-2 layer). Scan-form state passing only.
+    at a time (the streamed Mamba-2 layer).
     """
     if state_passing not in STATE_PASSING:
         raise ValueError(f"state_passing={state_passing!r}: expected one of {STATE_PASSING}")
-    if initial_state is not None and state_passing != "scan":
-        raise ValueError("ssd_chunked: an initial state needs state_passing='scan'")
     per_group, groups = _check_shapes(x, dt, A, B, C)
     batch, length, heads, headdim = x.shape
     q = chunk_size

@@ -7,6 +7,8 @@ L·(24·N·D² + 4·N²·D) + … at M = 4D. Each token mixer and channel mixer 
 
 from __future__ import annotations
 
+import re
+
 from patchscale.models import baselines, dense_heads, multiscale, sizes
 from patchscale.models.channel import CHANNEL_MIXERS
 from patchscale.models.mixers import registry
@@ -53,8 +55,31 @@ def train_flops_per_image(model_config, image_size: int, channels: int, num_clas
     return 3.0 * forward_flops_per_image(model_config, image_size, channels, num_classes)
 
 
+# Custom calls that do arithmetic XLA's cost analysis cannot see (cuBLAS/cuDNN/Triton on GPUs,
+# Pallas/Mosaic kernels on TPUs): with any of them in a program its count is only a lower bound.
+_OPAQUE_CALL = re.compile(r'custom_call_target="([^"]*(?:cublas|cudnn|gemm|triton|mosaic|fmha|pallas)[^"]*)"',
+                          re.IGNORECASE)
+
+
+def opaque_calls(compiled) -> list[str]:
+    """The distinct custom-call targets of a compiled executable whose FLOPs XLA does not count."""
+    try:
+        text = compiled.as_text()
+    except Exception:  # Some backends cannot print an executable: say nothing rather than fail.
+        return []
+    return sorted(set(_OPAQUE_CALL.findall(text or "")))
+
+
 def xla_flops(compiled) -> float | None:
-    """FLOPs XLA's cost analysis counts for a compiled executable (None if the backend gives none)."""
+    """FLOPs XLA's cost analysis counts for a compiled executable, or None when the backend gives
+    none or the program holds library/kernel calls it does not count (`opaque_calls`)."""
+    if opaque_calls(compiled):
+        return None
+    return xla_flops_counted(compiled)
+
+
+def xla_flops_counted(compiled) -> float | None:
+    """What the cost analysis reports, whatever it leaves out (a lower bound with opaque calls)."""
     analysis = compiled.cost_analysis()
     if isinstance(analysis, (list, tuple)):  # Older jax returns one dict per computation.
         analysis = analysis[0] if analysis else None

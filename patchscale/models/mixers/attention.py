@@ -1,24 +1,29 @@
 """Multi-head self-attention (DeiT): fused qkv projection with bias, float32 softmax.
 
-Attention goes through `jax.nn.dot_product_attention`, so accelerators can pick cuDNN or
-flash kernels (`model.attention_impl`); XLA's own path computes logits and softmax in float32.
 The fused projection's outputs are laid out head by head (q, k, v of head 0, then head 1, …),
 so splitting them over the `tensor` mesh axis gives each device whole heads.
 
-`model.attention_impl=chunked` is the long-sequence path for CPU and TPU: queries are taken
-`model.attention_chunk` at a time and each block is rematerialised in the backward pass, so
-memory grows as chunk × N instead of N² (at 224² and p = 1, N = 50,177). The block is
-shrunk further when needed so that no logits tensor reaches 2³¹ elements, past which XLA's
-int32 indexing fails (one head at N = 50,176 has 2.5·10⁹ logits).
+Implementations (`model.attention_impl`):
 
-`model.attention_impl=einsum` is dense attention written as two head-batched einsums with a
-float32 softmax; on XLA:CPU it is faster than `jax.nn.dot_product_attention`'s layout at the
-suite's short sequences (benchmarks/vs_pytorch.py).
+* `cudnn`: cuDNN's fused flash attention (GPU, 16-bit). cuDNN refuses many sequence lengths
+  (every length with a class token: 197, 785, 3,137), so q, k and v are padded to a multiple
+  of CUDNN_MULTIPLE tokens and the padding is masked by passing the true lengths
+  (`query_seq_lengths`/`key_value_seq_lengths`); the padded rows are cut off again.
+* `pallas`: JAX's Pallas flash-attention kernel for TPUs, padded to its block size the same
+  way, the padding masked by segment ids (padding tokens see only padding).
+* `xla`: JAX's dense `dot_product_attention` (logits and softmax in float32).
+* `einsum`: dense attention as two head-batched einsums with a float32 softmax; on XLA:CPU
+  faster than `xla`'s layout at the suite's short sequences (benchmarks/vs_pytorch.py).
+* `chunked`: the long-sequence path for CPU (and float32 elsewhere): queries are taken
+  `model.attention_chunk` at a time and each block is rematerialised in the backward pass, so
+  memory grows as chunk × N instead of N² (at 224² and p = 1, N = 50,177). The block is shrunk
+  further when needed so that no logits tensor reaches 2³¹ elements, past which XLA's int32
+  indexing fails (one head at N = 50,176 has 2.5·10⁹ logits).
 
-`auto` (the default, also when unset) uses dense attention while the logits are small (the
-einsum path on CPU, JAX's own choice elsewhere) and switches to a memory-safe path when they
-are not (`choose_implementation`): cuDNN's fused flash kernel on GPUs for bfloat16/float16
-inputs, the chunked path otherwise (CPU, TPU, float32).
+`auto` (the default, also when unset) picks per backend and dtype (`choose_implementation`)
+and never a path that refuses the shape: the fused kernel on GPUs in 16 bits (from
+CUDNN_MIN_TOKENS tokens, below which dense XLA attention was measured faster) and always on
+TPUs; otherwise dense attention while the logits are small and the chunked path when not.
 """
 
 from __future__ import annotations
@@ -30,13 +35,20 @@ from jax.ad_checkpoint import checkpoint_name
 
 from patchscale.models.initializers import trunc_normal_02
 from patchscale.models.mixers.registry import register
-from patchscale.partitioning import constrain
+from patchscale.partitioning import constrain, split_count
 from patchscale.models.sizes import Shape
 
 
-IMPLEMENTATIONS = (None, "auto", "xla", "einsum", "cudnn", "chunked")
+IMPLEMENTATIONS = (None, "auto", "xla", "einsum", "cudnn", "pallas", "chunked")
 INDEX_LIMIT = 2**31 - 1  # Elements of one array that XLA's int32 indexing can address.
 DENSE_LOGITS_LIMIT = 2**28  # auto: above this many logits (1 GiB in float32) use a memory-safe path.
+CUDNN_MULTIPLE = 128  # cuDNN's flash attention takes these lengths (and refuses 197, 785, 3,137).
+# auto on GPUs: below this many tokens dense XLA attention is used instead of the padded fused
+# kernel (padding 17 tokens to 128 costs more than it saves): on an H200 cuDNN was 3.7× slower at
+# 17 tokens, even at 65 and faster from 129 on (`attention` in results/bench/accelerator_h200_profile.json).
+CUDNN_MIN_TOKENS = 128
+PALLAS_BLOCK = 128  # The TPU flash kernel's default blocks (BlockSizes.get_default); lengths are padded to it.
+GPU_BACKENDS = ("gpu", "cuda")
 
 
 def dense_logits(batch: int, heads: int, tokens: int) -> int:
@@ -44,13 +56,59 @@ def dense_logits(batch: int, heads: int, tokens: int) -> int:
     return batch * heads * tokens * tokens
 
 
-def choose_implementation(batch: int, heads: int, tokens: int, dtype, backend: str) -> str | None:
-    """`auto`: dense for small logits (einsum on CPU, else JAX's choice); else cuDNN flash on GPU in 16 bits, or chunked."""
-    if dense_logits(batch, heads, tokens) <= DENSE_LOGITS_LIMIT:
-        return "einsum" if backend == "cpu" else None
-    if backend in ("gpu", "cuda") and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16):
+def cudnn_accepts(dtype, head_dim: int) -> bool:
+    """Whether cuDNN's flash attention takes these inputs once the length is padded (16-bit, head dim ≤ 128, ÷ 8)."""
+    return jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16) and head_dim <= 128 and head_dim % 8 == 0
+
+
+def choose_implementation(batch: int, heads: int, tokens: int, dtype, backend: str, head_dim: int = 64,
+                          sequence_split: bool = False) -> str:
+    """`auto`: the fused kernel where one exists (cuDNN on GPUs in 16 bits, Pallas flash on TPUs);
+    else dense (einsum on CPU) while the logits are small, chunked when they are not.
+
+    With the token axis split over devices (`mesh.sequence`) the kernels, which would need the
+    whole sequence on each device, are not chosen: XLA partitions the dense and chunked paths.
+    """
+    if backend == "tpu" and not sequence_split:
+        return "pallas"
+    fused = backend in GPU_BACKENDS and cudnn_accepts(dtype, head_dim) and not sequence_split
+    if fused and tokens >= CUDNN_MIN_TOKENS:
         return "cudnn"
-    return "chunked"
+    if dense_logits(batch, heads, tokens) <= DENSE_LOGITS_LIMIT:
+        return "einsum" if backend == "cpu" else "xla"
+    return "cudnn" if fused else "chunked"
+
+
+def _pad_tokens(a: jax.Array, multiple: int) -> jax.Array:
+    return jnp.pad(a, ((0, 0), (0, -a.shape[1] % multiple), (0, 0), (0, 0)))
+
+
+def padded_attention(q: jax.Array, k: jax.Array, v: jax.Array, implementation: str = "cudnn",
+                     multiple: int = CUDNN_MULTIPLE) -> jax.Array:
+    """Attention (B, N, H, D) with the tokens padded to a multiple of `multiple` and the padding
+    masked by the true lengths: a fused kernel that refuses N takes N + padding instead."""
+    b, n = q.shape[:2]
+    if n % multiple == 0:
+        return jax.nn.dot_product_attention(q, k, v, implementation=implementation)
+    lengths = jnp.full((b,), n, jnp.int32)
+    y = jax.nn.dot_product_attention(_pad_tokens(q, multiple), _pad_tokens(k, multiple), _pad_tokens(v, multiple),
+                                     query_seq_lengths=lengths, key_value_seq_lengths=lengths,
+                                     implementation=implementation)
+    return y[:, :n]
+
+
+def pallas_attention(q: jax.Array, k: jax.Array, v: jax.Array, block: int = PALLAS_BLOCK) -> jax.Array:
+    """JAX's Pallas flash attention for TPUs on (B, N, H, D), padded to `block`; padding tokens
+    form their own segment, so real tokens never attend to them."""
+    from jax.experimental.pallas.ops.tpu import flash_attention as flash
+
+    b, n, _, d = q.shape
+    total = n + (-n % block)
+    heads_first = lambda a: jnp.swapaxes(_pad_tokens(a, block), 1, 2)  # noqa: E731 (B, H, N, D), the kernel's layout.
+    segment = jnp.broadcast_to((jnp.arange(total) >= n).astype(jnp.int32), (b, total))
+    y = flash.flash_attention(heads_first(q), heads_first(k), heads_first(v),
+                              segment_ids=flash.SegmentIds(q=segment, kv=segment), sm_scale=d**-0.5)
+    return jnp.swapaxes(y, 1, 2)[:, :n]
 
 
 def safe_chunk(batch: int, heads: int, tokens: int, chunk: int) -> int:
@@ -82,6 +140,19 @@ def chunked_attention(q: jax.Array, k: jax.Array, v: jax.Array, chunk: int) -> j
     return jnp.moveaxis(out, 0, 1).reshape(b, n + pad, h, d)[:, :n]
 
 
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, implementation: str, chunk: int) -> jax.Array:
+    """Softmax attention (B, N, H, D) by the named implementation (not `auto`)."""
+    if implementation == "chunked":
+        return chunked_attention(q, k, v, chunk)
+    if implementation == "einsum":
+        return einsum_attention(q, k, v)
+    if implementation == "cudnn":
+        return padded_attention(q, k, v, "cudnn")
+    if implementation == "pallas":
+        return pallas_attention(q, k, v)
+    return jax.nn.dot_product_attention(q, k, v, implementation="xla")
+
+
 @register("attention")
 class Attention(nnx.Module):
     causal = None
@@ -105,13 +176,9 @@ class Attention(nnx.Module):
         q, k, v = jnp.unstack(qkv, axis=3)  # Its gradient is one stack, not three padded slices summed.
         implementation = self.implementation
         if implementation == "auto":  # Decided at trace time, from the shapes of this call.
-            implementation = choose_implementation(b, self.heads, n, q.dtype, jax.default_backend())
-        if implementation == "chunked":
-            y = chunked_attention(q, k, v, self.chunk)
-        elif implementation == "einsum":
-            y = einsum_attention(q, k, v)
-        else:
-            y = jax.nn.dot_product_attention(q, k, v, implementation=implementation)
+            implementation = choose_implementation(b, self.heads, n, q.dtype, jax.default_backend(), q.shape[-1],
+                                                   sequence_split=split_count("act_length") > 1)
+        y = attend(q, k, v, implementation, self.chunk)
         y = constrain(y, ("act_batch", "act_length", "act_heads", None))
         return self.out(y.reshape(b, n, d))
 

@@ -56,18 +56,37 @@ def dims(shape: Shape, cfg) -> dict[str, int]:
             "in_proj": 2 * d_inner + 2 * bc + heads}
 
 
+# Automatic Q on GPUs and TPUs. Chosen for memory traffic (XLA writes the Q×Q blocks, whose bytes
+# per token grow with Q, while the chunk states' shrink with 1/Q); with the matmul state passing
+# it took Adventurer-S/4 on an H200 from 163.5 to 172.7 img/s against Q = 256 with the scan
+# (docs/performance.md); the two changes were not measured apart.
+ACCELERATOR_CHUNK = 64
+MATMUL_MAX_CHUNKS = 128  # Above this many chunks the matmul state passing costs more than it saves.
+
+
 def chunk_size(requested: int, d_state: int, headdim: int, length: int) -> int:
     """The SSD's chunk length Q for a sequence of `length` tokens: `requested`, or automatic if 0.
 
     Automatic (0): on CPU the next power of two ≥ max(d_state, headdim), measured fastest on
     this project's CPU (Q = 64 for Adventurer-Ti at 1k and 4k tokens, Q = 32 for the 32-wide
-    MNIST model; results/bench/utilisation_mamba2-cpu.json); on accelerators 256, the
-    reference kernel's default. Never longer than the sequence.
+    MNIST model; results/bench/utilisation_mamba2-cpu.json); on accelerators ACCELERATOR_CHUNK.
+    The reference CUDA kernels use 256, but they never write the Q×Q blocks to memory; here
+    XLA does, and their traffic grows with Q. Never longer than the sequence.
     """
     q = requested
     if not q:
-        q = 2 ** math.ceil(math.log2(max(d_state, headdim))) if jax.default_backend() == "cpu" else 256
+        q = 2 ** math.ceil(math.log2(max(d_state, headdim))) if jax.default_backend() == "cpu" else ACCELERATOR_CHUNK
     return max(1, min(q, length))
+
+
+def state_passing(length: int, q: int, pieces: int) -> str:
+    """How chunk states pass along the sequence (ops/ssd.py): by one matmul when the token axis is
+    split over devices, or on an accelerator while the chunks are few (a `lax.scan` there is a
+    loop of tiny kernels); by the sequential scan otherwise (CPU, very long unsegmented inputs)."""
+    if pieces > 1:
+        return "matmul"
+    few = -(-length // q) <= MATMUL_MAX_CHUNKS
+    return "matmul" if few and jax.default_backend() != "cpu" else "scan"
 
 
 def _dt_bias_init(key, shape, dtype=jnp.float32, dt_min=1e-3, dt_max=1e-1, floor=1e-4):
@@ -193,10 +212,10 @@ class Mamba2(nnx.Module):
         if segments.streams(length, self.segment):
             return self._streamed(u)
         pieces = split_count("act_length")
-        y, _ = self._mix(u, None, state_passing="matmul" if pieces > 1 else "scan", chunk_multiple=pieces)
+        y, _ = self._mix(u, None, chunk_multiple=pieces)
         return y
 
-    def _mix(self, u: jax.Array, carry: dict | None, *, state_passing="scan", chunk_multiple=1):
+    def _mix(self, u: jax.Array, carry: dict | None, *, chunk_multiple=1):
         """Tokens u following the tokens summarised by `carry` (the last conv inputs and the SSM
         state; None at the start) → (outputs, carry after u; None when `carry` is None)."""
         b, length, _ = u.shape
@@ -209,10 +228,10 @@ class Mamba2(nnx.Module):
         x = constrain(x.reshape(b, length, self.heads, self.headdim), HEADS)
         dt = jax.nn.softplus(dt.astype(jnp.float32) + self.dt_bias[...])
         A = -jnp.exp(self.A_log[...])
+        q = chunk_size(self.requested_chunk, self.d_state, self.headdim, length)
         y = ssd_chunked(x, dt, A, B.reshape(b, length, self.groups, self.d_state),
-                        C.reshape(b, length, self.groups, self.d_state),
-                        chunk_size=chunk_size(self.requested_chunk, self.d_state, self.headdim, length),
-                        state_passing=state_passing, chunk_multiple=chunk_multiple,
+                        C.reshape(b, length, self.groups, self.d_state), chunk_size=q,
+                        state_passing=state_passing(length, q, chunk_multiple), chunk_multiple=chunk_multiple,
                         initial_state=None if carry is None else carry["ssm"])
         if carry is not None:
             y, state = y
