@@ -14,7 +14,8 @@ pooling so that S² can pool its merged grids), spend about 4× the training FLO
 
 Each way is its own group; `patchscale plot DIR` draws them on shared axes of training FLOPs
 and parameters (groups_vs_compute.png) and `patchscale fit DIR` lists every cell by FLOPs. Cost here: about 1 hour
-(15 runs at 4–20 tokens, 3 seeds) plus 6 baseline runs. NOT RUN yet.
+(15 runs at 4–20 tokens, 3 seeds) plus 6 baseline runs. Run once: results/mnist_s2 (provenance.json
+says how); its reading is in docs/results.md.
 """
 
 from . import mnist_sweep

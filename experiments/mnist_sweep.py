@@ -1,5 +1,6 @@
 """The default study: test loss vs patch size on MNIST at 8×8 for attention (ViT) and Mamba-2 (Adventurer),
-trained to convergence on a fixed set of 5,000 training images.
+early-stopped on a fixed set of 5,000 training images, which every model memorises: the data-limited
+contrast to the data-rich studies (experiments/mnist_rich_16.py).
 
     patchscale sweep experiments/mnist_sweep.py
 
@@ -10,19 +11,20 @@ the same trainer: 21 runs, then fit.json, the plots and the convergence verdicts
 results/mnist_sweep/. A group is converged when doubling the budget improves validation loss by
 less than 5% at every patch size and keeps their ranking (docs/compute.md).
 
-Choices, and why (the measurements are in results/mnist_sweep_reference/README.md):
+Choices, and why (numbers marked "not stored" come from exploratory runs whose files were not
+kept; the stored ones are cited):
 
-* Data-limited on purpose: 5,000 training images for 64 epochs. On all 50,000 images nothing
-  converges in reach of this machine: a ViT at p = 8 still improved validation loss by 18% from 8
-  to 16 epochs (0.129 → 0.105), at p = 2 by 28% from 2 to 4 epochs. On 5,000 images the p = 8
-  ViT's validation loss bottoms out near 32 epochs and rises by 64, so doubling no longer pays.
+* Data-limited on purpose: 5,000 training images for 64 epochs. On all 50,000 images a ViT at
+  p = 8 still improved validation loss by 18% from 8 to 16 epochs (0.129 → 0.105;
+  results/archive/README.md). On 5,000 images every model memorises the training set (final
+  train loss ≈ 0.001) and validation loss bottoms out at 16–32 epochs and rises by 64
+  (results/mnist_sweep_reference/runs/*/metrics.jsonl), so these runs are early-stopped, not
+  converged to a data-rich optimum.
 * p = 1 (65 tokens) is left out: it learns far more slowly per image (ViT on 5,000 images,
-  validation loss 1.79 / 1.24 / 0.64 after 2 / 4 / 8 epochs, halving per doubling, against
-  0.53 / 0.38 / 0.30 at p = 8) at a fifth of the p = 2 speed (~330 images/s here), so a converged
-  p = 1 group alone would take hours: it belongs to longer runs, not the default.
-* Adventurer at p = 2 is left out to keep the study within 45 minutes here: its train step ran at
-  ~830 images/s (batch 128, 17 tokens; results/mnist_sweep_reference), so three 64-epoch seeds
-  would add about 23 minutes. The 16×16 study runs both mixers at every size.
+  validation loss 1.79 / 1.24 / 0.64 after 2 / 4 / 8 epochs against 0.53 / 0.38 / 0.30 at p = 8;
+  not stored) at about a fifth of the p = 2 speed, so a p = 1 group alone would take hours.
+* Adventurer at p = 2 is left out to keep the study within 45 minutes here (about 23 more minutes
+  for three seeds at the measured rate; not stored). The 16×16 study runs both mixers at every size.
 * Input 8×8 (the padded 32×32 digits resized). The 16 → 1 range at 16×16 is
   experiments/mnist_sweep_16.py (hours).
 * Width 64 = p²·C at p = 8, so the largest patch's projection is not a dimensional bottleneck;
