@@ -118,7 +118,7 @@ def test_true_optimal_patch_size_within_interval(synthetic):
         lo, hi = row["continuous"]["interval"]
         assert lo - 1e-9 <= continuous <= hi + 1e-9, (C, continuous, lo, hi)
         assert not row["extrapolated"]
-        assert abs(sum(row["probability_optimal"].values()) - 1) < 1e-9
+        assert abs(sum(row["probability_optimal"].values()) + row["probability_tie"] - 1) < 1e-9
     assert len(set(discrete_truth)) > 1  # The budgets span a change of the optimum, or the check is empty.
     assert rows[0]["patch_size"] > rows[-1]["patch_size"]  # More compute → smaller patches.
 
@@ -135,6 +135,102 @@ def test_extrapolation_flag(synthetic):
     assert not inside["extrapolated"] and inside["in_covered_range"]
     assert "EXTRAPOLATED" in compute.table(analysis)
 
+
+# --------------------------------------------------------------------------- p*(C): refused, ties, clear winners
+
+def _fit_one(runs, form="additive"):
+    """One joint form fitted without its leave-one-out refits (one solve): fit, cells, context."""
+    c = joint.cells(runs, "test_loss")
+    s2, df_pe, rho = joint._pure_error(c)
+    ctx = joint._context(c)
+    return joint.fit_form(c, joint.FORM[form], ctx, s2, df_pe, rho, loo=False), c, ctx
+
+
+def test_pstar_refused_when_an_exponent_is_on_its_bound():
+    tie = {"log": 0.01, "seeds": 3, "source": "test"}
+    adequate = {"F": 0.9, "df": [11, 32], "p_value": 0.55}
+    status = joint.pstar_status({"alpha": "lower"}, {}, adequate, tie)
+    assert status["status"] == "refused" and "α at its lower bound" in status["reason"]
+    status = joint.pstar_status({}, {"A": ["alpha"]}, adequate, tie)
+    assert status["status"] == "refused" and "A ≈ 0 leaves α unidentified" in status["reason"]
+    status = joint.pstar_status({"E": "lower"}, {}, adequate, tie)  # The floor alone on a bound is allowed.
+    assert status["status"] == "identified" and status["reason"] is None
+    assert "E at its lower bound" in status["notes"][0]
+    # A fit that meets the bound: the loss falls with p at fixed D, which α ≥ 0.001 cannot follow.
+    def law(p, D):
+        return 0.05 + 0.2 * p ** -1.0 + 0.15 * (np.asarray(D) / D_UNIT) ** -0.5
+
+    fit, _, _ = _fit_one(make_runs(law=law, patch_sizes=(8, 4, 2)))
+    assert fit["pstar"]["status"] == "refused"
+    assert any("α" in problem or "A ≈ 0" in problem for problem in fit["pstar"]["problems"]), fit["pstar"]
+    json.dumps(fit["pstar"], allow_nan=False)
+
+
+def _rising(p, D):
+    """Monotone in p, but the loss rises past the second budget (overfitting): no joint form fits."""
+    d = np.asarray(D) / D_UNIT
+    return 0.1 + 0.05 * p + 0.15 * d ** -0.5 + 0.4 * d ** 2
+
+
+def test_pstar_refused_when_lack_of_fit_is_rejected():
+    fit, _, _ = _fit_one(make_runs(law=_rising, patch_sizes=(8, 4, 2)))
+    assert fit["lack_of_fit"]["p_value"] < 1e-6
+    assert fit["pstar"]["status"] == "refused"
+    assert "lack of fit rejected" in fit["pstar"]["reason"] and "p = " in fit["pstar"]["reason"]
+    # Through the whole view: no rows, no curve, no iso-FLOP curves, the reason in the table and the figure.
+    analysis = compute.analyse(make_runs(law=_rising, patch_sizes=(8, 4, 2)), n_draws=100)
+    json.dumps(analysis, allow_nan=False)
+    g = analysis["groups"]["vit-pico-r8"]
+    assert g["pstar"]["status"] == "refused" and g["pstar"]["forms"] == []
+    assert set(g["pstar"]["refused"]) == set(g["joint"]["candidates"])
+    assert g["optimal"] == {} and g["pstar_curve"] == {} and g["iso_flop"] == [] and g["iso_flop_form"] is None
+    assert "p*(C) refused" in compute.table(analysis)
+    plt = compute_plots.figures.pyplot()
+    fig, axes = plt.subplots(1, 2)
+    compute_plots._panel_pstar(axes[0], g)
+    compute_plots._panel_patch(axes[1], g, "test_loss", plt.get_cmap("viridis"))
+    assert "refused" in axes[0].get_title() and not axes[0].lines and not axes[0].collections
+    assert all(line.get_linestyle() == "None" for line in axes[1].lines)  # Seed means only: no law lines...
+    assert "no law drawn" in axes[1].get_legend().get_title().get_text()  # ...and the legend says why.
+    plt.close(fig)
+
+
+def test_negligible_differences_are_ties_not_certainty():
+    c = joint.cells(make_runs(), "test_loss")
+    ctx = joint._context(c)
+    # A law almost flat in p at fixed compute: predictions within 0.1% of one another.
+    theta = np.array([0.3, math.log(1e-4), 1.0, math.log(1e-4), 0.5])
+    fit = {"form": "additive", "_theta": theta, "_cov": np.diag([1e-6, 0.01, 0.01, 0.01, 0.01]), "_df": 30}
+    budgets = [2e11, 1e12]
+    for row in joint.optimal(c, fit, ctx, budgets, n_draws=400, tie=0.01):
+        assert row["tied_for_best"] == [1, 2, 4, 8]
+        assert row["probability_tie"] > 0.99
+        assert max(row["probability_optimal"].values()) < 0.01
+        assert row["patch_set"] == [1, 2, 4, 8]
+        assert row["continuous"]["near_optimal"] == [1.0, 8.0]
+    # Without a tie threshold the same law would claim a winner in (almost) every draw.
+    strict = joint.optimal(c, fit, ctx, budgets, n_draws=400, tie=0.0)
+    assert all(r["probability_tie"] < 0.01 and len(r["tied_for_best"]) == 1 for r in strict)
+
+
+def test_clean_law_with_a_clear_winner_gives_pstar(synthetic):
+    runs, analysis = synthetic
+    g = analysis["groups"]["vit-pico-r8"]
+    assert g["pstar"]["status"] == "identified" and g["pstar"]["forms"][0] == "additive"
+    assert g["iso_flop_form"] == "additive" and g["iso_flop"]
+    fit = g["joint"]["fits"]["additive"]
+    assert fit["pstar"]["status"] == "identified" and fit["pstar"]["reason"] is None
+    assert 0.005 < fit["pstar"]["tie_threshold"]["log"] < 0.05  # ≈ 3% noise / √3 seeds, shared in part.
+    cells = joint.cells(runs, "test_loss")
+    clear = 0
+    for row in g["optimal"]["additive"]:
+        assert abs(sum(row["probability_optimal"].values()) + row["probability_tie"] - 1) < 1e-9
+        p = row["patch_size"]
+        if row["in_covered_range"] and row["probability_optimal"][str(p)] >= 0.95:
+            clear += 1
+            assert row["tied_for_best"] == [p] and row["probability_tie"] < 0.05
+            assert _true_pstar(row["compute"], cells)[0] == p
+    assert clear >= 3
 
 def test_interaction_is_chosen_when_budget_effect_depends_on_patch_size():
     def law(p, D):  # Small patches learn slower per image: γ = −1.
@@ -166,12 +262,13 @@ def test_convergence_verdicts():
     assert abs(by_p[4]["relative_improvement"] - 1 / 3) < 0.01
 
     flip = convergence.convergence(_curve({8: [0.300, 0.296], 4: [0.298, 0.299]}))  # Small changes, ranking flips.
-    assert flip["verdict"] == "budget-limited" and "ranking" in flip["reason"]
-    assert flip["ranking_flips"][0]["patch_sizes"] == [8, 4]
+    # p = 4's smallest budget is best (past optimum); the flip is far beyond the seed noise and is listed.
+    assert flip["verdict"] == "past optimum" and "ranking" in flip["reason"]
+    assert flip["ranking_flips"][0]["patch_sizes"] == [8, 4] and flip["ranking_flips"][0]["significant"]
 
-    # Overfitting: more budget does not help.
+    # Overfitting: the smallest budget is best, the minimum lies below the grid: not converged.
     rise = convergence.convergence(_curve({8: [0.50, 0.60], 4: [0.40, 0.48]}))
-    assert rise["verdict"] == "converged"
+    assert rise["verdict"] == "past optimum" and not rise["converged"]
 
     unchecked = convergence.convergence(_curve({8: [0.50, 0.49], 4: [0.40, 0.39]}, budgets=(100_000, 150_000)))
     assert unchecked["verdict"] == "not checkable"

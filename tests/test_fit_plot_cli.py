@@ -241,3 +241,52 @@ def test_runs_are_early_stopped_on_validation_over_the_budget_grid(tmp_path):
     make_results(tmp_path / "no_val", baseline=True)  # Its baselines have no validation losses.
     with pytest.raises(UserError, match="best_val selection needs validation losses"):
         report.fit_results(tmp_path / "no_val", select="best_val")
+
+
+def test_loss_vs_patch_draws_only_what_was_identified(tmp_path):
+    """A law on a bound (alpha at its lower bound) or rejected by lack of fit is named in the legend
+    but not drawn; a band is drawn only where one was computed; the title says what is there."""
+    from patchscale.scaling import figures
+
+    root = make_results(tmp_path / "demo", mixers=("attention",), baseline=False)
+    payload = report.fit_results(root)
+    runs, _ = collect.select(collect.load(root)[0], "best_val")
+    grouped = collect.groups(runs)
+    plt = figures.pyplot()
+    colors = {group: "C0" for group in grouped}
+
+    def draw(entry):
+        fig, ax = plt.subplots()
+        drawn = plots._loss_vs_patch(ax, grouped, {"attention-pico-r32": entry}, colors)
+        labels = [line.get_label() for line in ax.lines]
+        title = ax.get_title()
+        plt.close(fig)
+        return drawn, labels, title
+
+    entry = payload["fits"]["attention-pico-r32"]
+    assert entry["chosen"] == "saturating" and entry["saturating"]["identified"]
+    drawn, labels, title = draw(entry)
+    assert drawn == {"curves": 1, "bands": 1} and title.endswith("runs, identified fits and their 95% bands")
+    assert any("with its 95% band" in label for label in labels)
+
+    unidentified = {**entry, "saturating": {**entry["saturating"], "identified": False, "notes": [
+        "alpha is at its lower bound (0.0001): the metric does not fall as the patch shrinks"]}}
+    drawn, labels, title = draw(unidentified)
+    assert drawn == {"curves": 0, "bands": 0} and title.endswith("runs (no law identified)")
+    assert any("saturating law not drawn (not identified: alpha is at its lower bound" in label for label in labels)
+
+    no_band = {**entry, "saturating": {**entry["saturating"], "band": None}}
+    drawn, labels, title = draw(no_band)
+    assert drawn == {"curves": 1, "bands": 0} and title.endswith("runs and identified fits (no band)")
+
+    both = {**entry, "chosen": None, "power": {**entry["power"], "lack_of_fit": {**entry["power"]["lack_of_fit"],
+                                                                                   "p_value": 0.001}}}
+    drawn, labels, title = draw(both)
+    assert drawn["curves"] == 1 and any("power law not drawn (lack of fit" in label for label in labels)
+
+
+def test_table_shows_holm_and_the_variance_of_the_seeds(tmp_path):
+    payload = report.fit_results(make_results(tmp_path / "demo", mixers=("attention",), baseline=False))
+    text = report.table(payload)
+    assert "(Holm over the group's steps: " in text
+    assert "seed SD of log L pooled" in text or "seed SD of log L per size" in text

@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from patchscale.scaling.convergence import BUDGET_LIMITED, TOLERANCE, baseline_comparison, convergence
-from patchscale.scaling.joint import (N_DRAWS, TOO_FEW, cells, compute_budgets, fit_joint, frontier, iso_flop, optimal,
-                                      outside_range)
+from patchscale.scaling.joint import (IDENTIFIED, N_DRAWS, REFUSED, TOO_FEW, cells, compute_budgets, fit_joint,
+                                      frontier, iso_flop, optimal, outside_range)
 from patchscale.scaling.stats import json_number
 
 # BUDGET_LIMITED and frontier are re-exported: report.py and the tests use them from here.
-__all__ = ["BUDGET_LIMITED", "analyse", "analyse_group", "frontier", "table"]
+__all__ = ["BUDGET_LIMITED", "analyse", "analyse_group", "frontier", "pstar_summary", "table"]
 
 
 def _public(d):
@@ -33,7 +33,8 @@ def _public(d):
 
 def analyse_group(group_runs, metric: str = "test_loss", budget: float | None = None, n_draws: int = N_DRAWS,
                   seed: int = 0, tolerance: float = TOLERANCE) -> dict:
-    """One group: its cells, convergence verdict, joint fits, p*(C) per candidate form and iso-FLOP curves.
+    """One group: its cells, convergence verdict, joint fits, p*(C) per candidate form whose fit is
+    identified (`pstar` says which and why not the others) and iso-FLOP curves from the first of them.
     The result still holds private numpy members (keys starting with '_'); `analyse` drops them."""
     c = cells(group_runs, metric)
     conv = convergence(group_runs, "val_loss", tolerance)
@@ -43,15 +44,17 @@ def analyse_group(group_runs, metric: str = "test_loss", budget: float | None = 
            "flops_per_image": [{"patch_size": int(p), "train_flops": float(f), "tokens": int(t)}
                                for p, f, t in zip(c.patch_sizes, c.flops_per_image, c.tokens)],
            "convergence": conv, "law_claim": conv["verdict"] == "converged", "notes": list(c.notes)}
-    if conv["verdict"] == "budget-limited":
-        out["notes"].append(f"{BUDGET_LIMITED} (the patch-size law as D → ∞); the joint fit describes the measured"
-                            " budgets only")
+    if conv["verdict"] in ("budget-limited", "past optimum"):
+        out["notes"].append(f"{conv['verdict']}: no claim about the patch-size law as D → ∞; the joint fit describes"
+                            " the measured budgets only")
     if len(c.p) == 0:
         out["joint"] = {"status": "too few", "reason": f"{TOO_FEW}: no budgets with images seen", "fits": {}}
+        out["pstar"] = {"status": "not fitted", "forms": [], "refused": {}, "reason": out["joint"]["reason"]}
         return out
     joint = fit_joint(c)
     out["joint"] = joint
     if joint["status"] != "fitted":
+        out["pstar"] = {"status": "not fitted", "forms": [], "refused": {}, "reason": joint["reason"]}
         return out
     ctx = joint["_ctx"]
     Cs = compute_budgets(c, budget)
@@ -59,9 +62,10 @@ def analyse_group(group_runs, metric: str = "test_loss", budget: float | None = 
     lo, hi = float(c.C.min()), float(c.C.max())
     curve = np.geomspace(lo / 4, hi * 4, 25)
     out["compute_range"] = [lo, hi]
+    out["pstar"] = pstar_summary(joint)
     out["optimal"] = {}
     out["pstar_curve"] = {}
-    for name in joint["candidates"]:
+    for name in out["pstar"]["forms"]:  # Refused forms get no p*(C) rows and no curve.
         fit = joint["fits"][name]
         rows = optimal(c, fit, ctx, values, n_draws, seed)
         for row, e in zip(rows, Cs):
@@ -70,11 +74,31 @@ def analyse_group(group_runs, metric: str = "test_loss", budget: float | None = 
         out["optimal"][name] = rows
         out["pstar_curve"][name] = [
             {"compute": r["compute"], "patch_size": r["continuous"]["patch_size"],
-             "interval": r["continuous"]["interval"], "discrete": r["patch_size"],
+             "interval": r["continuous"]["interval"], "near_optimal": r["continuous"]["near_optimal"],
+             "discrete": r["patch_size"], "tied_for_best": r["tied_for_best"],
              "extrapolated": bool(r["continuous"]["extrapolated"] or not lo <= r["compute"] <= hi)}
             for r in optimal(c, fit, ctx, curve, min(n_draws, 1000), seed)]
-    out["iso_flop"] = iso_flop(c, joint["fits"][joint["preferred"]], ctx, values)
+    # Iso-FLOP curves are the law's predictions: only from a law p*(C) may use.
+    law = out["pstar"]["forms"][0] if out["pstar"]["forms"] else None
+    out["iso_flop_form"] = law
+    out["iso_flop"] = iso_flop(c, joint["fits"][law], ctx, values) if law else []
     return out
+
+
+def pstar_summary(joint: dict) -> dict:
+    """Whether the group's p*(C) can be known: the candidate forms (best leave-one-out error first)
+    whose fit is identified, the refused ones with their reasons, and one sentence."""
+    forms = [n for n in joint["candidates"] if joint["fits"][n]["pstar"]["status"] == IDENTIFIED]
+    refused = {n: joint["fits"][n]["pstar"]["reason"] for n in joint["candidates"]
+               if joint["fits"][n]["pstar"]["status"] == REFUSED}
+    if not forms:
+        which = "the chosen form" if len(joint["candidates"]) == 1 else "every candidate form"
+        reason = (f"p*(C) refused under {which} (the ranking of patch sizes would come from the form and its bounds,"
+                  " not the data): " + "; ".join(f"{n}: {', '.join(joint['fits'][n]['pstar']['problems'])}"
+                                                 for n in refused))
+        return {"status": REFUSED, "forms": [], "refused": refused, "reason": reason}
+    reason = f"p*(C) under {', '.join(forms)}" + (f"; refused under {', '.join(refused)}" if refused else "")
+    return {"status": IDENTIFIED, "forms": forms, "refused": refused, "reason": reason}
 
 
 def analyse(runs, metric: str = "test_loss", budget: float | None = None, n_draws: int = N_DRAWS, seed: int = 0,
@@ -124,7 +148,8 @@ def table(analysis: dict) -> str:
             lines.append(f"  joint law: {joint['reason']}")
             continue
         if not g["law_claim"]:
-            lines.append(f"  {BUDGET_LIMITED} as D → ∞; the joint law below describes the measured budgets")
+            lines.append(f"  {g['convergence']['verdict']}: no claim about the law as D → ∞; the joint law below"
+                         " describes the measured budgets")
         for name, fit in joint["fits"].items():
             mark = "*" if name == joint["preferred"] else " "
             lof = fit["lack_of_fit"]
@@ -134,17 +159,32 @@ def table(analysis: dict) -> str:
             lines.append(f"      {_law(fit, joint['reference'])}")
             for note in fit["notes"]:
                 lines.append(f"      note: {note}")
+            status = fit.get("pstar")
+            if status and status["reason"]:
+                lines.append(f"      {status['reason']}")
+            elif status:
+                used = "identified" if name in joint["candidates"] else "identified, not used (separated by its error)"
+                lines.append("      " + "; ".join([f"p*(C): {used}"] + status["notes"]))
         for name in joint["skipped"]:
             lines.append(f"   {name:<12} {joint['skipped'][name]}")
         lines.append(f"  form: {joint['reason']}")
+        if g.get("pstar"):
+            lines.append(f"  {g['pstar']['reason']}")
         for name, rows in g["optimal"].items():
-            lines.append(f"  p*(C) under {name}:")
-            lines.append(f"    {'C (FLOPs)':>10} {'p*':>3} {'set (P≥2.5%)':>13} {'loss [95%]':>26}"
-                         f" {'continuous p* [95%]':>22}  where")
+            tie = joint["fits"][name].get("pstar", {}).get("tie_threshold", {})
+            lines.append(f"  p*(C) under {name}: differences of log L below {_fmt(tie.get('log'), '.2g')} are ties"
+                         f" ({tie.get('source', 'no tie threshold')}); P = share of draws a size wins by more")
+            lines.append(f"    {'C (FLOPs)':>10} {'p*':>3} {'tied':>9} {'P(win) per p, P(tie)':>28}"
+                         f" {'set (P≥2.5%)':>13} {'loss [95%]':>26} {'continuous p* [95%]':>22}  where")
             for r in rows:
                 cont = r["continuous"]
+                prob = " ".join(f"{p}:{_fmt(q, '.2f')}" for p, q in r["probability_optimal"].items())
+                prob += f" tie:{_fmt(r.get('probability_tie'), '.2f')}"
+                tied = r.get("tied_for_best") or [r["patch_size"]]
+                best = str(r["patch_size"]) if len(tied) == 1 else "tie"
                 lines.append(
-                    f"    {r['compute']:>10.3g} {r['patch_size']:>3} {','.join(map(str, r['patch_set'])):>13}"
+                    f"    {r['compute']:>10.3g} {best:>3} {','.join(map(str, tied)):>9} {prob:>28}"
+                    f" {','.join(map(str, r['patch_set'])):>13}"
                     f" {_fmt(r['loss']):>8} [{_fmt(r['loss_interval'][0])}, {_fmt(r['loss_interval'][1])}]"
                     f" {cont['patch_size']:>6.3g}"
                     f" [{_fmt(cont['interval'][0], '.3g')}, {_fmt(cont['interval'][1], '.3g')}]"

@@ -9,7 +9,7 @@ disk, a bucket or an e-mail with no network. It shows:
 * the sweep's figures (loss and accuracy vs patch size, the compute views);
 * learning curves per group: train loss and evaluated test loss against the step for every
   run of the group overlaid (failed and unfinished runs dashed and named so; groups without a
-  law claim marked budget-limited), baselines as their own panel;
+  law claim marked as not converged), baselines as their own panel;
 * every run's config, summary and provenance in a collapsed block, opened on demand.
 """
 
@@ -68,7 +68,7 @@ def _curves(group: str, run_dirs: list[epath.Path], limited: bool) -> str:
         ax.set_ylabel(name)
         ax.grid(True, alpha=0.3)
     train_ax.legend(fontsize=6)
-    fig.suptitle(group + (" (budget-limited: no claim about the law)" if limited else ""), fontsize=10)
+    fig.suptitle(group + (" (not converged: no claim about the law)" if limited else ""), fontsize=10)
     data = _png(fig)
     plt.close(fig)
     return _image(data, f"learning curves of {group}")

@@ -10,8 +10,12 @@ docs/compute.md explains the statistics; in short:
   means (weights from the pooled within-cell seed variance, t-scaled covariance), compared by
   leave-one-cell-out prediction error with a paired t-interval; "not separable" when the
   interval of the difference contains zero.
+* `pstar_status` (in each fit's `pstar`): whether the law can say anything about p*(C). Refused when
+  the lack-of-fit test rejects or a parameter other than the floor E sits on a bound (or its term
+  vanishes); the tie threshold, the seed standard error of a cell mean in log L.
 * `optimal`: p*(C) = argmin over the sweep's patch sizes of L(p, C / f(p)), f(p) the measured
-  training FLOPs per image, with a parametric (multivariate-t) bootstrap of the fit for its interval.
+  training FLOPs per image, with a parametric (multivariate-t) bootstrap of the fit for its
+  probabilities; predicted differences below the tie threshold are ties, not wins.
 * `iso_flop`, `compute_budgets`, `frontier`: L vs p at fixed C, the budgets C reported, and the
   measured loss-vs-compute frontier.
 """
@@ -33,6 +37,9 @@ ALPHA_BOUNDS = (1e-3, 5.0)
 BETA_BOUNDS = (1e-3, 3.0)
 GAMMA_BOUNDS = (-6.0, 6.0)
 LOG_SCALE_BOUNDS = (-25.0, 10.0)  # ln A and ln B (loss units at the reference point).
+LACK_OF_FIT_LEVEL = 0.05  # The lack-of-fit F-test rejects below this p-value; p*(C) is then refused.
+IDENTIFIED, REFUSED = "identified", "refused"  # fit["pstar"]["status"]
+SYMBOL = {"alpha": "α", "beta": "β", "gamma": "γ"}
 
 
 # --------------------------------------------------------------------------- cells
@@ -290,9 +297,11 @@ def _requirements(c: Cells, form: Form) -> str | None:
     return None
 
 
-def fit_form(c: Cells, form: Form, ctx: Context, s2: float | None, df_pe: int, rho: float = 0.0) -> dict:
+def fit_form(c: Cells, form: Form, ctx: Context, s2: float | None, df_pe: int, rho: float = 0.0,
+             loo: bool = True) -> dict:
     """One joint form: generalised least squares on log seed means (seed noise as covariance),
-    t-scaled covariance of the parameters, diagnostics, leave-one-cell-out errors."""
+    t-scaled covariance of the parameters, diagnostics, whether p*(C) can be known (`pstar`) and,
+    unless loo=False, leave-one-cell-out errors."""
     y, p, D = c.mean, c.p, c.D
     m = len(y)
     dof = m - form.k
@@ -306,16 +315,22 @@ def fit_form(c: Cells, form: Form, ctx: Context, s2: float | None, df_pe: int, r
     at_bound = (np.abs(theta - lo) < 1e-6 * span) | (np.abs(theta - hi) < 1e-6 * span) | (res.active_mask != 0)
     # A or B ≈ 0 makes its exponent unidentified.
     scale = float(np.median(y))
-    unident = at_bound.copy()
+    vanished = np.zeros(form.k, bool)
+    vanished_terms = {}
     if math.exp(theta[1]) < 1e-6 * scale:
-        unident[[1, 2]] = True
+        vanished[[1, 2]] = True
+        vanished_terms["A"] = ["alpha"]
         notes.append("A ≈ 0: the patch-size term vanishes, α not identified")
     if math.exp(theta[3]) < 1e-6 * scale:
-        unident[[3, 4] + ([5] if form.k == 6 else [])] = True
+        vanished[[3, 4] + ([5] if form.k == 6 else [])] = True
+        vanished_terms["B"] = ["beta"] + (["gamma"] if form.k == 6 else [])
         notes.append("B ≈ 0: the budget term vanishes, β not identified")
+    unident = at_bound | vanished
+    on_bound = {}
     for i in np.flatnonzero(at_bound):
         name = form.names[i]
         side = "lower" if abs(theta[i] - lo[i]) <= abs(theta[i] - hi[i]) else "upper"
+        on_bound[name] = side
         if name == "E" and side == "upper":
             notes.append("E at its upper bound (the smallest cell mean): floor not identified")
         else:
@@ -331,15 +346,21 @@ def fit_form(c: Cells, form: Form, ctx: Context, s2: float | None, df_pe: int, r
         pval = float(stats.f.sf(F, dof, df_pe)) if dof > 0 and df_pe > 0 else None
         lof = {"F": json_number(F), "df": [dof, df_pe], "p_value": json_number(pval)}
         phi, df_t = (max(1.0, F), df_pe if F <= 1.0 else dof) if dof > 0 else (1.0, df_pe)
-        if pval is not None and pval < 0.05:
+        if pval is not None and pval < LACK_OF_FIT_LEVEL:
             notes.append(f"lack of fit (F({dof},{df_pe}) = {F:.2f}, p = {pval:.3g}):"
                          " intervals widened by the residual scatter")
     free = ~unident
-    J = res.jac[:, free]
-    cov_free = np.linalg.pinv(J.T @ J) * phi if free.any() and math.isfinite(phi) else None
+    cov_free = _gauss_newton_cov(res.jac, free, phi)
     cov = np.zeros((form.k, form.k))
     if cov_free is not None:
         cov[np.ix_(free, free)] = cov_free
+    # The draws for p*(C) also vary the parameters on a bound (their one-sided uncertainty: the draws
+    # are truncated at the bound); only the exponents of vanished terms stay fixed.
+    cov_draws = _gauss_newton_cov(res.jac, ~vanished, phi)
+    if cov_draws is not None:
+        full = np.zeros((form.k, form.k))
+        full[np.ix_(~vanished, ~vanished)] = cov_draws
+        cov_draws = full
     tq = t_quantile(max(df_t, 1))
     params, intervals, se = {}, {}, {}
     for i, name in enumerate(form.names):
@@ -359,10 +380,15 @@ def fit_form(c: Cells, form: Form, ctx: Context, s2: float | None, df_pe: int, r
                          for k, v in intervals.items()},
            "standard_errors": {k: json_number(v) for k, v in se.items()},
            "at_bound": [form.names[i] for i in np.flatnonzero(unident)],
+           "on_bound": on_bound, "vanished": sorted(vanished_terms),
            "chi2": json_number(chi2), "dof": dof, "scale": json_number(phi), "t_df": int(df_t), "lack_of_fit": lof,
            "rms_log_residual": json_number(math.sqrt(float(np.mean(np.linalg.solve(W, res.fun) ** 2)))),
            "notes": notes,
-           "_theta": theta, "_cov": cov if cov_free is not None else None, "_df": max(df_t, 1)}
+           "pstar": pstar_status(on_bound, vanished_terms, lof, tie_threshold(c, s2, df_pe, phi)),
+           "_theta": theta, "_cov": cov if cov_free is not None else None, "_cov_draws": cov_draws,
+           "_df": max(df_t, 1)}
+    if not loo:
+        return out
     errors = np.empty(m)
     for i in range(m):
         keep = np.arange(m) != i
@@ -372,6 +398,59 @@ def fit_form(c: Cells, form: Form, ctx: Context, s2: float | None, df_pe: int, r
     out["loo_rmse"] = json_number(math.sqrt(float(np.mean(errors ** 2))))
     out["loo_mae"] = json_number(float(np.mean(np.abs(errors))))
     return out
+
+
+def _gauss_newton_cov(jac: np.ndarray, keep: np.ndarray, phi: float) -> np.ndarray | None:
+    """phi·(JᵀJ)⁺ over the columns `keep` (None when nothing is kept or the scale is not finite)."""
+    if not keep.any() or not math.isfinite(phi):
+        return None
+    J = jac[:, keep]
+    return np.linalg.pinv(J.T @ J) * phi
+
+
+def tie_threshold(c: Cells, s2: float | None, df_pe: int, phi: float) -> dict:
+    """The smallest predicted difference of log L that p*(C) counts as a difference: the seed standard
+    error of a cell mean, √(pooled within-cell variance / seeds per cell (median)); with one seed per
+    cell, the residual scatter of the fit stands for it."""
+    n = int(np.median(c.n)) if len(c.n) else 1
+    if s2 is not None:
+        return {"log": json_number(math.sqrt(s2 / n)), "seeds": n,
+                "source": f"seed standard error of a cell mean (pooled within-cell variance, {df_pe} df, n = {n})"}
+    value = math.sqrt(phi) if math.isfinite(phi) else None
+    return {"log": json_number(value), "seeds": n,
+            "source": "residual scatter of the fit (one seed per cell: no seed standard error)"}
+
+
+def pstar_status(on_bound: dict, vanished: dict, lof: dict | None, tie: dict) -> dict:
+    """Whether p*(C) can be known from this fit: refused (status, one-sentence reason) when the
+    lack-of-fit test rejects at LACK_OF_FIT_LEVEL, when a parameter other than the floor E sits on a
+    bound (above all the exponents α, β, γ) or when a term vanishes (its exponent is then free).
+    Such a law ranks patch sizes by its bounds and form, not by the data. Otherwise identified, with
+    the tie threshold p*(C) uses and caveats in `notes`."""
+    problems, notes = [], []
+    if lof is not None and lof["p_value"] is not None and lof["p_value"] < LACK_OF_FIT_LEVEL:
+        d1, d2 = lof["df"]
+        problems.append(f"lack of fit rejected (F({d1},{d2}) = {lof['F']:.3g}, p = {lof['p_value']:.2g}"
+                        f" < {LACK_OF_FIT_LEVEL:g})")
+    elif lof is None or lof["p_value"] is None:
+        notes.append("lack of fit not testable (one seed per cell or no residual degrees of freedom)")
+    bounded = [f"{SYMBOL.get(n, n)} at its {side} bound" for n, side in on_bound.items()
+               if n != "E" and n not in vanished]  # A vanished scale is named below.
+    if bounded:
+        problems.append(", ".join(bounded))
+    for term, exps in sorted(vanished.items()):
+        free = [SYMBOL.get(x, x) for x in exps if x not in on_bound]
+        problems.append(f"{term} ≈ 0" + (f" leaves {', '.join(free)} unidentified" if free else ""))
+    if "E" in on_bound:
+        notes.append(f"E at its {on_bound['E']} bound: its one-sided uncertainty enters the draws"
+                     " (truncated at the bound)")
+    if tie["log"] is None:
+        notes.append("no tie threshold (no estimate of the seed noise): ties only for equal predictions")
+    if problems:
+        return {"status": REFUSED, "reason": "p*(C) refused: " + "; ".join(problems)
+                + ", so the law's ranking of patch sizes is not determined by the data",
+                "problems": problems, "notes": notes, "tie_threshold": tie}
+    return {"status": IDENTIFIED, "reason": None, "problems": [], "notes": notes, "tie_threshold": tie}
 
 
 def _context(c: Cells) -> Context:
@@ -436,9 +515,11 @@ def _central_95(draws) -> list:
 
 
 def _draws(fit: dict, n_draws: int, seed: int, form: Form, ymin: float) -> np.ndarray:
-    """Multivariate-t draws of the fit-space parameters (at-bound ones fixed). Draws outside the
-    bounds are redrawn (truncation keeps the correlations that clipping would break)."""
-    theta, cov = fit["_theta"], fit["_cov"]
+    """Multivariate-t draws of the fit-space parameters: a parameter on a bound varies on its open
+    side, the exponent of a vanished term stays fixed. Draws outside the bounds are redrawn
+    (truncation keeps the correlations that clipping would break)."""
+    theta = fit["_theta"]
+    cov = fit.get("_cov_draws", fit["_cov"])
     if cov is None:
         return theta[None, :]
     rng = np.random.default_rng(seed)
@@ -460,11 +541,32 @@ def _draws(fit: dict, n_draws: int, seed: int, form: Form, ymin: float) -> np.nd
     return x
 
 
+def _tie(fit: dict, tie: float | None) -> float:
+    """The tie threshold in log L: the argument, else the fit's (`pstar_status`), else 0."""
+    if tie is None:
+        tie = ((fit.get("pstar") or {}).get("tie_threshold") or {}).get("log")
+    return float(tie or 0.0)
+
+
+def _near_range(p, logL, tie: float) -> list:
+    """The smallest and largest p whose log L is within `tie` of the minimum."""
+    near = p[logL - logL.min() <= tie]
+    return [json_number(near.min()), json_number(near.max())]
+
+
 def optimal(c: Cells, fit: dict, ctx: Context, budgets, n_draws: int = N_DRAWS, seed: int = 0,
-            grid: int = 121) -> list[dict]:
-    """p*(C) for each compute budget C: over the sweep's patch sizes, and continuous p between them."""
+            grid: int = 121, tie: float | None = None) -> list[dict]:
+    """p*(C) for each compute budget C: over the sweep's patch sizes, and continuous p between them.
+
+    A predicted difference of log L within `tie` (default: the fit's tie threshold, the seed standard
+    error of a cell mean) is a tie: `tied_for_best` holds the sizes within it of the best prediction;
+    `probability_optimal[p]` is the share of draws in which p beats every other size by more than it,
+    `probability_tie` the share with no such winner (they sum to 1), and `probability_among_best[p]`
+    the share in which p is within it of the best. The caller decides whether the fit may be asked
+    (`fit["pstar"]["status"]`)."""
     form = FORM[fit["form"]]
     theta = fit["_theta"]
+    tie = _tie(fit, tie)
     draws = _draws(fit, n_draws, seed, form, float(c.mean.min()))
     cand = c.patch_sizes
     pg = _patch_grid(c, grid)
@@ -475,10 +577,16 @@ def optimal(c: Cells, fit: dict, ctx: Context, budgets, n_draws: int = N_DRAWS, 
         L_c = predict(form.name, theta, cand, D_c, ctx)
         i = int(np.argmin(L_c))
         p_star = float(cand[i])
+        log_c = np.log(np.maximum(L_c, 1e-300))
+        tied = [int(p) for p in cand[log_c - log_c[i] <= tie]]
         L_g = predict(form.name, theta, pg, D_g, ctx)
         j = int(np.argmin(L_g))
         Ld_c = predict(form.name, draws, cand, D_c, ctx)  # (draws, candidates)
-        win = np.bincount(np.argmin(Ld_c, 1), minlength=len(cand)) / len(draws)
+        logd = np.log(np.maximum(Ld_c, 1e-300))
+        near = logd - logd.min(1, keepdims=True) <= tie  # Within the tie threshold of the draw's best.
+        clear = near.sum(1) == 1
+        win = np.bincount(np.argmin(logd, 1)[clear], minlength=len(cand)) / len(draws)
+        among = near.mean(0)
         Ld_g = predict(form.name, draws, pg, D_g, ctx)
         pd = pg[np.argmin(Ld_g, 1)]
         loss_i = Ld_c[:, i]
@@ -490,10 +598,14 @@ def optimal(c: Cells, fit: dict, ctx: Context, budgets, n_draws: int = N_DRAWS, 
         out.append({
             "compute": C, "patch_size": int(p_star), "images_seen": json_number(D_c[i]), "loss": json_number(L_c[i]),
             "loss_interval": _central_95(loss_i),
+            "tie_threshold": json_number(tie), "tied_for_best": tied,
             "probability_optimal": {str(int(p)): json_number(q) for p, q in zip(cand, win)},
-            "patch_set": [int(p) for p, q in zip(cand, win) if q >= P_OPT_MIN] or [int(p_star)],
+            "probability_tie": json_number(1.0 - float(clear.mean())),
+            "probability_among_best": {str(int(p)): json_number(q) for p, q in zip(cand, among)},
+            "patch_set": [int(p) for p, q in zip(cand, among) if q >= P_OPT_MIN] or tied,
             "extrapolated": extrapolated,
             "continuous": {"patch_size": pc, "interval": _central_95(pd),
+                           "near_optimal": _near_range(pg, np.log(np.maximum(L_g, 1e-300)), tie),
                            "loss": json_number(L_g[j]), "interpolated": bool(not np.any(np.isclose(pc, cand))),
                            "extrapolated": outside_range(D_g[j], *drange)},
         })

@@ -1,8 +1,10 @@
 """`patchscale plot DIR`: every figure regenerated from stored results alone (no model is built).
 
 * loss_vs_patch: the fitted metric (test loss or error, as in fit.json) vs patch size (log-log),
-  runs as points, the chosen law with its 95% band (both laws when the forms are not separable),
-  bound and lack-of-fit flags in the legend, one colour per group;
+  runs as points, the chosen law with its 95% band (both laws, without bands, when the forms are
+  not separable), one colour per group. Only what was identified is drawn: a law whose alpha or A
+  is on a bound, or that the lack-of-fit test rejects, is named in the legend but not drawn, and
+  the title says what the figure holds;
 * accuracy_vs_patch: test accuracy vs patch size (mean ± spread over seeds);
 * compute_<group>: the compute view per group (compute_plots.py): the metric vs patch size per
   budget, vs training FLOPs per patch size with the frontier of seed means, and p*(C);
@@ -24,7 +26,25 @@ from patchscale.scaling import across_groups, collect, compute, compute_plots, f
 from patchscale.scaling.fit import PREDICT
 
 
-def _loss_vs_patch(ax, grouped, fits, colors, metric="test_loss"):
+def _not_drawn(fit: dict) -> str | None:
+    """Why a fitted law is left out of the figure (None: it is drawn). Only what was identified is
+    drawn: not a law whose shape is not identified (alpha or A on a bound, where the curve is one of
+    many that fit as well), nor one the lack-of-fit test rejects (it misses the means)."""
+    identified = fit.get("identified")
+    if identified is None:  # A fit.json from before `identified`: its bound notes say the same.
+        identified = not any(n.startswith(("alpha is at its", "A is at its bound")) for n in fit["notes"])
+    if not identified:
+        return "not identified: " + next((n.split(":")[0] for n in fit["notes"] if "bound" in n.split(":")[0]),
+                                         "a parameter on its bound")
+    lack = fit.get("lack_of_fit")
+    if lack is not None and lack["p_value"] < 0.05:
+        return f"lack of fit, p = {lack['p_value']:.2g}"
+    return None
+
+
+def _loss_vs_patch(ax, grouped, fits, colors, metric="test_loss") -> dict:
+    """Runs, the identified laws and their bands; returns what was drawn ({"curves", "bands"})."""
+    drawn = {"curves": 0, "bands": 0}
     for group, members in sorted(grouped.items()):
         p = np.asarray([r.patch_size for r in members], float)
         entry = fits.get(group, {})
@@ -35,6 +55,11 @@ def _loss_vs_patch(ax, grouped, fits, colors, metric="test_loss"):
             continue
         grid = np.geomspace(p.min(), p.max(), 100)
         forms = [entry["chosen"]] if entry.get("chosen") else ["saturating", "power"]  # Not separable: both.
+        left_out = {form: _not_drawn(entry[form]) for form in forms}
+        for form in forms:
+            if left_out[form]:
+                ax.plot([], [], " ", label=f"{group}: {form} law not drawn ({left_out[form]})")
+        forms = [form for form in forms if not left_out[form]]
         for form in forms:
             fit = entry[form]
             params = fit["params"]
@@ -43,19 +68,26 @@ def _loss_vs_patch(ax, grouped, fits, colors, metric="test_loss"):
             else:
                 sign = "+" if params["s"] >= 0 else "−"
                 label = f"{group}: log L = {params['c']:.3g} {sign} {abs(params['s']):.2f}·log p"
-            flags = [n.split(":")[0] for n in fit["notes"] if "bound" in n.split(":")[0] or n.startswith("lack of fit")]
+            band = fit.get("band") is not None and len(forms) == 1  # Two overlapping bands would not read.
+            label += " with its 95% band" if band else " (no band)"
+            flags = [n.split(":")[0] for n in fit["notes"] if "bound" in n.split(":")[0]]
             if not entry.get("law_claim", True):
                 flags.append("budget-limited: no claim about the law")
             label += "".join(f"\n  ({flag})" for flag in flags)
             ax.plot(grid, PREDICT[form](params, grid), color=colors[group], label=label,
                     linestyle="-" if form == "saturating" else "--")
-            if fit["band"] is not None and len(forms) == 1:
+            drawn["curves"] += 1
+            if band:
                 ax.fill_between(fit["band"]["p"], fit["band"]["lo"], fit["band"]["hi"], color=colors[group],
                                 alpha=0.2, linewidth=0)
+                drawn["bands"] += 1
     ax.set_yscale("log")
     ax.set_ylabel("test loss (cross-entropy)" if metric == "test_loss" else "test error (1 − top-1 accuracy)")
-    ax.set_title("Test loss vs patch size (fit with 95% band)" if metric == "test_loss"
-                 else "Test error vs patch size (fit with 95% band)")
+    what = ("runs, identified fits and their 95% bands" if drawn["bands"] == drawn["curves"] > 0 else
+            "runs, identified fits (95% bands where drawn)" if drawn["bands"] else
+            "runs and identified fits (no band)" if drawn["curves"] else "runs (no law identified)")
+    ax.set_title(("Test loss" if metric == "test_loss" else "Test error") + f" vs patch size: {what}")
+    return drawn
 
 
 def _accuracy_vs_patch(ax, grouped, colors):

@@ -79,8 +79,22 @@ def _value(fit: dict, key: str) -> str:
         return f"{value:.4g}"
     interval = fit["intervals"].get(key)
     if interval is None:
-        return f"{value:.4g} [not identified]"
+        upper = (fit.get("upper_bounds") or {}).get(key)
+        return f"{value:.4g} [not identified" + (f"; {key} < {upper:.4g}]" if upper is not None else "]")
     return f"{value:.4g} [{interval[0]:.4g}, {interval[1]:.4g}]"
+
+
+def _variances(fit: dict) -> str:
+    """One line on the seeds' variance of log L: pooled or per size, and the test between them."""
+    pe = fit["pure_error"]
+    test = pe.get("equal_variances")
+    sds = ", ".join(f"p{size}:{v ** 0.5:.3g}" for size, v in sorted(pe.get("per_size", {}).items(),
+                                                                 key=lambda kv: -float(kv[0])))
+    verdict = "" if test is None else f"; Bartlett p = {test['p_value']:.2g}"
+    if pe.get("model") == "per_size":
+        return (f"seed SD of log L per size ({sds}){verdict}: variances differ, each mean keeps its own"
+                f" (floored at the median-based pooled SD {pe['robust_floor'] ** 0.5:.3g}), t on {pe['df_t']:g} df")
+    return f"seed SD of log L pooled {pe['variance'] ** 0.5:.3g} on {pe['df']} df (per size: {sds}){verdict}"
 
 
 def _lack(fit: dict) -> str:
@@ -92,17 +106,20 @@ def _step(step: dict) -> str:
     if not step["testable"]:
         return step["note"]
     lo, hi = step["interval"]
+    holm = step.get("p_value_holm")
     return (f"p={step['from']:g} → {step['to']:g}: mean change {step['mean_difference']:+.4g} [{lo:+.4g}, {hi:+.4g}]"
-            f" over {step['n_pairs']} seeds, p(smaller is better) = {step['p_value_smaller_better']:.2g}")
+            f" over {step['n_pairs']} seeds, p(smaller is better) = {step['p_value_smaller_better']:.2g}"
+            + (f" (Holm over the group's steps: {holm:.2g})" if holm is not None else ""))
 
 
 def table(payload: dict) -> str:
     metric = payload.get("metric", "test_loss")
-    lines = [f"metric: {METRIC_NAMES.get(metric, metric)}; 95% profile intervals (t on the seeds' pure error)"
+    lines = [f"metric: {METRIC_NAMES.get(metric, metric)}; 95% intervals (profile, or the joint region's on a bound;"
+             " t on the seeds' pure error); E < U: the floor is not identified, one-sided bound"
              + (f"; budget {payload['budget']:.4g} FLOPs" if payload.get("budget") is not None else "")]
     if payload.get("selection"):
         lines.append(f"runs stand for: {payload['selection']}")
-    header = f"  {'law':<11} {'parameters [95% interval]':<92} {'lack of fit':<22} {'max|log res|':>12}"
+    header = f"  {'law':<11} {'parameters [95% interval]':<100} {'lack of fit':<22} {'max|log res|':>12}"
     for group, entry in payload["fits"].items():
         keys = ", ".join(f"{k}={v}" for k, v in entry.get("group_keys", {}).items())
         lines += ["", f"{group}  (group keys: {keys or '-'})"]
@@ -116,6 +133,8 @@ def table(payload: dict) -> str:
         lines.append("  means [95% t-interval over seeds]: " + "; ".join(
             f"p={size}: {m['mean']:.4g}" + (f" [{m['lo']:.4g}, {m['hi']:.4g}]" if m["lo"] is not None else "")
             for size, m in entry["means"].items()))
+        if sat.get("pure_error"):
+            lines.append(f"  {_variances(sat)}")
         if entry.get("convergence"):
             lines.append(f"  convergence: {entry['convergence']}")
         if not entry.get("law_claim", True):
@@ -123,7 +142,7 @@ def table(payload: dict) -> str:
         lines.append(header)
         for fit, text in ((sat, f"E={_value(sat, 'E')}  A={_value(sat, 'A')}  alpha={_value(sat, 'alpha')}"),
                           (power, f"c={_value(power, 'c')}  s={_value(power, 's')}")):
-            lines.append(f"  {fit['form']:<11} {text:<92} {_lack(fit):<22} {fit['max_abs_log_residual']:>12.4f}")
+            lines.append(f"  {fit['form']:<11} {text:<100} {_lack(fit):<22} {fit['max_abs_log_residual']:>12.4f}")
         lines.append(f"  choice: {entry['choice']}")
         for step in entry["steps"]:
             lines.append(f"  step: {_step(step)}")
