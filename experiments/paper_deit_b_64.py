@@ -8,8 +8,9 @@ NOT RUN: this config validates and dry-runs here (CPU, no ImageNet), but it has 
 trained; it needs accelerators (300 epochs of ImageNet at 4,096 tokens per image) and TFDS
 imagenet2012 prepared in the data dir. Recipe (docs/recipes.md): DeiT Ti/S/B with its full
 augmentation (RandomResizedCrop, flip, RandAugment, random erasing, Mixup/CutMix, repeated
-augmentation), no gradient clipping, float32 residual stream, bicubic eval view with crop ratio
-0.875 at p = 16 and 1.0 below.
+augmentation; --lr 5e-4 × batch/512 = 1e-3 at batch 1024), no gradient clipping, float32 residual
+stream, bicubic eval view with crop ratio 0.875 at every patch size (the study's advice for 64²
+inputs), so the field of view does not change along the sweep.
 """
 
 from patchscale.sweep import product

@@ -36,6 +36,7 @@ ADE20K = {
     "data.name": "scene_parse150", "data.train_split": "train", "data.eval_split": "test",
     "data.mask_feature": "annotation", "data.mask_classes": 150, "data.mask_offset": -1,
     "data.interpolation": "bilinear", "data.eval_crop_ratio": None,
+    # lr 5e-5 absolute at batch 16 (REFERENCE.md's segmentation recipe; no batch scaling).
     "train.steps": 160_000, "train.batch_size": BATCH, "train.learning_rate": 5e-5, "train.weight_decay": 0.01,
     "train.warmup_epochs": 1_500 * BATCH / ADE_TRAIN, "train.end_learning_rate": 0.0, "train.label_smoothing": 0.0,
     "train.eval_batch_size": 100, "train.eval_every": 16_000, "train.checkpoint_every": 4_000,

@@ -5,6 +5,8 @@
 The study's Figure 4 question: at 256 patch tokens, does a larger input (with a larger patch:
 p = 4, 8, 14) lower the loss by itself? DeiT-B with the DeiT recipe (docs/recipes.md). What it
 should show: at a fixed token count the input size matters little; the token count does.
+Eval view per point (paper_common.eval_crop_ratio): 0.875 at 64², 1.0 at 128²/p8 and 224²/p14,
+so the field of view is not the same across this sweep (docs/recipes.md, Evaluation).
 NOT RUN: validates and dry-runs here only. The miniature is experiments/mnist_input_size.py.
 """
 

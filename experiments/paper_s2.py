@@ -8,7 +8,9 @@ whole image at 224², features merged and concatenated, mean pooling). DeiT reci
 (docs/recipes.md), mean pooling for every point so the heads compare. What it should show,
 per Shi et al. 2024: more scales can match a larger model at similar compute; the
 patchification study adds smaller patches as the third option. NOT RUN: validates and
-dry-runs here only. The miniature is experiments/mnist_s2.py.
+dry-runs here only. The miniature is experiments/mnist_s2.py. Every point, DeiT-L included,
+trains with the DeiT Ti/S/B recipe (--lr 5e-4 × batch/512 = 1e-3 at batch 1024), so the three
+options share one recipe: DeiT-L here is not the study's Large recipe (paper_common.DEIT_LARGE).
 """
 
 from .paper_common import deit_recipe, eval_crop_ratio, imagenet

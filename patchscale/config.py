@@ -279,7 +279,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                "posemb": ("learned", "sincos2d", "none"), "norm": tuple(backbone.NORMS),
                "channel_mixer": tuple(channel.CHANNEL_MIXERS), "remat": tuple(backbone.REMAT_POLICIES),
                "dtype": ("auto", *backbone.DTYPES), "patch_embed_init": initializers.PATCH_EMBED_INITS,
-               "residual_dtype": ("float32", "compute"), "head": dense_heads.HEADS}
+               "residual_dtype": ("float32", "compute"), "head": dense_heads.HEADS,
+               "drop_path_schedule": backbone.DROP_PATH_SCHEDULES}
     for key, allowed in choices.items():
         if m[key] not in allowed:
             raise UserError(f"model.{key}={m[key]!r}: expected one of {', '.join(allowed)}")

@@ -42,6 +42,9 @@ def base_config() -> ConfigDict:
     c.model.channel_mixer = "mlp"  # mlp (GELU) | swiglu
     c.model.patch_embed_init = "torch"  # torch (PyTorch conv default, DeiT) | lecun_normal (Adventurer)
     c.model.drop_path = 0.0
+    # Per-block drop-path rates (models/backbone.py: drop_path_rates): linear (0 … rate, DeiT's rule,
+    # the intended one) | released (the released Adventurer code's off-by-one, used by the paper configs).
+    c.model.drop_path_schedule = "linear"
     c.model.dtype = "auto"  # auto (float32 on CPU, bfloat16 on accelerators) | float32 | bfloat16
     c.model.residual_dtype = "float32"  # float32 (the reference: autocast) | compute (the compute dtype)
     # What each block keeps for the backward pass: none (everything) | full (only its input) |
@@ -88,7 +91,7 @@ def base_config() -> ConfigDict:
     c.data.random_shift = 0  # Training augmentation: random translation by up to this many pixels.
     c.data.interpolation = "bilinear"  # bilinear | bicubic (the reference recipes): every resize and crop.
     # Evaluation view: None squashes to the input size; a ratio resizes the shorter side to
-    # ⌊size / ratio⌋ and centre-crops (DeiT: 0.875; the study: 1.0 below p = 16 or above 224²).
+    # ⌊size / ratio⌋ and centre-crops, with torchvision's rounding (DeiT: 0.875; docs/recipes.md).
     c.data.eval_crop_ratio = placeholder(float)
     c.data.in_memory = False  # Read and resize each split once, then serve it from memory (small datasets).
     c.data.worker_threads = 2

@@ -78,7 +78,8 @@ def test_random_erasing_pastes_one_box_of_the_allowed_area_per_image():
         h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
         assert (image != 0).any(-1).sum() == h * w  # One solid rectangle.
         assert 0.02 * 1024 - (h + w) <= h * w <= 1024 / 3 + (h + w)
-    assert abs(erased[erased != 0].std() - 1.0) < 0.05  # Normal noise in normalised units.
+    # Normal noise in ImageNet mean/std units: pixel std ≈ 58, i.e. ≈ 0.45 in the model's [−1, 1] scale.
+    assert abs(erased[erased != 0].std() - 0.45) < 0.05
     np.testing.assert_array_equal(erase(images, jax.random.key(0), 0.0), images)
 
 

@@ -1,13 +1,17 @@
 """Batch augmentation inside the jitted train step: random erasing, Mixup/CutMix, soft targets.
 
-These need the normalised float image (erasing fills with N(0, 1) noise in normalised units, as
-timm's pixel mode does) or mix pairs of examples, so they run on device on the whole batch, with
-static shapes (boxes are masks built from iotas). The key comes from the step number, so a
-resumed run draws the same boxes and mixing weights.
+These need the normalised float image or mix pairs of examples, so they run on device on the
+whole batch, with static shapes (boxes are masks built from iotas). The key comes from the step
+number, so a resumed run draws the same boxes and mixing weights.
 
 * Random erasing (timm `RandomErasing(p, mode="pixel", max_count=1)`): with probability p per
   image, one box of area fraction U(0.02, 1/3) and log-uniform aspect in [0.3, 3.3] (the first of
-  10 tries that fits), filled with per-pixel, per-channel standard normal noise.
+  10 tries that fits), filled with per-pixel, per-channel standard normal noise. timm erases
+  after ImageNet's mean/std normalisation, so its N(0, 1) is pixel = 255·(mean + std·z) per
+  channel; the noise here is that, expressed in the model's own input scale (pixel / 127.5 − 1,
+  models/backbone.py: normalize): mean 2·mean_c − 1, std 2·std_c ≈ 0.45, not N(0, 1) in that
+  scale (2.2× too loud). Images with other than three channels use the channel average of
+  ImageNet's mean and std (0.449, 0.226) for every channel: patchscale's choice.
 * Mixup / CutMix (timm `Mixup`, mode "batch"): one λ ~ Beta(α, α) per batch; each image mixes
   with the batch reversed. CutMix pastes a box of side ratio √(1 − λ) centred uniformly (clipped
   to the image) and sets λ to the pasted area's complement. With both enabled a batch uses
@@ -25,6 +29,21 @@ import jax.numpy as jnp
 ERASE_AREA = (0.02, 1 / 3)
 ERASE_LOG_ASPECT = (math.log(0.3), math.log(1 / 0.3))
 ERASE_TRIES = 10
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # timm's IMAGENET_DEFAULT_MEAN / STD, as fractions of 255.
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# The model's input scale: input = pixel / INPUT_SCALE + INPUT_OFFSET (models/backbone.py: normalize,
+# which tests/test_reference_pipeline.py checks against these two numbers).
+INPUT_SCALE, INPUT_OFFSET = 127.5, -1.0
+
+
+def erasing_noise(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per channel, in the model's input units, of N(0, 1) drawn in ImageNet mean/std units."""
+    if channels == 3:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:
+        mean, std = (sum(IMAGENET_MEAN) / 3,) * channels, (sum(IMAGENET_STD) / 3,) * channels
+    return (tuple(255.0 * m / INPUT_SCALE + INPUT_OFFSET for m in mean),
+            tuple(255.0 * s / INPUT_SCALE for s in std))
 
 
 def is_active(augment_config) -> bool:
@@ -57,7 +76,8 @@ def random_erasing(images: jax.Array, key: jax.Array, probability: float) -> jax
     top = jnp.floor(jax.random.uniform(k_top, (b,)) * (height - h + 1)).astype(jnp.int32)
     left = jnp.floor(jax.random.uniform(k_left, (b,)) * (width - w + 1)).astype(jnp.int32)
     mask = _box_mask(height, width, top, left, h, w) & erase[:, None, None]
-    noise = jax.random.normal(k_noise, images.shape, images.dtype)
+    mean, std = (jnp.asarray(v, images.dtype) for v in erasing_noise(images.shape[-1]))
+    noise = mean + std * jax.random.normal(k_noise, images.shape, images.dtype)
     return jnp.where(mask[..., None], noise, images)
 
 

@@ -30,12 +30,28 @@ from patchscale.data import augment, datasets
 from patchscale.errors import UserError
 
 
+def eval_view_geometry(height: int, width: int, size: int, crop_ratio: float) -> tuple[int, int, int, int]:
+    """(resized height, resized width, crop top, crop left) of the reference evaluation view.
+
+    The arithmetic of timm's/DeiT's eval transform, `Resize(int(size / crop_ratio))` then
+    `CenterCrop(size)`, as torchvision computes it: the shorter side becomes
+    s = ⌊size / crop_ratio⌋, the longer one int(s · long / short) (truncated, not rounded), and the
+    crop starts at int(round((resized − size) / 2)) on each axis (Python's round: halves to even).
+    """
+    scaled = int(math.floor(size / crop_ratio))
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = scaled, int(scaled * long / short)
+    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    return new_h, new_w, int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+
+
 def _resize(image: np.ndarray, size: int, interpolation: str = "bilinear", crop_ratio: float | None = None
             ) -> np.ndarray:
     """One uint8 (H, W, C) image to size × size.
 
     Without `crop_ratio`: a square resize (identity when it already has the size). With it, the
-    reference evaluation view: the shorter side resized to ⌊size / crop_ratio⌋, then a centre crop.
+    reference evaluation view (`eval_view_geometry`): the shorter side resized to
+    ⌊size / crop_ratio⌋, then a centre crop, both rounded as torchvision rounds them.
     """
     h, w = image.shape[:2]
     if crop_ratio is None:
@@ -43,10 +59,8 @@ def _resize(image: np.ndarray, size: int, interpolation: str = "bilinear", crop_
             return image
         target, box = (size, size), None
     else:
-        scaled = math.floor(size / crop_ratio)
-        target = (scaled, round(scaled * h / w)) if w <= h else (round(scaled * w / h), scaled)  # (W, H)
-        left, top = (target[0] - size) // 2, (target[1] - size) // 2
-        box = (left, top, left + size, top + size)
+        new_h, new_w, top, left = eval_view_geometry(h, w, size, crop_ratio)
+        target, box = (new_w, new_h), (left, top, left + size, top + size)  # PIL sizes are (W, H).
     resample = Image.Resampling.NEAREST if interpolation == "nearest" else augment.INTERPOLATIONS[interpolation]
     channels = []
     for c in range(image.shape[-1]):
@@ -155,15 +169,19 @@ def _source(data_config, split: str, limit: int | None, preprocess: Preprocess |
     return _subset(datasets.open_split(d.name, split, d.data_dir), limit), True
 
 
-def _repeat_each(ds: grain.MapDataset, repeats: int) -> grain.MapDataset:
-    """Repeated augmentation (DeiT's RASampler): every example `repeats` times in a row.
+def _repeat_each(epochs: grain.MapDataset, length: int, repeats: int) -> grain.MapDataset:
+    """Repeated augmentation (DeiT's RASampler) over `epochs`, a stream of per-epoch permutations.
 
-    Each copy has its own index, so `random_map` augments it differently; an epoch of the result
-    holds len/repeats distinct examples, as the reference sampler does.
+    Epoch e of the result holds `length` examples: the first ⌈length / repeats⌉ of epoch e's own
+    permutation, each `repeats` times in a row. So every epoch draws a fresh permutation and keeps
+    len/repeats distinct examples, as the reference sampler does (it shuffles with the epoch as
+    seed and keeps the first len/repeats of the repeated list). Each copy has its own index, so
+    `random_map` augments it differently.
     """
     if repeats == 1:
-        return ds
-    return grain.MapDataset.range(len(ds) * repeats).map(lambda k: ds[k // repeats])
+        return epochs
+    return grain.MapDataset.range(len(epochs)).map(
+        lambda k: epochs[(k // length) * length + (k % length) // repeats])
 
 
 def train_length(data_config) -> int:
@@ -182,9 +200,9 @@ def train_iterator(data_config, image_size: int, global_batch: int, steps: int, 
     repeats = augment_config.repeats if augment_config is not None else 1
     preprocess = None if augmenting else preprocess_for(data_config, image_size)
     ds, needs_preprocess = _source(data_config, data_config.train_split, data_config.train_examples, preprocess)
-    epochs = math.ceil(steps * global_batch / len(ds) / repeats)
+    epochs = math.ceil(steps * global_batch / len(ds))
     host_batch = global_batch // jax.process_count()
-    ds = _repeat_each(ds.shuffle(seed=seed).repeat(epochs), repeats)[jax.process_index()::jax.process_count()]
+    ds = _repeat_each(ds.shuffle(seed=seed).repeat(epochs), len(ds), repeats)[jax.process_index()::jax.process_count()]
     if augmenting:
         ds = ds.random_map(augment.from_config(augment_config, image_size, data_config.interpolation), seed=seed + 2)
     elif needs_preprocess:

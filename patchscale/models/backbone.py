@@ -70,6 +70,25 @@ def compute_dtype(name: str):
     return DTYPES[name]
 
 
+DROP_PATH_SCHEDULES = ("linear", "released")
+
+
+def drop_path_rates(rate: float, depth: int, schedule: str = "linear") -> list[float]:
+    """Per-block drop-path rates (`model.drop_path_schedule`).
+
+    linear: linspace(0, rate, depth), DeiT's (timm's) rule and the intended Adventurer one.
+    released: the released Adventurer code's `([0] + linspace(0, rate, depth))[:depth]`, off by one:
+    blocks 0 and 1 never drop and the last block gets rate·(depth − 2)/(depth − 1), so the mean is
+    rate/2 − rate/depth (0.25 at rate 0.6 and depth 12, against 0.30 for linear).
+    """
+    if schedule not in DROP_PATH_SCHEDULES:
+        raise ValueError(f"drop-path schedule {schedule!r}: expected one of {', '.join(DROP_PATH_SCHEDULES)}")
+    if depth == 1:
+        return [0.0 if schedule == "released" else float(rate)]
+    linear = [float(r) for r in np.linspace(0.0, rate, depth)]
+    return linear if schedule == "linear" else ([0.0] + linear)[:depth]
+
+
 def drop_path(x: jax.Array, rate: float | jax.Array, key: jax.Array | None) -> jax.Array:
     """Stochastic depth: zero a whole residual branch per example and rescale the survivors.
 
@@ -166,8 +185,7 @@ class VisionBackbone(nnx.Module):
         extra = int(self.pool == "cls")
         self.posemb = PositionEmbedding(model_config.posemb, grid, extra if self.cls_first else 0,
                                         extra if not self.cls_first else 0, shape.width, rngs=rngs)
-        # Linear drop-path schedule 0 … rate over the blocks (the DeiT rule).
-        rates = np.linspace(0.0, model_config.drop_path, shape.depth) if shape.depth > 1 else [model_config.drop_path]
+        rates = drop_path_rates(model_config.drop_path, shape.depth, model_config.drop_path_schedule)
         blocks = [Block(shape, model_config, layer=i, drop_path_rate=float(rates[i]), dtype=dtype, rngs=rngs)
                   for i in range(shape.depth)]
         self.depth = shape.depth
