@@ -4,7 +4,7 @@
 
 The same data, recipe and command line as experiments/mnist_vit.py; only the block changes.
 A 64-wide, 4-block Adventurer (size adv-mu: d_inner 128, 2 heads of 64, d_state 64).
-Measured numbers are in README.md.
+Measured numbers are in docs/results.md (files in results/mnist_adventurer_reference/).
 """
 
 from patchscale.models.presets import adventurer

@@ -6,8 +6,8 @@ The ViT of the default study (experiments/mnist_sweep.py, same recipe) at inputs
 64 pixels with patches of 4, 8 and 16: always a 4×4 grid (16 tokens + CLS). MNIST's digits are
 28 pixels (padded to 32), so 64 px only upsamples: no new information, while the patch
 embedding grows from 16 to 256 inputs per token. What the study reports: at a fixed number
-of tokens a larger input (larger patch) does not lower the loss by itself; what matters is the
-token count. The linear and MLP baselines run at every input size (the same pixels).
+of tokens a larger input (larger patch) does not lower the loss by itself. Upsampling holds the
+information fixed, so this design cannot separate token count from input size. The linear and MLP baselines run at every input size (the same pixels).
 
 Groups: `data.image_size` is part of the group, so each input size is its own group with one
 patch size; `patchscale fit` prints them side by side "at equal tokens per image". Run here in

@@ -3,7 +3,8 @@
     patchscale sweep experiments/mnist_s2.py
 
 From the default study's ViT at 8×8 and p = 4 (experiments/mnist_sweep.py, same recipe, mean
-pooling so that S² can pool its merged grids), spend about 4× the training FLOPs three ways:
+pooling so that S² can pool its merged grids), spend 4–10× the training FLOPs three ways
+(measured per run in results/mnist_s2/fit.json):
 
 * smaller patches: p = 2 (16 instead of 4 tokens);
 * a larger model: width 128 instead of 64 (MLP and heads scaled with it);
@@ -13,9 +14,9 @@ pooling so that S² can pool its merged grids), spend about 4× the training FLO
   part of what S² buys; the plain model at 16×16 and p = 4 (16 tokens) is in the sweep too.
 
 Each way is its own group; `patchscale plot DIR` draws them on shared axes of training FLOPs
-and parameters (groups_vs_compute.png) and `patchscale fit DIR` lists every cell by FLOPs. Cost here: about 1 hour
-(15 runs at 4–20 tokens, 3 seeds) plus 6 baseline runs. Run once: results/mnist_s2 (provenance.json
-says how); its reading is in docs/results.md.
+and parameters (groups_vs_compute.png) and `patchscale fit DIR` lists every cell by FLOPs.
+Cost here: about 1 hour (15 runs at 4–20 tokens, 3 seeds) plus 6 baseline runs. Run once:
+results/mnist_s2 (provenance.json says how); its reading is in docs/results.md.
 """
 
 from . import mnist_sweep

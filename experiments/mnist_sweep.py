@@ -8,8 +8,9 @@ Patch sizes 8, 4, 2 at an 8×8 input (1, 4 and 16 patch tokens, plus CLS) for a 
 an Adventurer, three seeds each, every run evaluated at four training budgets (⅛, ¼, ½ and all of the run, each after
 its own cooldown), plus a linear and a one-hidden-layer MLP baseline on the same pixels through
 the same trainer: 21 runs, then fit.json, the plots and the convergence verdicts in
-results/mnist_sweep/. A group is converged when doubling the budget improves validation loss by
-less than 5% at every patch size and keeps their ranking (docs/compute.md).
+results/mnist_sweep/. A group is converged when every patch size's validation minimum is
+bracketed by the budget grid and no ranking of patch sizes reverses by more than 2 standard
+errors between D/2 and D (docs/compute.md).
 
 Choices, and why (numbers marked "not stored" come from exploratory runs whose files were not
 kept; the stored ones are cited):

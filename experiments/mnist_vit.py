@@ -3,10 +3,10 @@
     patchscale train experiments/mnist_vit.py
 
 Expected on a 2-core CPU: test accuracy ≥ 98% after 6 epochs (about 12 minutes at ~430 images/s;
-measured numbers in README.md). The recipe differs from the defaults in two places, both chosen
-by measurement: learning rate 2e-3 (1e-3 gave 97.9%) and random shifts of up to 2 pixels (a
-ViT has no translation prior; without them 97.5%). Every key of patchscale/defaults.py can be
-overridden, e.g. `model.patch_size=8 train.epochs=2`.
+measured numbers in docs/results.md, files in results/mnist_vit_reference/). The recipe differs
+from the defaults in two places, both chosen by measurement: learning rate 2e-3 (1e-3 gave 97.9%)
+and random shifts of up to 2 pixels (a ViT has no translation prior; without them 97.5%). Every
+key of patchscale/defaults.py can be overridden, e.g. `model.patch_size=8 train.epochs=2`.
 """
 
 from patchscale.defaults import base_config
