@@ -4,7 +4,7 @@
 
 Each pixel of the 16×16 input at least as bright as `data.pixel_threshold` (128 of 255) is
 labelled with its digit's class, every other pixel is background (11 classes;
-patchscale/segmentation.py). The default study's ViT and recipe (experiments/mnist_sweep.py)
+patchscale/segmentation.py). The data-limited study's ViT and recipe (experiments/mnist_limited.py)
 at patch sizes 8, 4, 2 with two heads: `dense_linear` (one linear layer from each token to its
 p×p pixels' logits, the study's decoder-free head) and `dense_decoder` (a small conv decoder,
 0.08–0.15 M parameters at these patch sizes). Per-pixel cross-entropy and pixel accuracy over every pixel of
@@ -16,14 +16,14 @@ Groups: each head is its own patch-size group. Cost here: about 2 hours (18 runs
 study does on ADE20k, is left to the accelerator config; the miniature trains from scratch.
 """
 
-from . import mnist_sweep
+from . import mnist_limited
 
 PATCH_SIZES = (8, 4, 2)
 HEADS = ("dense_linear", "dense_decoder")
 
 
 def get_config(arg=None):
-    c = mnist_sweep.get_config(arg)
+    c = mnist_limited.get_config(arg)
     c.data.image_size = 16
     c.model.pool = "gap"  # No class token: every token is a patch of pixels.
     c.model.head = "dense_linear"
@@ -32,4 +32,4 @@ def get_config(arg=None):
 
 def get_sweep():
     return [{"model.head": head, "model.patch_size": p, "seed": seed}
-            for p in PATCH_SIZES for head in HEADS for seed in mnist_sweep.SEEDS]
+            for p in PATCH_SIZES for head in HEADS for seed in mnist_limited.SEEDS]

@@ -2,7 +2,7 @@
 
     patchscale sweep experiments/mnist_extend.py
 
-At the default study's 8×8 input and recipe (experiments/mnist_sweep.py: 5,000 images, 64
+At the data-limited study's 8×8 input and recipe (experiments/mnist_limited.py: 5,000 images, 64
 epochs, budgets, baselines, convergence criterion), each mixer sees 4 and 16 patch tokens in
 two ways:
 
@@ -22,19 +22,19 @@ Cost here (per-run times of the default and 16×16 studies at the same token cou
 for the ViT and 2 h for the Adventurer, 3 seeds each, plus 6 baseline runs. NOT RUN yet.
 """
 
-from . import mnist_sweep
+from . import mnist_limited
 
 SCALING = ((8, 1), (4, 1), (2, 1))  # (patch size, extend factor)
 EXTENDING = ((8, 2), (8, 4), (4, 2))
 
 
 def get_config(arg=None):
-    return mnist_sweep.get_config(arg)
+    return mnist_limited.get_config(arg)
 
 
 def get_sweep():
     """Baselines, then by scaling and by extending, cheapest first, both mixers, every seed."""
-    baselines = [point for point in mnist_sweep.get_sweep() if "model.baseline" in point]
+    baselines = [point for point in mnist_limited.get_sweep() if "model.baseline" in point]
     runs = [{**mixer, "model.patch_size": p, "model.extend_tokens": f, "seed": seed}
-            for p, f in SCALING + EXTENDING for seed in mnist_sweep.SEEDS for mixer in mnist_sweep._mixer_settings()]
+            for p, f in SCALING + EXTENDING for seed in mnist_limited.SEEDS for mixer in mnist_limited._mixer_settings()]
     return baselines + runs

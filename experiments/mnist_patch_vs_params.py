@@ -3,8 +3,8 @@
     patchscale sweep experiments/mnist_patch_vs_params.py
 
 ViTs of three sizes (width 32 depth 2, width 64 depth 2, width 128 depth 4; 4 heads, MLP 4×)
-at patch sizes 16, 8, 4, 2 (1 to 64 patch tokens), the default study's recipe otherwise
-(experiments/mnist_sweep.py), three seeds. Each model size is its own patch-size group in
+at patch sizes 16, 8, 4, 2 (1 to 64 patch tokens), the data-limited study's recipe otherwise
+(experiments/mnist_limited.py), three seeds. Each model size is its own patch-size group in
 `patchscale fit`; `patchscale plot DIR` puts every group's loss and accuracy against training FLOPs and against parameters on
 shared axes (groups_vs_compute.png), and `patchscale fit DIR` lists every cell by FLOPs, so
 the two ways of spending compute meet on one axis. What the study reports: at equal
@@ -14,7 +14,7 @@ Cost here: the p = 2 runs (65 tokens) dominate: about 30 min each for the 64-wid
 roughly 10 hours in all. NOT RUN yet; `--shard` splits it across machines.
 """
 
-from . import mnist_sweep, mnist_sweep_16
+from . import mnist_limited, mnist_sweep_16
 
 PATCH_SIZES = (16, 8, 4, 2)
 MODELS = ({"model.width": 32, "model.depth": 2, "model.heads": 4, "model.mlp_dim": 128},
@@ -23,11 +23,11 @@ MODELS = ({"model.width": 32, "model.depth": 2, "model.heads": 4, "model.mlp_dim
 
 
 def get_config(arg=None):
-    return mnist_sweep_16.get_config(arg)  # The default study's recipe at 16×16.
+    return mnist_sweep_16.get_config(arg)  # The data-limited study's recipe at 16×16.
 
 
 def get_sweep():
-    baselines = [point for point in mnist_sweep.get_sweep() if "model.baseline" in point]
+    baselines = [point for point in mnist_limited.get_sweep() if "model.baseline" in point]
     runs = [{"model.mixer": "attention", **model, "model.patch_size": p, "seed": seed}
-            for p in PATCH_SIZES for model in MODELS for seed in mnist_sweep.SEEDS]
+            for p in PATCH_SIZES for model in MODELS for seed in mnist_limited.SEEDS]
     return baselines + runs

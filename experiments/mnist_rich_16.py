@@ -19,7 +19,7 @@ skips finished runs and resumes a partial one from its checkpoint. p = 1 (257 to
 hours per run here) belongs on an accelerator.
 """
 
-from . import mnist_sweep, mnist_sweep_16
+from . import mnist_limited, mnist_sweep_16
 
 PATCH_SIZES = (16, 8, 4, 2)
 
@@ -37,7 +37,7 @@ def get_config(arg=None):
 
 def get_sweep():
     """The baselines, then every seed and mixer of a patch size before the next, cheapest first."""
-    baselines = [point for point in mnist_sweep.get_sweep() if "model.baseline" in point]
+    baselines = [point for point in mnist_limited.get_sweep() if "model.baseline" in point]
     runs = [{**mixer, "model.patch_size": p, "seed": seed}
-            for p in PATCH_SIZES for seed in mnist_sweep.SEEDS for mixer in mnist_sweep._mixer_settings()]
+            for p in PATCH_SIZES for seed in mnist_limited.SEEDS for mixer in mnist_limited._mixer_settings()]
     return baselines + runs

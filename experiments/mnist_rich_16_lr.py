@@ -10,7 +10,7 @@ size's best rate. Compare the groups' validation losses (`patchscale fit results
 lists them by group). About an hour on this project's 2-core CPU, most of it at p = 2.
 """
 
-from . import mnist_rich_16, mnist_sweep
+from . import mnist_rich_16, mnist_limited
 
 LEARNING_RATES = (1e-3, 3e-3)
 
@@ -24,4 +24,4 @@ def get_config(arg=None):
 
 def get_sweep():
     return [{**mixer, "model.patch_size": p, "train.learning_rate": lr, "seed": 0}
-            for p in (8, 2) for mixer in mnist_sweep._mixer_settings() for lr in LEARNING_RATES]
+            for p in (8, 2) for mixer in mnist_limited._mixer_settings() for lr in LEARNING_RATES]

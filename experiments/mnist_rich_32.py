@@ -17,7 +17,7 @@ On a machine without network, bring the prepared dataset (`patchscale data prepa
 `data.data_dir` at it. NOT RUN yet.
 """
 
-from . import mnist_rich_16, mnist_sweep
+from . import mnist_rich_16, mnist_limited
 
 PATCH_SIZES = (8, 4, 2, 1)
 
@@ -31,7 +31,7 @@ def get_config(arg=None):
 
 def get_sweep():
     """The baselines, then every seed and mixer of a patch size before the next, cheapest first."""
-    baselines = [point for point in mnist_sweep.get_sweep() if "model.baseline" in point]
+    baselines = [point for point in mnist_limited.get_sweep() if "model.baseline" in point]
     runs = [{**mixer, "model.patch_size": p, "seed": seed}
-            for p in PATCH_SIZES for seed in mnist_sweep.SEEDS for mixer in mnist_sweep._mixer_settings()]
+            for p in PATCH_SIZES for seed in mnist_limited.SEEDS for mixer in mnist_limited._mixer_settings()]
     return baselines + runs

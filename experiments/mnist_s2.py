@@ -2,7 +2,7 @@
 
     patchscale sweep experiments/mnist_s2.py
 
-From the default study's ViT at 8×8 and p = 4 (experiments/mnist_sweep.py, same recipe, mean
+From the data-limited study's ViT at 8×8 and p = 4 (experiments/mnist_limited.py, same recipe, mean
 pooling so that S² can pool its merged grids), spend 4–10× the training FLOPs three ways
 (measured per run in results/mnist_s2/fit.json):
 
@@ -19,7 +19,7 @@ Cost here: about 1 hour (15 runs at 4–20 tokens, 3 seeds) plus 6 baseline runs
 results/mnist_s2 (provenance.json says how); its reading is in docs/results.md.
 """
 
-from . import mnist_sweep
+from . import mnist_limited
 
 POINTS = (
     {"model.patch_size": 4},
@@ -31,12 +31,12 @@ POINTS = (
 
 
 def get_config(arg=None):
-    c = mnist_sweep.get_config(arg)
+    c = mnist_limited.get_config(arg)
     c.model.pool = "gap"
     return c
 
 
 def get_sweep():
-    baselines = [point for point in mnist_sweep.get_sweep() if "model.baseline" in point]
+    baselines = [point for point in mnist_limited.get_sweep() if "model.baseline" in point]
     return baselines + [{"model.mixer": "attention", **point, "seed": seed}
-                        for point in POINTS for seed in mnist_sweep.SEEDS]
+                        for point in POINTS for seed in mnist_limited.SEEDS]

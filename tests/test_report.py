@@ -46,7 +46,7 @@ def chromium():
 def page(tmp_path_factory):
     """The report of the committed reference study (21 runs with their metrics), written by the CLI."""
     root = tmp_path_factory.mktemp("report") / "study"
-    shutil.copytree(REPO / "results" / "mnist_sweep_reference", root)
+    shutil.copytree(REPO / "results" / "mnist_limited_reference", root)
     return root
 
 
