@@ -174,3 +174,12 @@ def test_baselines_are_one_patch_size(curve, words):
                                           {"baseline-linear-r8": members})
     assert out["baselines"]["baseline-linear-r8"]["convergence"].startswith(words)
     json.dumps(out, allow_nan=False)
+
+
+def test_half_budget_rounded_up_by_a_step_is_still_d_over_2():
+    """Budgets of ¼, ½ and all of 1,563 steps of 128 images: 50,048, 100,096 and 200,064 images. The
+    ½ budget is a step above D/2 (100,032); it, not the ¼ budget, is the D/2 of the verdict."""
+    grid = (50_048, 100_096, 200_064)
+    out = convergence.convergence(runs({8: [0.30, 0.15, 0.09], 4: [0.33, 0.16, 0.09]}, budgets=grid))
+    assert {e["half_budget"] for e in out["patch_sizes"]} == {100_096}
+    assert "from 100,096 to 200,064 images" in out["reason"]

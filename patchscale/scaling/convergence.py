@@ -32,6 +32,7 @@ from patchscale.scaling.stats import json_mean_interval, json_number
 
 TOLERANCE = 0.05  # Relative improvement from doubling the budget below which the top of a curve counts as flat.
 ALLOWANCE_SE = 2.0  # Differences within this many standard errors of a difference of two seed means are noise.
+HALF_SLACK = 0.01  # A budget's steps are rounded up, so the grid's "D/2" may sit a step above D/2.
 BUDGET_LIMITED = "budget-limited: no claim about the law"
 PAST_OPTIMUM = "past optimum: no claim about the law"
 BRACKETED, STILL_FALLING, PAST = "bracketed", "still falling", "past optimum"  # per patch size
@@ -158,7 +159,7 @@ def _patch_entry(c, sel: np.ndarray, sd: float | None, sd_df: int, chosen: list[
              "seeds_at_smallest": sum(e["budget"] == grid[0] for e in chosen) if len(grid) > 1 else None,
              "seeds_at_largest": sum(e["budget"] == grid[-1] for e in chosen) if len(grid) > 1 else None,
              "sd_log": json_number(sd), "sd_df": sd_df}
-    half = sel[c.D[sel] <= c.D[i_full] / 2 * (1 + 1e-9)]
+    half = sel[c.D[sel] <= c.D[i_full] / 2 * (1 + HALF_SLACK)]
     if half.size == 0:
         entry.update(half_budget=None, half_mean=None, n_half=None, relative_improvement=None,
                      improvement_percent=None, se_log=None, improvement_se=None, tolerance_se=None)
