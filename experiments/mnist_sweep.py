@@ -16,10 +16,11 @@ checked against 1e-3 at p = 8 and 2 by experiments/mnist_rich_16_lr.py; batch 12
 depth 2) at 3 epochs instead of 16, so that the whole study finishes within an hour on a 2-core
 CPU. What is left out, and why (times measured on this project's 2-core CPU):
 
-* p = 16 (one patch token): the ViT there is an MLP with a 256 → 64 bottleneck, and it lost to
-  the MLP baseline (test loss 0.128 [0.111, 0.146] after 4 epochs against the MLP's 0.109 at its
-  best learning rate; a 4-epoch version of this study, not stored); the range starts where token
-  mixing has tokens to mix. experiments/mnist_rich_16.py keeps p = 16.
+* p = 16 (one patch token): the ViT there is an MLP with a 256 → 64 bottleneck, and it does
+  not beat the MLP baseline (test loss 0.128 [0.111, 0.146] after 4 epochs in
+  results/archive/mnist_sweep_v3_4epochs, against 0.109 for the MLP at its best learning rate,
+  one run, not stored); the range starts where token mixing has tokens to mix.
+  experiments/mnist_rich_16.py keeps p = 16.
 * p = 1 (257 tokens): hours per run here; experiments/mnist_rich_32.py (native 32×32, to p = 1)
   is the accelerator experiment.
 * Three epochs do not reach the optimum: the verdict is expected to say "still falling" (the
