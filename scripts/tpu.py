@@ -9,7 +9,9 @@
 
 Each verb prints the `gcloud` command it would run; add `--run` to run it. A slice runs one
 process per worker (`--worker=all`) and `patchscale sweep --distributed` joins them into one
-JAX job (the TPU runtime finds the coordinator). Results and checkpoints go to the gs:// path,
+JAX job (the TPU runtime finds the coordinator). `sweep` first runs `patchscale sweep --preflight`
+on every worker (data, results bucket, mesh, compiled memory; seconds to a minute) and starts the
+sweep only if it passes; `--no-preflight` skips it. Results and checkpoints go to the gs:// path,
 so a preempted slice (exit code 75 or a lost VM) resumes by running the `sweep` verb again,
 after `create` + `install` for a lost one.
 """
@@ -46,8 +48,8 @@ def commands(args: argparse.Namespace) -> list[list[str]]:
         if not args.results.startswith("gs://"):
             raise SystemExit(f"tpu.py: --results {args.results!r}: use a gs:// path, which every worker can reach")
         sweep = ["patchscale", "sweep", args.experiment, "--distributed", "--results", args.results, *args.overrides]
-        remote = f"cd patchscale && . .venv/bin/activate && {shlex.join(sweep)}"
-        return [_ssh(args, remote)]
+        steps = [sweep] if args.no_preflight else [sweep + ["--preflight"], sweep]
+        return [_ssh(args, f"cd patchscale && . .venv/bin/activate && {shlex.join(step)}") for step in steps]
     raise SystemExit(f"tpu.py: unknown verb {args.verb!r}")
 
 
@@ -63,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", default="main", help="branch, tag or commit to install (install)")
     p.add_argument("--experiment", help="experiment file inside the repository (sweep)")
     p.add_argument("--results", help="gs:// results directory shared by all workers (sweep)")
+    p.add_argument("--no-preflight", action="store_true",
+                   help="start the sweep without first running `patchscale sweep --preflight` on every worker (sweep)")
     p.add_argument("--run", action="store_true", help="run the commands instead of printing them")
     return p
 

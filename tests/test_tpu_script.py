@@ -36,15 +36,29 @@ def test_install_runs_on_every_worker_with_the_tpu_extra(tpu):
     assert "git checkout -q abc" in remote and "pip install -q -e '.[tpu]'" in remote
 
 
-def test_sweep_command_is_a_valid_distributed_patchscale_sweep(tpu):
-    (ssh,) = lines(tpu, "sweep", "--name", "ps", "--zone", "z", "--experiment", "experiments/paper_deit_b_64.py",
-                   "--results", "gs://b/r", "--", "data.data_dir=gs://b/tfds", "train.epochs=1")
+def remote_patchscale(ssh):
+    """The `patchscale ...` command a `gcloud ... ssh` line runs on every worker, parsed by the real CLI."""
+    assert "--worker=all" in ssh
     remote = ssh[-1].removeprefix("--command=")
     patchscale = shlex.split(remote.split("&& ")[-1])
     assert patchscale[0] == "patchscale"
-    args = cli.parse_args(patchscale[1:])  # What each worker will run parses with the real CLI.
-    assert args.distributed and args.results == "gs://b/r" and args.config == "experiments/paper_deit_b_64.py"
-    assert args.overrides == ["data.data_dir=gs://b/tfds", "train.epochs=1"]
+    return cli.parse_args(patchscale[1:])
+
+
+def test_sweep_command_is_a_valid_distributed_patchscale_sweep_after_a_preflight(tpu):
+    preflight, sweep = lines(tpu, "sweep", "--name", "ps", "--zone", "z", "--experiment",
+                             "experiments/paper_deit_b_64.py", "--results", "gs://b/r", "--",
+                             "data.data_dir=gs://b/tfds", "train.epochs=1")
+    for args in map(remote_patchscale, (preflight, sweep)):
+        assert args.distributed and args.results == "gs://b/r" and args.config == "experiments/paper_deit_b_64.py"
+        assert args.overrides == ["data.data_dir=gs://b/tfds", "train.epochs=1"]
+    assert remote_patchscale(preflight).preflight and not remote_patchscale(sweep).preflight
+
+
+def test_no_preflight_runs_the_sweep_alone(tpu):
+    (sweep,) = lines(tpu, "sweep", "--name", "ps", "--zone", "z", "--experiment", "e.py", "--results", "gs://b/r",
+                     "--no-preflight")
+    assert not remote_patchscale(sweep).preflight
 
 
 def test_sweep_refuses_a_local_results_path(tpu):

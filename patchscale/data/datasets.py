@@ -4,12 +4,18 @@
 `patchscale_mnist`; every other name is a TFDS dataset read from the data dir: an image
 classification dataset ("image" and "label"), or a segmentation dataset ("image" and a mask
 feature named by `data.mask_feature`, e.g. scene_parse150's "annotation").
+
+Splits are read through `tfds.data_source`, which needs random-access shards (TFDS's
+`array_record` format). A dataset prepared in TFDS's default `tfrecord` format, or one without a
+split the config names, is refused when the config is validated, with the command that fixes it
+(docs/data.md), rather than when a run first opens the split.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 
 from patchscale.data import mnist
 from patchscale.errors import UserError
@@ -31,6 +37,8 @@ class DatasetInfo:
     channels: int
     num_classes: int  # Image classes; 0 for a segmentation dataset read with a mask feature.
     splits: dict[str, int]  # Split name → number of examples (empty if not prepared yet).
+    location: str | None = None  # The prepared dataset's version directory; None when not prepared.
+    unreadable: str | None = None  # Why tfds.data_source cannot read the prepared files (None: it can).
 
 
 def describe(name: str, data_dir: str | None, mask_feature: str | None = None) -> DatasetInfo:
@@ -48,12 +56,7 @@ def describe(name: str, data_dir: str | None, mask_feature: str | None = None) -
 
 @functools.cache
 def _describe_tfds(name: str, data_dir: str | None, mask_feature: str | None) -> DatasetInfo:
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
-    except Exception as e:  # TFDS raises several types for unknown names and broken dirs.
-        raise UserError(f"unknown dataset {name!r}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    builder = _builder(name, data_dir)
     features = builder.info.features
     target = mask_feature or "label"
     if "image" not in features or target not in features:
@@ -62,7 +65,64 @@ def _describe_tfds(name: str, data_dir: str | None, mask_feature: str | None) ->
     height, width, channels = features["image"].shape
     size = height if height == width and height is not None else None
     splits = {split: info.num_examples for split, info in builder.info.splits.items()} or KNOWN_SPLITS.get(name, {})
-    return DatasetInfo(name, size, channels or 3, 0 if mask_feature else features["label"].num_classes, splits)
+    prepared = builder.is_prepared()
+    return DatasetInfo(name, size, channels or 3, 0 if mask_feature else features["label"].num_classes, splits,
+                       str(builder.data_dir) if prepared else None, format_problem(name, builder) if prepared else None)
+
+
+def _builder(name: str, data_dir: str | None):
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder(name, data_dir=data_dir, try_gcs=False)
+    except Exception as e:  # TFDS raises several types for unknown names and broken dirs.
+        raise UserError(f"unknown dataset {name!r}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+
+
+def build_command(name: str, data_dir: str | None) -> str:
+    """The `tfds build` line that prepares `name` in the format the pipeline reads (docs/data.md)."""
+    where = f" --data_dir={data_dir}" if data_dir else ""
+    return f"tfds build {name}{where} --file_format=array_record"
+
+
+def format_problem(name: str, builder) -> str | None:
+    """Why tfds.data_source cannot read a prepared dataset, with the command that fixes it; None if it can.
+
+    TFDS writes `tfrecord` shards by default, and most shared ImageNet copies are such builds;
+    `tfds convert_format` adds `array_record` shards beside them and records them in
+    dataset_info.json, after which the same directory is readable.
+    """
+    from tensorflow_datasets.core import file_adapters
+
+    available = builder.info.available_file_formats()
+    if available & file_adapters.FileFormat.with_random_access():
+        return None
+    formats = "/".join(sorted(f.value for f in available)) or "an unrecorded format"
+    return (f"dataset {name!r} in {builder.data_dir} is prepared as {formats}, which tfds.data_source cannot read"
+            f" (it needs array_record); convert it in place: tfds convert_format"
+            f" --dataset_version_dir={builder.data_dir} --out_file_format=array_record (docs/data.md)")
+
+
+def split_base_names(spec: str) -> list[str]:
+    """The split names in a TFDS split spec: "train[:90%]+validation" → ["train", "validation"]."""
+    return [re.sub(r"\[.*\]$", "", part.strip()) for part in spec.split("+")]
+
+
+def check_readable(name: str, info: DatasetInfo, split_keys: dict[str, str], data_dir: str | None) -> None:
+    """`UserError` when the prepared data cannot serve the configured splits (config key → split spec).
+
+    Metadata only, so it runs at validation time, before anything compiles. A dataset not
+    prepared yet passes unless KNOWN_SPLITS says it lacks a split: dry runs size such runs.
+    """
+    if info.unreadable:
+        raise UserError(info.unreadable)
+    for key, spec in split_keys.items():
+        missing = [s for s in split_base_names(spec) if info.splits and s not in info.splits]
+        if missing:
+            where = f" in {info.location}" if info.location else ""
+            rebuild = "" if name in EMBEDDED else f", or prepare it with that split: {build_command(name, data_dir)}"
+            raise UserError(f"{key}={spec!r}: dataset {name!r}{where} has no split {missing[0]!r} (it has"
+                            f" {', '.join(info.splits)}); name one of those{rebuild}")
 
 
 def open_split(name: str, split: str, data_dir: str | None):
@@ -72,6 +132,14 @@ def open_split(name: str, split: str, data_dir: str | None):
     tfds_name = name
     if name in EMBEDDED:
         tfds_name, data_dir = EMBEDDED[name].TFDS_NAME, EMBEDDED[name].prepare(data_dir)
+    else:
+        builder = _builder(name, data_dir)
+        if not builder.is_prepared():
+            raise UserError(f"dataset {name!r} is not prepared in {builder.data_dir}; prepare it:"
+                            f" {build_command(name, data_dir)} (docs/data.md)")
+        problem = format_problem(name, builder)
+        if problem:
+            raise UserError(problem)
     try:
         return tfds.data_source(tfds_name, split=split, data_dir=data_dir, download=False)
     except Exception as e:
