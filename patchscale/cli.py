@@ -6,7 +6,7 @@ import argparse
 import pathlib
 import sys
 
-from patchscale.errors import Preempted, TrainingError, UserError
+from patchscale.errors import Preempted, StorageError, TrainingError, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,7 +31,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from patchscale import compile_cache, distributed, results, sweep
+    from patchscale import compile_cache, distributed, sweep
     from patchscale import config as config_lib
 
     if args.workers < 1:
@@ -39,9 +39,19 @@ def cmd_sweep(args) -> int:
     if args.workers > 1 and (args.distributed or args.coordinator):
         raise UserError("--workers runs several single-process runs on this machine; it does not combine with"
                         " --distributed or --coordinator")
+    if args.workers > 1:
+        from patchscale import workers
+
+        workers.core_groups(args.workers)  # More workers than cores: refused before anything is written.
     distributed.initialize(args)
     compile_cache.enable()
     index, count = sweep.parse_shard(args.shard)
+    if args.preflight:
+        from patchscale import preflight
+
+        results_dir = args.results or str(pathlib.Path("results") / config_lib.experiment_name(args.config))
+        return preflight.main(args.config, args.overrides, results_dir,
+                              lambda points: _only(sweep.shard(points, index, count), args.only))
     points = sweep.expand(args.config, args.overrides)
     experiment = config_lib.experiment_name(args.config)
     results_dir = args.results or str(pathlib.Path("results") / experiment)
@@ -51,6 +61,30 @@ def cmd_sweep(args) -> int:
           + f" → {results_dir}/runs/", flush=True)
     if args.dry_run:
         return _print_dry_run(mine, not args.no_compile, args.rate_tflops)
+    sweep.check_configs(points, results_dir)  # Finished or partial runs under another config: refused now.
+    with _sweep_lock(results_dir, index, count):
+        return _run_sweep(args, points, mine, results_dir, experiment)
+
+
+def _sweep_lock(results_dir: str, index: int, count: int):
+    """The results directory's lock (one per shard); a run of a `--workers` sweep runs under its parent's."""
+    import contextlib
+    import os
+
+    import jax
+
+    from patchscale import locking, workers
+
+    if os.environ.get(workers.SWEEP_LOCKED_ENV) == os.path.abspath(results_dir) or jax.process_index() != 0:
+        return contextlib.nullcontext()
+    name = locking.LOCK if count == 1 else f"{locking.LOCK}-shard-{index}-of-{count}"
+    return locking.hold(results_dir, "sweep's results directory", name=name)
+
+
+def _run_sweep(args, points, mine, results_dir: str, experiment: str) -> int:
+    """Under the results directory's lock: the manifest, the runs, then the analysis once every run has ended."""
+    from patchscale import results, sweep
+
     sweep.write_manifest(results_dir, experiment, points)
     if args.workers > 1:
         import jax
@@ -60,6 +94,7 @@ def cmd_sweep(args) -> int:
         if jax.default_backend() != "cpu":
             raise UserError(f"--workers pins runs to CPU cores; on {jax.default_backend()} devices run one sweep"
                             " (or one --shard) per device instead")
+        workers.prepare_data(mine)  # Once, here: workers preparing one dataset at once collide.
         outcome = workers.run(mine, results_dir, _child_command(args, results_dir), args.workers,
                               retry_failed=args.retry_failed)
     else:
@@ -68,12 +103,16 @@ def cmd_sweep(args) -> int:
                ("finished", "failed")]
     import jax
 
+    finished = sum(results.status(f"{results_dir}/{results.RUNS}/{p.name}") == "finished" for p in points)
     if args.no_analysis or pending or jax.process_index() != 0:
         if pending:
             print(f"[sweep] {len(pending)} runs of the sweep are not finished (other shards?);"
                   f" fit and plot once they are: patchscale fit {results_dir} && patchscale plot {results_dir}")
+    elif not finished:
+        print(f"[sweep] no run of the sweep finished (every one failed; their failed.json says why);"
+              " nothing to fit", flush=True)
     else:
-        _analyse(results_dir)
+        _analyse(results_dir, len(points) - finished)
     return 1 if "failed" in outcome.values() else 0
 
 
@@ -96,9 +135,10 @@ def _child_command(args, results_dir: str) -> list[str]:
     return command + (["--retry-failed"] if args.retry_failed else [])
 
 
-def _analyse(results_dir: str) -> None:
+def _analyse(results_dir: str, failed: int = 0) -> None:
     """Fit and plot a finished sweep; a sweep whose results cannot be fitted still succeeds."""
-    print(f"[sweep] every run is done: patchscale fit {results_dir} && patchscale plot {results_dir}", flush=True)
+    ended = "every run is done" if not failed else f"every run has ended ({failed} failed, left out)"
+    print(f"[sweep] {ended}: patchscale fit {results_dir} && patchscale plot {results_dir}", flush=True)
     try:
         fit(results_dir)
         plot(results_dir)
@@ -253,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="runs trained at once on this machine, each pinned to its share of the CPU cores"
                             " (small models on CPUs; docs/sweeps.md)")
     sweep.add_argument("--dry-run", action="store_true", help="print each run's size and cost; train nothing")
+    sweep.add_argument("--preflight", action="store_true",
+                       help="check data, results path, mesh and compiled memory of every distinct setup, one"
+                            " PASS/FAIL line each; train nothing; exit 1 if any fails (docs/scale-out.md)")
     sweep.add_argument("--no-compile", action="store_true", help="with --dry-run: skip the compiled memory estimate")
     sweep.add_argument("--rate-tflops", type=float, default=100.0,
                        help="with --dry-run: achieved TFLOP/s assumed for the projected device-hours")
@@ -346,6 +389,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("patchscale: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # A full disk, a read-only directory: one line, not a traceback.
+        from patchscale import storage
+
+        problem = storage.environment_error(e)
+        if problem is None:
+            raise
+        print(f"patchscale: error: {problem}", file=sys.stderr)
+        return StorageError.EXIT_CODE
 
 
 if __name__ == "__main__":

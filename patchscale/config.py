@@ -11,6 +11,7 @@ import difflib
 import importlib
 import importlib.util
 import pathlib
+import re
 import sys
 from typing import Any, Sequence
 
@@ -32,7 +33,8 @@ def experiment_name(path: str) -> str:
     """The experiment's name for default result directories: the file's stem (and its argument)."""
     file, arg = split_arg(path)
     stem = pathlib.Path(file).stem
-    return f"{stem}_{arg}" if arg else stem
+    # One path component whatever ARG holds: `x.py:/../../y` must not move the results elsewhere.
+    return f"{stem}_{re.sub(r'[^A-Za-z0-9=._+-]', '_', arg)}" if arg else stem
 
 
 def load_module(path: str):
@@ -264,7 +266,6 @@ def _check_fused_attention(m) -> None:
 def validate(config: ml_collections.ConfigDict) -> None:
     """Cheap semantic checks that need neither data nor compilation."""
     # Local imports keep `load_module` light; none of these compiles anything.
-    from patchscale import partitioning
     from patchscale.data import augment_batch, datasets
     from patchscale import optimizer
     from patchscale.models import backbone, baselines, channel, dense_heads, initializers, sizes
@@ -334,6 +335,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
     _validate_masks(config)
     info = datasets.describe(d.name, d.data_dir, d.mask_feature)  # Raises on unknown datasets.
+    datasets.check_readable(d.name, info, {f"data.{key}": d[key] for key in ("train_split", "eval_split", "val_split")
+                                           if d[key] is not None}, d.data_dir)  # Format and splits, before compiling.
+    if d.image_size is not None and d.image_size <= 0:  # 0 would silently mean "the dataset's own size".
+        raise UserError(f"data.image_size={d.image_size}: must be positive (leave it unset for the dataset's size)")
     size = d.image_size or info.image_size
     if size is None:
         raise UserError(f"data.image_size must be set: dataset {d.name!r} has images of varying size")
@@ -361,8 +366,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         available = info.splits.get(d[key.replace("examples", "split")])
         if d[key] is not None and (d[key] <= 0 or (available and d[key] > available)):
             raise UserError(f"data.{key}={d[key]}: must be between 1 and the split's {available} examples")
-    if d.val_split is not None and info.splits and d.val_split not in info.splits:
-        raise UserError(f"data.val_split={d.val_split!r}: dataset {d.name!r} has splits {', '.join(info.splits)}")
     if d.random_shift < 0:
         raise UserError(f"data.random_shift={d.random_shift}: must be >= 0")
     _validate_augment(config.augment, d)
@@ -378,7 +381,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise UserError("train.eval_every and train.warmup_epochs must be >= 0 (eval_every=0: only at the end)")
 
     _validate_schedule(t, d.train_examples or info.splits.get(d.train_split), optimizer)
+    validate_mesh(config)
 
+
+def validate_mesh(config: ml_collections.ConfigDict) -> None:
+    """The mesh fits the devices present, its rules name mesh axes, and the batches divide over its data axes."""
+    from patchscale import partitioning
+
+    t = config.train
     mesh_shape = partitioning.mesh_shape(config.mesh)
     partitioning.parse_rules(config.mesh.rules)
     batch_parallel = mesh_shape["data"] * mesh_shape["fsdp"]

@@ -5,7 +5,7 @@
     config.json     the exact config of the run (written once it has compiled)
     point.json      the sweep point (experiment and overrides) that made it
     metrics.jsonl   one JSON object per logged step, evaluation and cooldown branch
-    summary.json    written atomically once the run has finished: its presence means "done"
+    summary.json    written atomically once the run has finished: a summary that parses means "done"
     failed.json     the error of a run that crashed (the sweep skips it unless retrying)
     checkpoints/    orbax checkpoints of the train state and the data iterator
 
@@ -37,9 +37,9 @@ RUNS = "runs"
 
 
 def status(run_dir) -> str:
-    """finished (summary.json) | failed (failed.json) | partial (checkpoints) | new."""
+    """finished (a summary.json that parses) | failed (failed.json) | partial (checkpoints) | new."""
     run_dir = epath.Path(run_dir)
-    if (run_dir / SUMMARY).exists():
+    if (run_dir / SUMMARY).exists() and read_summary(run_dir, warn=False) is not None:
         return "finished"
     if (run_dir / FAILED).exists():
         return "failed"
@@ -117,6 +117,22 @@ def read_json(path, *, required: bool = False) -> dict | None:
     return value
 
 
+def read_summary(run_dir, *, warn: bool = True) -> dict | None:
+    """The summary of a finished run; None when there is none, or when it does not parse.
+
+    A damaged summary (a disk error, a partial copy) makes the run unfinished: it resumes from
+    its last checkpoint and writes the summary again, instead of being skipped as done.
+    """
+    path = epath.Path(run_dir) / SUMMARY
+    try:
+        return read_json(path)
+    except UserError:
+        if warn:
+            console().log(f"patchscale: warning: {path} does not parse; the run counts as unfinished and"
+                          " resumes from its last checkpoint", file=sys.stderr, flush=True)
+        return None
+
+
 def _parse_metrics(path: epath.Path) -> tuple[list[dict], bool]:
     """(records, whether a partial last line was dropped). A damaged line elsewhere is a UserError."""
     text = path.read_text()
@@ -130,11 +146,14 @@ def _parse_metrics(path: epath.Path) -> tuple[list[dict], bool]:
             record = json.loads(line)
             if not isinstance(record, dict) or "step" not in record:
                 raise ValueError("not a metrics record")
+            if not isinstance(record["step"], int) or isinstance(record["step"], bool):
+                raise ValueError(f"its step {record['step']!r} is not an integer")
         except ValueError as e:
             if number == len(lines):  # The last line without its newline: an append cut off by a kill.
                 trimmed = True
                 continue
-            raise UserError(f"{path} is damaged at line {number} ({e}); restore or delete it") from None
+            raise UserError(f"{path} is damaged at line {number} ({e}); repair that line from a copy, or delete"
+                            f" the run directory {path.parent} to train the run again") from None
         records.append(record)
     return records, trimmed
 

@@ -5,7 +5,8 @@ list of override dicts (one per run; `product(...)` builds the usual Cartesian p
 Every run lives in `<results>/runs/<name>/`, where the name is built from the overrides that
 make it differ (for example `attention-mu-p4-s0`). A run is
 
-* finished when its summary.json exists (skipped),
+* finished when its summary.json parses (skipped; refused if its config.json differs from the
+  sweep's in a key that changes results),
 * failed when its failed.json exists (skipped unless --retry-failed; the error is in the file),
 * partial when it has checkpoints (resumed), or new.
 """
@@ -81,10 +82,13 @@ def _get(config, dotted: str):
 INIT_FROM = "train.init_from"
 
 
-def expand(path: str, cli_overrides: Iterable[str] = ()) -> list[Point]:
-    """All runs of the experiment, validated, in the order `get_sweep()` lists them."""
+def expand(path: str, cli_overrides: Iterable[str] = (), validate: bool = True) -> list[Point]:
+    """All runs of the experiment, validated (unless the preflight checks them itself), in sweep order."""
     module = config_lib.load_module(path)
-    sweep = module.get_sweep() if hasattr(module, "get_sweep") else [{}]
+    try:
+        sweep = module.get_sweep() if hasattr(module, "get_sweep") else [{}]
+    except Exception as e:  # The user's code failing: one line, like get_config().
+        raise UserError(f"{path}: get_sweep() failed: {type(e).__name__}: {e}") from None
     if not isinstance(sweep, list) or not all(isinstance(item, dict) for item in sweep) or not sweep:
         raise UserError(f"{path}: get_sweep() must return a non-empty list of override dicts")
     configs = []
@@ -96,7 +100,8 @@ def expand(path: str, cli_overrides: Iterable[str] = ()) -> list[Point]:
                     continue  # An earlier point of this sweep: resolved below, once names exist.
                 config_lib.set_value(config, key, value)
             config_lib.apply_overrides(config, cli_overrides)
-            config_lib.validate(config)
+            if validate:
+                config_lib.validate(config)
         except UserError as e:
             raise UserError(f"{path}: sweep point {item}: {e}") from None
         configs.append(config)
@@ -206,11 +211,29 @@ def keep_existing_names(points: list[Point], results_dir) -> list[Point]:
     return out
 
 
+def check_configs(points: list[Point], results_dir) -> None:
+    """Refuse a sweep over run directories that hold another config, before anything is written.
+
+    Command-line overrides do not change run names, so `sweep X train.steps=500` over finished
+    60-step runs would otherwise report them done and fit the old results.
+    """
+    from etils import epath
+
+    from patchscale import results
+
+    for point in points:
+        run_dir = epath.Path(results_dir) / results.RUNS / point.name
+        previous = results.read_json(run_dir / results.CONFIG)
+        if previous is not None:
+            config_lib.check_resumable(previous, point.config.to_dict(), run_dir)
+
+
 def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool = False) -> dict[str, str]:
     """Run every point not finished (and not failed, unless retrying); returns name → final status.
 
     A run that raises (a non-finite loss, a crash) is recorded in its failed.json and the sweep
-    goes on; a user error (bad data dir, say) stops the sweep, since it would fail every run.
+    goes on; a user error (bad data dir, say) or an environment error (a full disk) stops the
+    sweep, since it would fail every run, and marks nothing failed.
     """
     import time
     import traceback
@@ -219,7 +242,8 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
 
     from etils import epath
 
-    from patchscale import results, train
+    from patchscale import results, storage, train
+    from patchscale.errors import StorageError
     from patchscale.progress import bar, console, format_duration
 
     results_dir = epath.Path(results_dir)
@@ -244,17 +268,20 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
         else:
             console().log(f"[sweep] run {k}/{len(todo)}: {point.name}{eta}", flush=True)
         started = time.time()
-        if is_main:
-            (run_dir / results.FAILED).unlink(missing_ok=True)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            results.write_json_atomic(run_dir / results.POINT, {"experiment": experiment, "name": point.name,
-                                                        "overrides": point.overrides})
         try:
-            train.train(point.config, run_dir)
+            with train.run_lock(run_dir):
+                if is_main:
+                    (run_dir / results.FAILED).unlink(missing_ok=True)
+                    results.write_json_atomic(run_dir / results.POINT, {"experiment": experiment, "name": point.name,
+                                                                        "overrides": point.overrides})
+                train.train_locked(point.config, run_dir)
             outcome[point.name] = "finished"
-        except (UserError, Preempted):  # Bad input fails every run; preemption stops the whole sweep.
+        except (UserError, Preempted, StorageError):  # Bad input, a full disk: every run would fail; stop.
             raise
         except Exception as e:  # noqa: BLE001 - a non-finite loss (TrainingError) or any crash: recorded, not fatal.
+            problem = storage.environment_error(e)
+            if problem is not None:
+                raise problem from None
             if is_main:
                 results.write_json_atomic(run_dir / results.FAILED, {
                     "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(),

@@ -3,11 +3,14 @@
 The run directory makes the run resumable: rerunning the same command continues from the
 newest checkpoint (train state + data-iterator state, and per-step randomness derived from
 the step number), so an interrupted run ends with exactly the metrics of an uninterrupted one.
-A run with a summary.json is finished and is not trained again.
+A run with a summary.json is finished and is not trained again. Process 0 holds the run's lock
+(locking.py) from before the data is opened until the summary is written, so no run is trained
+by two processes at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -15,7 +18,8 @@ import jax
 import numpy as np
 from etils import epath
 
-from patchscale import checkpoint, events, optimizer, partitioning, preemption, provenance, results, segmentation
+from patchscale import (checkpoint, checkpoint_index, events, locking, optimizer, partitioning, preemption,
+                        provenance, results, segmentation)
 from patchscale import config as config_lib
 from patchscale.data import datasets, pipeline
 from patchscale.errors import Preempted, TrainingError, UserError
@@ -35,6 +39,7 @@ class Trainer:
         self.image_size = d.image_size or self.info.image_size
         self.is_main = jax.process_index() == 0
         self.events = None  # events.EventLog of process 0, opened when the run starts or resumes.
+        self.restored_step = None  # The checkpoint this segment resumed from (named if the loss turns NaN).
         # Opening the sources is cheap (and prepares the embedded MNIST on first use); doing it
         # before the run directory exists keeps data errors from leaving a half-made run behind.
         self.num_train = pipeline.train_length(d)
@@ -85,9 +90,12 @@ class Trainer:
         data = pipeline.train_iterator(c.data, self.image_size, gb, self.total_steps, c.seed, c.augment)
         ckpt = checkpoint.manager(self.workdir / results.CHECKPOINTS, t.keep_checkpoints)
         try:
-            restored_step, restored = checkpoint.restore_latest(ckpt, self.program.abstract_state(state), data)
+            restored_step, restored = checkpoint.restore_latest(ckpt, self.program.abstract_state(state), data,
+                                                                verify=self._verify)
             if restored is not None:
                 state = restored
+                self.restored_step = restored_step
+                self._check_history(restored_step)
                 console().log(f"patchscale: resuming {self.workdir} from step {restored_step}", flush=True)
             if self.is_main:  # Records after the checkpoint (or all, when starting over) would repeat.
                 results.truncate_metrics(self.workdir, restored_step or 0)
@@ -124,6 +132,38 @@ class Trainer:
             raise Preempted(f"SIGTERM during the last step of {self.workdir}: the run finished (summary written);"
                             " stopping")
         return summary
+
+    def _agree(self, value: bool) -> bool:
+        """Process 0's verdict, on every process (each must take the same path through the run)."""
+        if jax.process_count() == 1:
+            return value
+        from jax.experimental import multihost_utils
+
+        return bool(np.asarray(multihost_utils.broadcast_one_to_all(np.asarray(value, np.int32))))
+
+    def _verify(self, step: int, state) -> str | None:
+        """Why a restored step is wrong: its arrays differ from the digest written when it was saved."""
+        state_digest = checkpoint_index.digest(state)
+        wrong = self.is_main and checkpoint_index.digest_mismatch(self.workdir, step, state_digest)
+        return "its arrays differ from the digest written when it was saved" if self._agree(wrong) else None
+
+    def _check_history(self, step: int) -> None:
+        """Resuming from `step` needs the metrics records written before it; refuse when they are gone."""
+        missing = None
+        if self.is_main:
+            missing = checkpoint_index.missing_history(self.workdir, step, results.read_metrics(self.workdir))
+        if self._agree(missing is not None):
+            raise UserError(f"{self.workdir / results.METRICS} lacks {missing or 'records'} written before checkpoint"
+                            f" step {step}, so resuming would lose them; put back the missing lines (from a copy),"
+                            f" or delete {self.workdir / results.CHECKPOINTS} to train the run again from the start")
+
+    def _save(self, ckpt, step: int, state, data) -> None:
+        """Record the step's digest and metrics history (checkpoint_index.py), then save it."""
+        state_digest = checkpoint_index.digest(state)
+        if self.is_main:
+            checkpoint_index.record(self.workdir, step, state_digest, results.read_metrics(self.workdir),
+                                    kept_steps=ckpt.all_steps())
+        checkpoint.save(ckpt, step, state, data)
 
     def _resume_facts(self, start: int) -> tuple[set[int], bool]:
         """(cooldown branches already evaluated, whether step `start` was evaluated) when resuming at `start`.
@@ -189,7 +229,7 @@ class Trainer:
             paused = time.perf_counter()  # Evaluation and checkpointing do not count as step time.
             if preempt:
                 self._log(step, record)
-                checkpoint.save(ckpt, step, state, data)
+                self._save(ckpt, step, state, data)
                 ckpt.wait_until_finished()
                 raise Preempted(f"SIGTERM at step {step}/{self.total_steps}: checkpoint saved in {self.workdir};"
                                 " run the same command again to resume")
@@ -198,7 +238,7 @@ class Trainer:
                 record.update(eval_metrics)
             self._log(step, record)
             if save_now:
-                checkpoint.save(ckpt, step, state, data)
+                self._save(ckpt, step, state, data)
             if step in self.branches and step not in done_branches:
                 self._cooldown_branch(state, step, data)
             if log_now:
@@ -273,8 +313,12 @@ class Trainer:
         losses = [float(v) for v in jax.device_get([m["loss"] for _, m in pending])]
         for (step, _), loss in zip(pending, losses):
             if not math.isfinite(loss):
-                raise TrainingError(f"training loss is {loss} at step {step}; stopping"
-                                    " (lower train.learning_rate or check the data)")
+                cause = "lower train.learning_rate or check the data"
+                if self.restored_step:
+                    cause += (f"; or checkpoint step {self.restored_step} that this run resumed from is damaged:"
+                              f" delete {self.workdir / results.CHECKPOINTS / str(self.restored_step)} to resume"
+                              " from the step before")
+                raise TrainingError(f"training loss is {loss} at step {step}; stopping ({cause})")
         return losses
 
     def _progress(self, step: int, record: dict) -> None:
@@ -328,23 +372,43 @@ class Trainer:
         }
 
 
-def finished_summary(config, workdir) -> dict | None:
-    """The summary of a finished run; None for a run to start or resume under this config (else a UserError).
+def finished_summary(config, workdir, *, quiet: bool = False) -> dict | None:
+    """The summary of a finished run; None for a run to start or resume (a UserError if its config differs).
 
-    Checked before any data is opened or model built, so a wrong directory fails in milliseconds.
+    A finished run is refused like a resumed one when its stored config differs in a key that
+    changes results (config.check_resumable). Checked before any data is opened or model built,
+    so a wrong directory fails in milliseconds.
     """
     workdir = epath.Path(workdir)
-    summary = results.read_json(workdir / results.SUMMARY)
-    if summary is not None:
-        console().log(f"patchscale: {workdir} has already finished (test loss {summary.get('test_loss', float('nan')):.4f});"
-              " not training again", flush=True)
-        return summary
+    summary = results.read_summary(workdir, warn=not quiet)
     previous = results.read_json(workdir / results.CONFIG)
     if previous is not None:
         config_lib.check_resumable(previous, config.to_dict(), workdir)
-    return None
+    if summary is not None:
+        console().log(f"patchscale: {workdir} has already finished (test loss {summary.get('test_loss', float('nan')):.4f});"
+              " not training again", flush=True)
+    return summary
+
+
+@contextlib.contextmanager
+def run_lock(workdir):
+    """The run's exclusive lock, taken by process 0 (the others follow its collectives)."""
+    if jax.process_index() != 0:
+        yield
+        return
+    with locking.hold(workdir, "run"):
+        yield
 
 
 def train(config, workdir) -> dict:
     summary = finished_summary(config, workdir)
+    if summary is not None:
+        return summary
+    with run_lock(workdir):
+        return train_locked(config, workdir)
+
+
+def train_locked(config, workdir) -> dict:
+    """Train under the run's lock, checking again first: another process may have finished it meanwhile."""
+    summary = finished_summary(config, workdir, quiet=True)
     return summary if summary is not None else Trainer(config, workdir).run()

@@ -9,9 +9,11 @@ serial sweep (point.json, failed.json, checkpoints, resume).
 A stage whose source run (train.init_from) is still queued or running waits for it. Each run's
 output goes to <results>/logs/<name>.log; this process prints one line per start and end.
 
-A run that fails is recorded and the others go on; a user error (exit 2) or a preemption
-(exit 75) in any run stops the queue, and SIGTERM or Ctrl-C is passed on to the running runs,
-which checkpoint before they exit.
+The parent holds the results directory's lock (its runs skip it: SWEEP_LOCKED_ENV) and
+prepares the embedded datasets before the first run starts, so no two runs prepare one at once.
+A run that fails is recorded and the others go on; a user error (exit 2), an environment error
+(exit 74: a full disk) or a preemption (exit 75) in any run stops the queue, and SIGTERM or
+Ctrl-C is passed on to the running runs, which checkpoint before they exit.
 """
 
 from __future__ import annotations
@@ -24,12 +26,23 @@ import time
 from etils import epath
 
 from patchscale import results, sweep
-from patchscale.errors import Preempted, UserError
+from patchscale.errors import Preempted, StorageError, UserError
 from patchscale.progress import console, format_duration
 
 LOGS = "logs"
 POLL_S = 1.0
 CORES_ENV = "PATCHSCALE_CORES"  # The cores a worker's run is pinned to, e.g. "0,1".
+SWEEP_LOCKED_ENV = "PATCHSCALE_SWEEP_LOCKED"  # The results directory whose lock the parent sweep holds.
+
+
+def prepare_data(points) -> None:
+    """Prepare every embedded dataset the points read, once, before any worker starts."""
+    from patchscale.data import datasets
+
+    wanted = {(p.config.data.name, p.config.data.data_dir) for p in points}
+    for name, data_dir in sorted(wanted, key=str):
+        if name in datasets.EMBEDDED:
+            datasets.EMBEDDED[name].prepare(data_dir)
 
 
 def pin_from_environment() -> None:
@@ -74,10 +87,10 @@ def _describe(cores: set[int] | None) -> str:
 class _Running:
     """One child process: its point, cores, log file and start time."""
 
-    def __init__(self, point, command: list[str], cores: set[int] | None, log_path: epath.Path):
+    def __init__(self, point, command: list[str], cores: set[int] | None, results_dir: epath.Path):
         self.point, self.cores, self.started = point, cores, time.time()
-        self.log = open(os.fspath(log_path), "a")
-        env = {**os.environ, "PATCHSCALE_PROGRESS": "plain"}
+        self.log = open(os.fspath(results_dir / LOGS / f"{point.name}.log"), "a")
+        env = {**os.environ, "PATCHSCALE_PROGRESS": "plain", SWEEP_LOCKED_ENV: os.path.abspath(os.fspath(results_dir))}
         if cores is not None:  # The child pins itself (pin_from_environment) before jax starts its threads.
             env[CORES_ENV] = ",".join(map(str, sorted(cores)))
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
@@ -123,7 +136,7 @@ def run(points, results_dir, command_prefix: list[str], workers: int, *, retry_f
                 started += 1
                 log_path = results_dir / LOGS / f"{point.name}.log"
                 running[free[0]] = _Running(point, [*command_prefix, "--only", point.name], groups[free[0]],
-                                            log_path)
+                                            results_dir)
                 console().log(f"[sweep] run {started}/{total}: {point.name} on {_describe(groups[free[0]])}"
                               f" (output: {log_path})", flush=True)
             if running:
@@ -132,7 +145,7 @@ def run(points, results_dir, command_prefix: list[str], workers: int, *, retry_f
                 for point in queue:
                     outcome[point.name] = "waiting"
                 queue.clear()
-    except (Preempted, KeyboardInterrupt, UserError):
+    except (Preempted, KeyboardInterrupt, UserError, StorageError):
         _stop(running)
         raise
     finally:
@@ -153,6 +166,8 @@ def _finished(child: _Running, code: int, results_dir: epath.Path) -> str:
     took = format_duration(time.time() - child.started)
     if code == 2:
         raise UserError(f"{name}: {_last_line(results_dir / LOGS / f'{name}.log')}")
+    if code == StorageError.EXIT_CODE:
+        raise StorageError(f"{name}: {_last_line(results_dir / LOGS / f'{name}.log')}")
     if code == Preempted.EXIT_CODE:
         raise Preempted(f"{name} was preempted (checkpoint saved); rerun the sweep to resume")
     state = results.status(results_dir / results.RUNS / name)

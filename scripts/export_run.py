@@ -14,22 +14,35 @@ import pathlib
 import shutil
 import sys
 
+from patchscale import results
+from patchscale.errors import UserError
+
 
 def main():
+    try:
+        export(parse_args())
+    except UserError as e:  # A damaged summary or metrics line: one line, as the CLI reports it.
+        sys.exit(f"export_run: error: {e}")
+
+
+def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=pathlib.Path)
     parser.add_argument("dest", type=pathlib.Path)
     parser.add_argument("--command", required=True, help="the exact command that produced the run")
     parser.add_argument("--note", default="", help="conditions worth knowing (e.g. a shared CPU)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def export(args) -> None:
     summary_file = args.run_dir / "summary.json"
     if not summary_file.exists():
-        sys.exit(f"export_run: error: {summary_file} does not exist: the run has not finished")
-    summary = json.loads(summary_file.read_text())
+        raise UserError(f"{summary_file} does not exist: the run has not finished")
+    summary = results.read_json(summary_file, required=True)
     args.dest.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "summary.json"):
         shutil.copyfile(args.run_dir / name, args.dest / name)
-    rows = [json.loads(line) for line in (args.run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    rows = results.read_metrics(args.run_dir)  # A partial last line (a kill during a write) is dropped.
     keys = sorted({k for row in rows for k in row}, key=lambda k: (k != "step", k))
     with open(args.dest / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)

@@ -252,7 +252,7 @@ def test_retry_failed_reruns_only_failed_points(tmp_path, monkeypatch, experimen
             raise FloatingPointError("boom")
         results.write_json_atomic(run_dir / results.SUMMARY, {"test_loss": 1.0})
 
-    monkeypatch.setattr(train, "train", fake_train)
+    monkeypatch.setattr(train, "train_locked", fake_train)  # What the sweep calls under the run's lock.
     first = sweep.run(points, tmp_path, "exp")
     assert list(first.values()) == ["finished", "finished", "failed"]
     failed_dir = tmp_path / "runs" / points[2].name
@@ -265,7 +265,7 @@ def test_retry_failed_reruns_only_failed_points(tmp_path, monkeypatch, experimen
 
 
 @pytest.mark.parametrize("name, runs, expected_names", [
-    ("mnist_extend", 42, ["attention-mu-p8-extend_tokens=4-s0", "mamba2-adv-mu-p4-extend_tokens=2-s2", "baseline-mlp-s1"]),
+    ("mnist_extend", 42, ["attention-mu-p16-extend_tokens=4-s0", "mamba2-adv-mu-p8-extend_tokens=2-s2", "baseline-mlp-s1"]),
     ("mnist_input_size", 27, ["attention-mu-r64-p16-s0", "baseline-linear-r32-s2"]),
     ("mnist_patch_vs_params", 42, ["attention-mu-w32-p16-s0", "attention-mu-w128-p2-s2"]),
     ("mnist_dense", 18, ["attention-mu-p2-head=dense_decoder-s1", "attention-mu-p8-head=dense_linear-s0"]),

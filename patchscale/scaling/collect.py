@@ -145,6 +145,8 @@ def load(results_dir) -> tuple[list[Run], list[str]]:
             if owner != experiment:
                 raise UserError(f"{run_dir} belongs to experiment {owner!r}, not {experiment!r}:"
                                 " move it out of this results directory")
+        if (run_dir / results.SUMMARY).exists():  # Damaged: an error here (a sweep resumes such a run instead).
+            results.read_json(run_dir / results.SUMMARY)
         state = results.status(run_dir)
         if state == "failed":
             error = results.read_json(run_dir / results.FAILED).get("error", "unknown error")
