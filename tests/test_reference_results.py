@@ -18,7 +18,7 @@ import pytest
 from patchscale.scaling import report
 from tests.conftest import REPO
 
-STUDIES = ["mnist_limited_reference", "mnist_input_size", "mnist_s2"]
+STUDIES = ["mnist_limited_reference", "mnist_input_size", "mnist_s2", "mnist_sweep_reference"]
 RELATIVE = 1e-6
 ABSOLUTE = 1e-12
 NUMBER = re.compile(r"[-+−]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
