@@ -143,7 +143,7 @@ def run_peer(name: str, overrides: list[str], compiled: bool, args, peak: dict) 
     setup_s = time.perf_counter() - start
     timing = bench.time_calls(step, args.steps)
     batch = config.train.batch_size
-    from patchscale.scaling import flops
+    from patchscale.models import flops
 
     flops_per_step = flops.train_flops_per_image(config.model, IMAGE, 1, 10) * batch
     seconds = timing["median_s"]

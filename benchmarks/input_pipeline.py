@@ -28,7 +28,7 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]
 from benchmarks.common import environment, save  # noqa: E402
 from patchscale.data import pipeline  # noqa: E402
 from patchscale.defaults import base_config  # noqa: E402
-from patchscale.scaling import flops  # noqa: E402
+from patchscale.models import flops  # noqa: E402
 from tests import photos  # noqa: E402
 
 IMAGENET_LIKE = (400, 350)  # (width, height)

@@ -30,7 +30,8 @@ from patchscale import config as config_lib, partitioning  # noqa: E402
 from patchscale.defaults import base_config  # noqa: E402
 from patchscale.models import presets  # noqa: E402
 from patchscale.program import Program  # noqa: E402
-from patchscale.scaling import flops  # noqa: E402
+from patchscale.run_spec import RunSpec  # noqa: E402
+from patchscale.models import flops  # noqa: E402
 
 MODELS = {
     "adventurer-Ti": presets.adventurer_overrides("adv-Ti"),
@@ -43,7 +44,9 @@ def make_program(model: str, image_size: int, batch: int, extra: list[str]) -> P
     config_lib.apply_overrides(c, MODELS[model] + ["model.patch_size=1", "model.remat=full",
                                                    f"train.batch_size={batch}", f"train.eval_batch_size={batch}",
                                                    *extra])
-    return Program(c, image_size, 3, 1000, total_steps=100, warmup_steps=1, mesh=partitioning.make_mesh(c.mesh))
+    # ImageNet's shapes (3 channels, 1000 classes) on synthetic batches: nothing is read.
+    config_lib.apply_overrides(c, ["data.name=imagenet2012", f"data.image_size={image_size}"])
+    return Program(RunSpec.from_config(c).with_steps(100, 1), partitioning.make_mesh(c.mesh))
 
 
 def physical_memory() -> int:
@@ -55,7 +58,8 @@ def saved_for_backward(program: Program, state, batch: int) -> int:
     spec = program.batch_spec(batch)
 
     def backward_closure(params, frozen, images, labels):
-        loss = lambda p: program._loss(p, frozen, images, labels, jax.random.key(0))
+        targets = jax.nn.one_hot(labels, program.spec.head_classes)
+        loss = lambda p: program._loss(p, frozen, images, targets, None, jax.random.key(0))  # noqa: E731
         return jax.vjp(loss, params)[1]
 
     residuals = jax.eval_shape(backward_closure, state["params"], program.frozen, spec["image"], spec["label"])

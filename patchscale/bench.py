@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
-from patchscale import partitioning, provenance, results, segmentation
-from patchscale.scaling import flops
+from patchscale import partitioning, provenance, results
+from patchscale.models import flops
 
 # Dense peak TFLOP/s per chip (TPU) or GPU (SXM), by compute dtype, from the vendors' data sheets.
 VENDOR_PEAK_TFLOPS = {
@@ -138,21 +138,19 @@ def compiled_step(config):
     `run_step()` runs one step and blocks until it is done; `facts` has the image size, the
     dataset's channels and classes, the parameter count and the compile time.
     """
-    from patchscale.data import datasets
     from patchscale.program import Program, param_counts
+    from patchscale.run_spec import RunSpec
 
-    info = datasets.describe(config.data.name, config.data.data_dir, config.data.mask_feature)
-    classes = segmentation.head_classes(config, info.num_classes)
-    size, batch = config.data.image_size or info.image_size, config.train.batch_size
-    program = Program(config, size, info.channels, classes, total_steps=1000, warmup_steps=10,
-                      mesh=partitioning.make_mesh(config.mesh))
+    spec = RunSpec.from_config(config)
+    size, batch, classes, channels = spec.image_size, config.train.batch_size, spec.head_classes, spec.channels
+    program = Program(spec, partitioning.make_mesh(config.mesh))
     state = program.init_state()
     start = time.perf_counter()
     step = program.compile_train_step(state)
     compile_s = time.perf_counter() - start
     rng = np.random.default_rng(0)
-    images = {"image": rng.integers(0, 256, (batch, size, size, info.channels), dtype=np.uint8),
-              "label": rng.integers(0, max(info.num_classes, 1), batch).astype(np.int32)}
+    images = {"image": rng.integers(0, 256, (batch, size, size, channels), dtype=np.uint8),
+              "label": rng.integers(0, max(spec.dataset.num_classes, 1), batch).astype(np.int32)}
     if config.data.mask_feature:  # A segmentation dataset: random pixel classes.
         images["pixels"] = rng.integers(0, classes, (batch, size, size)).astype(np.int32)
     images = partitioning.global_batch(images, program.mesh)
@@ -162,7 +160,7 @@ def compiled_step(config):
         holder["state"], metrics = step(holder["state"], program.frozen, images)
         jax.block_until_ready(metrics)
 
-    facts = {"image_size": size, "channels": info.channels, "num_classes": classes, "compile_s": compile_s,
+    facts = {"image_size": size, "channels": channels, "num_classes": classes, "compile_s": compile_s,
              "params": param_counts(state["params"])["params"]}
     return step, run_step, facts
 

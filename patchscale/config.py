@@ -356,7 +356,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise UserError(f"model.patch_size={m.patch_size} does not divide {where};"
                         f" choose one of {[p for p in range(1, base + 1) if base % p == 0]}")
     if m.mixer == "attention" and m.attention_impl in ("xla", "einsum"):
-        from patchscale.scaling import flops
+        from patchscale.models import flops
 
         tokens = flops.sequence_length(m, size)
         if attention.dense_logits(1, 1, tokens) > attention.INDEX_LIMIT:
@@ -434,8 +434,6 @@ def _validate_augment(a, d) -> None:
 
 def _validate_schedule(t, num_train: int | None, optimizer) -> None:
     """Schedule names, and budgets whose cooldown branches start after the warmup."""
-    from patchscale.program import total_steps, warmup_steps
-
     if t.schedule not in optimizer.SCHEDULES:
         raise UserError(f"train.schedule={t.schedule!r}: expected one of {', '.join(optimizer.SCHEDULES)}")
     if not 0.0 < t.cooldown_fraction <= 1.0:
@@ -450,8 +448,8 @@ def _validate_schedule(t, num_train: int | None, optimizer) -> None:
     if any(not isinstance(b, (int, float)) or not 0.0 < b < 1.0 for b in budgets) or list(budgets) != sorted(set(budgets)):
         raise UserError(f"train.budgets={budgets}: expected increasing fractions of the run, each in (0, 1)")
     if num_train:
-        warmup = warmup_steps(t, num_train)
-        for start, end in optimizer.cooldown_branches(t, total_steps(t, num_train)).items():
+        warmup = optimizer.warmup_steps(t, num_train)
+        for start, end in optimizer.cooldown_branches(t, optimizer.total_steps(t, num_train)).items():
             if start < warmup:
                 raise UserError(f"train.budgets: the budget of {end} steps would start its cooldown at step {start},"
                                 f" inside the {warmup}-step warmup; use larger budgets or less warmup")

@@ -29,6 +29,21 @@ from patchscale.models.patchify import token_grid
 from patchscale.errors import UserError
 
 
+def start_from(program, state, value: str, workdir):
+    """`state` with the parameters (and EMA) of the run `value` names (`@name`: a sibling of `workdir`),
+    adapted to `program`'s model and placed with its shardings; the optimizer state starts afresh."""
+    spec = program.spec
+    source_config, source_params = load_source(resolve(value, workdir))
+    params = adapt(source_params, source_config, state["params"], spec.config, spec.image_size, spec.channels)
+    params = jax.device_put(params, program.state_sharding["params"])
+    if keeps_own_head(source_config["model"], spec.config.model):  # Already in place, sharded.
+        params = {**params, "head": state["params"]["head"]}
+    state = {**state, "params": params}
+    if "ema" in state:
+        state["ema"] = jax.tree.map(jnp.copy, params)
+    return state
+
+
 def resolve(value: str, workdir) -> epath.Path:
     """`@name` is the run `name` beside this run's directory (a stage of the same sweep); else a path."""
     if value.startswith("@"):

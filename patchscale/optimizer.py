@@ -14,6 +14,8 @@ living in the optimizer state, so a cooldown branch needs no second optimizer.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -23,6 +25,16 @@ from patchscale.partitioning import path_names, stacked_axes
 # Parameters under these names are never decayed, whatever their rank.
 NO_DECAY = frozenset({"posemb", "cls_token"})
 SCHEDULES = ("cosine", "wsd")
+
+
+def total_steps(train_config, num_examples: int) -> int:
+    """`train.steps` when set, else enough steps for `train.epochs` passes over the examples."""
+    return train_config.steps or math.ceil(train_config.epochs * num_examples / train_config.batch_size)
+
+
+def warmup_steps(train_config, num_examples: int) -> int:
+    """`train.warmup_epochs` in steps."""
+    return round(train_config.warmup_epochs * num_examples / train_config.batch_size)
 
 
 def cooldown_steps(train_config, end: int) -> int:

@@ -190,16 +190,13 @@ def device_memory() -> int | None:
 
 def compiled_step_bytes(config) -> tuple[int, float]:
     """(bytes per device, compile seconds) of one train step compiled for abstract state: nothing runs."""
-    from patchscale import partitioning, segmentation
-    from patchscale.data import datasets
+    from patchscale import partitioning
     from patchscale.program import Program
+    from patchscale.run_spec import RunSpec
 
-    info = datasets.describe(config.data.name, config.data.data_dir, config.data.mask_feature)
-    program = Program(config, config.data.image_size or info.image_size, info.channels,
-                      segmentation.head_classes(config, info.num_classes), total_steps=1000, warmup_steps=10,
-                      mesh=partitioning.make_mesh(config.mesh))
+    program = Program(RunSpec.from_config(config), partitioning.make_mesh(config.mesh))
     start = time.perf_counter()
-    analysis = program.compile_train_step(program.init_state(abstract=True)).memory_analysis()
+    analysis = program.compile_train_step().memory_analysis()  # Abstract state: nothing is allocated.
     seconds = time.perf_counter() - start
     needed = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
               - analysis.alias_size_in_bytes + analysis.generated_code_size_in_bytes)

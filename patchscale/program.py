@@ -1,16 +1,17 @@
 """The model, optimizer and jitted steps of a run, without data or files.
 
-`Program` is shared by the training loop (train.py) and the benchmarks: it builds the
-train state, compiles the train and eval steps ahead of time with explicit shardings on the
-mesh (the train state is donated), and exposes the compiled executables so callers can read
-their memory and cost analyses.
+`Program(spec, mesh)` is shared by the training loop (train.py), the benchmarks, the preflight
+and the sweep's dry run. It is complete when constructed: graph, optimizer, learning rate,
+partitioning rules and shardings, and the abstract train state (`state_spec`). `init_state()`
+creates the state in place on the mesh; `compile(state)` compiles the train and eval steps ahead
+of time with explicit shardings (the train state is donated) and returns them, so callers can
+read their memory and cost analyses. Starting from another run's weights is init_from.py's job.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +20,9 @@ from flax import nnx
 
 from patchscale import optimizer, partitioning, segmentation
 from patchscale.data import augment_batch
-from patchscale.models import build_model, dense_heads
+from patchscale.models import build_model
 from patchscale.models.backbone import normalize
+from patchscale.run_spec import RunSpec
 
 EMBEDDING_PARAMS = ("patch_embed", "posemb", "cls_token")
 AUGMENT_STREAM = 0x5EED  # Folded into the step key for batch augmentation.
@@ -36,16 +38,6 @@ def augment_key(key):
     return jax.random.fold_in(key, AUGMENT_STREAM)
 
 
-def total_steps(train_config, num_examples: int) -> int:
-    """`train.steps` when set, else enough steps for `train.epochs` passes over the examples."""
-    return train_config.steps or math.ceil(train_config.epochs * num_examples / train_config.batch_size)
-
-
-def warmup_steps(train_config, num_examples: int) -> int:
-    """`train.warmup_epochs` in steps."""
-    return round(train_config.warmup_epochs * num_examples / train_config.batch_size)
-
-
 def param_counts(params) -> dict[str, int]:
     total = embedding = 0
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
@@ -55,35 +47,24 @@ def param_counts(params) -> dict[str, int]:
     return {"params": total, "params_embedding": embedding, "params_non_embedding": total - embedding}
 
 
-@dataclasses.dataclass
+class Steps(NamedTuple):
+    """The compiled steps of a Program and how long compiling them took."""
+
+    train: Any  # (state, frozen, batch) → (state, metrics); the state is donated.
+    eval: Any  # (params, frozen, batch with "mask") → sums (see Program._eval_step).
+    compile_seconds: float
+
+
 class Program:
-    config: object
-    image_size: int
-    channels: int
-    num_classes: int  # The head's outputs: image classes, or pixel classes (segmentation.head_classes).
-    total_steps: int
-    warmup_steps: int
-    mesh: jax.sharding.Mesh
-    workdir: str | None = None  # The run's directory: `train.init_from=@name` names a sibling run.
+    """The compiled computation of one run (see the module docstring); every attribute is set here."""
 
-    def init_state(self, abstract: bool = False):
-        """Build the model and optimizer; returns the train state placed on the mesh.
-
-        Parameters and optimizer state are sharded by the logical-axis rules (`mesh.rules`) and
-        created directly in place by a jitted initialiser, so no host ever holds a whole copy.
-        With `abstract=True` nothing is allocated: the state is ShapeDtypeStructs with their
-        shardings, enough to compile the steps and read their cost and memory analyses.
-        """
+    def __init__(self, spec: RunSpec, mesh: jax.sharding.Mesh):
+        self.spec, self.mesh, self.config = spec, mesh, spec.config
         c = self.config
-
-        def build():
-            return build_model(c.model, image_size=self.image_size, channels=self.channels,
-                               num_classes=self.num_classes, rngs=nnx.Rngs(c.seed))
-
-        model = nnx.eval_shape(build)
+        model = nnx.eval_shape(self._build)
         self.graphdef, params, frozen = nnx.split(model, nnx.Param, ...)
         self.tx = optimizer.make(c.train)
-        self.lr = optimizer.schedule(c.train, self.total_steps, self.warmup_steps)
+        self.lr = optimizer.schedule(c.train, spec.total_steps, spec.warmup_steps)
         # `end`: the last step of the trajectory this state is on (a cooldown branch ends earlier).
         # `seed`: a value, not a constant of the compiled step, so every seed of a sweep point runs
         # the same executable (and hits the persistent compilation cache).
@@ -94,46 +75,41 @@ class Program:
             state["ema"] = params
         self.rules = partitioning.parse_rules(c.mesh.rules)
         self.logical_axes = partitioning.param_logical_axes(model)
-        self.state_sharding = partitioning.tree_shardings(state, self.logical_axes, self.rules, self.mesh)
-        self.frozen_sharding = jax.tree.map(lambda _: partitioning.replicated(self.mesh), frozen)
-        if abstract:
-            self.frozen = self._abstract(frozen, self.frozen_sharding)
-            return self._abstract(state, self.state_sharding)
+        self.state_sharding = partitioning.tree_shardings(state, self.logical_axes, self.rules, mesh)
+        self.frozen_sharding = jax.tree.map(lambda _: partitioning.replicated(mesh), frozen)
+        # The abstract train state (ShapeDtypeStructs with their shardings): enough to compile the
+        # steps and read their cost and memory analyses without allocating anything.
+        self.state_spec = self._abstract(state, self.state_sharding)
+        # The model's non-trained variables (fixed position tables): constants, made once here.
+        self.frozen = jax.jit(lambda: nnx.split(self._build(), nnx.Param, ...)[2],
+                              out_shardings=self.frozen_sharding)()
+
+    def _build(self):
+        s = self.spec
+        return build_model(self.config.model, image_size=s.image_size, channels=s.channels,
+                           num_classes=s.head_classes, rngs=nnx.Rngs(self.config.seed))
+
+    def init_state(self):
+        """The initial train state, created in place on the mesh.
+
+        Parameters and optimizer state are sharded by the logical-axis rules (`mesh.rules`) and
+        created directly in place by a jitted initialiser, so no host ever holds a whole copy.
+        """
+        c = self.config
 
         def create():
-            _, params, frozen = nnx.split(build(), nnx.Param, ...)
-            state = {"step": jnp.zeros((), jnp.int32), "end": jnp.asarray(self.total_steps, jnp.int32),
+            params = nnx.split(self._build(), nnx.Param, ...)[1]
+            state = {"step": jnp.zeros((), jnp.int32), "end": jnp.asarray(self.spec.total_steps, jnp.int32),
                      "seed": jnp.asarray(c.seed, jnp.int32), "params": params, "opt": self.tx.init(params)}
             if c.train.ema_decay:
                 state["ema"] = jax.tree.map(jnp.copy, params)
-            return state, frozen
+            return state
 
-        state, self.frozen = jax.jit(create, out_shardings=(self.state_sharding, self.frozen_sharding))()
-        if c.train.init_from:
-            state = self._start_from(state, c.train.init_from)
-        return state
-
-    def _start_from(self, state, run_dir: str):
-        """Parameters (and EMA) from another run's newest checkpoint, adapted to this model (init_from.py)."""
-        from patchscale import init_from
-
-        source_config, source_params = init_from.load_source(init_from.resolve(run_dir, self.workdir or "."))
-        params = init_from.adapt(source_params, source_config, state["params"], self.config, self.image_size,
-                                 self.channels)
-        params = jax.device_put(params, self.state_sharding["params"])
-        if init_from.keeps_own_head(source_config["model"], self.config.model):  # Already in place, sharded.
-            params = {**params, "head": state["params"]["head"]}
-        state = {**state, "params": params}
-        if "ema" in state:
-            state["ema"] = jax.tree.map(jnp.copy, params)
-        return state
+        return jax.jit(create, out_shardings=self.state_sharding)()
 
     @staticmethod
     def _abstract(tree, shardings):
         return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
-
-    def abstract_state(self, state):
-        return self._abstract(state, self.state_sharding)
 
     # ------------------------------------------------------------- the steps (pure functions)
     def _loss(self, params, frozen, images, targets, weights, key):
@@ -147,8 +123,7 @@ class Program:
 
     @property
     def dense(self) -> bool:
-        """A per-pixel head: targets and metrics per pixel (segmentation.py)."""
-        return dense_heads.is_dense(self.config.model.head)
+        return self.spec.dense
 
     def _pixel_labels(self, batch):
         """(B, H, W) pixel classes: the dataset's masks when it has them, else derived from the digits."""
@@ -163,7 +138,7 @@ class Program:
         (B, H, W, classes), and pixels labelled IGNORE get weight 0; batch augmentations that mix
         labels are refused for it by config validation."""
         hard = self._pixel_labels(batch) if self.dense else batch["label"]
-        targets = optax.smooth_labels(jax.nn.one_hot(hard, self.num_classes), self.config.train.label_smoothing)
+        targets = optax.smooth_labels(jax.nn.one_hot(hard, self.spec.head_classes), self.config.train.label_smoothing)
         weights = (hard != segmentation.IGNORE).astype(jnp.float32) if "pixels" in batch else None
         if not augment_batch.is_active(self.config.augment):
             return batch["image"], targets, weights
@@ -207,7 +182,7 @@ class Program:
 
     # ------------------------------------------------------------- compilation
     def batch_spec(self, batch_size: int, with_mask: bool = False):
-        s, ch = self.image_size, self.channels
+        s, ch = self.spec.image_size, self.spec.channels
         data = partitioning.batch_sharding(self.mesh)
         spec = {"image": jax.ShapeDtypeStruct((batch_size, s, s, ch), jnp.uint8, sharding=data),
                 "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=data)}
@@ -217,24 +192,25 @@ class Program:
             spec["mask"] = jax.ShapeDtypeStruct((batch_size,), jnp.float32, sharding=data)
         return spec
 
-    def compile_train_step(self, state):
+    def compile_train_step(self, state=None):
+        """The train step compiled for `state` (default: the abstract `state_spec`)."""
         data, replicated = partitioning.batch_sharding(self.mesh), partitioning.replicated(self.mesh)
         step = jax.jit(self._train_step, in_shardings=(self.state_sharding, self.frozen_sharding, data),
                        out_shardings=(self.state_sharding, replicated), donate_argnums=0)
-        self.train_step = step.lower(state, self.frozen, self.batch_spec(self.config.train.batch_size)).compile()
-        return self.train_step
+        state = self.state_spec if state is None else state
+        return step.lower(state, self.frozen, self.batch_spec(self.config.train.batch_size)).compile()
 
-    def compile_eval_step(self, state):
+    def compile_eval_step(self, state=None):
+        """The eval step compiled for `state`'s parameters (default: the abstract `state_spec`)."""
         data, replicated = partitioning.batch_sharding(self.mesh), partitioning.replicated(self.mesh)
         step = jax.jit(self._eval_step, in_shardings=(self.state_sharding["params"], self.frozen_sharding, data),
                        out_shardings=replicated)
         spec = self.batch_spec(self.config.train.eval_batch_size, with_mask=True)
-        self.eval_step = step.lower(state["params"], self.frozen, spec).compile()
-        return self.eval_step
+        state = self.state_spec if state is None else state
+        return step.lower(state["params"], self.frozen, spec).compile()
 
-    def compile(self, state) -> float:
-        """Compile both steps; returns the seconds it took."""
+    def compile(self, state=None) -> Steps:
+        """Both steps, compiled, and the seconds it took."""
         start = time.perf_counter()
-        self.compile_train_step(state)
-        self.compile_eval_step(state)
-        return time.perf_counter() - start
+        train, evaluate = self.compile_train_step(state), self.compile_eval_step(state)
+        return Steps(train, evaluate, time.perf_counter() - start)

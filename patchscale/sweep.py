@@ -339,29 +339,14 @@ def estimate_remaining(durations: list[float], costs: list[float]) -> float | No
     return overhead * len(left) + seconds_per_flop * sum(left)
 
 
-def _shape_facts(config):
-    """(image size, channels, head classes, training steps) of a run, from dataset metadata only."""
-    from patchscale import segmentation
-    from patchscale.data import datasets
-    from patchscale.program import total_steps
-
-    info = datasets.describe(config.data.name, config.data.data_dir, config.data.mask_feature)
-    train_examples = config.data.train_examples or info.splits.get(config.data.train_split, 0)
-    classes = segmentation.head_classes(config, info.num_classes)
-    return (config.data.image_size or info.image_size, info.channels, classes,
-            total_steps(config.train, train_examples))
-
-
 def _cost(point: Point) -> float:
     """Analytic training FLOPs of a run (for the sweep ETA); 1.0 when the dataset is not known yet."""
-    from patchscale.scaling import flops
+    from patchscale.run_spec import RunSpec
 
     try:
-        size, channels, classes, steps = _shape_facts(point.config)
-        per_image = flops.train_flops_per_image(point.config.model, size, channels, classes)
+        return RunSpec.from_config(point.config).train_flops_total
     except Exception:  # noqa: BLE001 - only the ETA depends on it; the run itself reports real errors.
         return 1.0
-    return per_image * steps * point.config.train.batch_size
 
 
 def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
@@ -371,23 +356,21 @@ def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
     from patchscale import partitioning
     from patchscale.models import build_model
     from patchscale.program import Program, param_counts
-    from patchscale.scaling import flops
+    from patchscale.run_spec import RunSpec
 
     c = point.config
-    size, channels, classes, steps = _shape_facts(c)
-    model = nnx.eval_shape(lambda: build_model(c.model, image_size=size, channels=channels,
-                                               num_classes=classes, rngs=nnx.Rngs(0)))
+    spec = RunSpec.from_config(c)
+    model = nnx.eval_shape(lambda: build_model(c.model, image_size=spec.image_size, channels=spec.channels,
+                                               num_classes=spec.head_classes, rngs=nnx.Rngs(0)))
     row = {"name": point.name, **param_counts(nnx.state(model, nnx.Param)),
-           "tokens_per_image": flops.tokens_per_image(c.model, size), "steps": steps,
-           "train_flops_per_image": flops.train_flops_per_image(c.model, size, channels, classes)}
-    row["train_flops_total"] = row["train_flops_per_image"] * steps * c.train.batch_size
+           "tokens_per_image": spec.tokens_per_image, "steps": spec.total_steps,
+           "train_flops_per_image": spec.train_flops_per_image, "train_flops_total": spec.train_flops_total}
     if compile_memory:
         mesh_shape = partitioning.mesh_shape(c.mesh)
         per_step = mesh_shape["data"] * mesh_shape["fsdp"]
         small = c.copy_and_resolve_references()
         small.train.batch_size = per_step  # The smallest batch the mesh takes: memory per image.
-        program = Program(small, size, channels, classes, 10, 1, partitioning.make_mesh(c.mesh))
-        state = program.init_state(abstract=True)  # Shapes only: no parameters are allocated.
-        analysis = program.compile_train_step(state).memory_analysis()
+        program = Program(RunSpec.from_config(small), partitioning.make_mesh(c.mesh))
+        analysis = program.compile_train_step().memory_analysis()  # Abstract state: nothing allocated.
         row["activation_bytes_per_image"] = analysis.temp_size_in_bytes / per_step
     return row

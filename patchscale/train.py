@@ -18,14 +18,16 @@ import jax
 import numpy as np
 from etils import epath
 
-from patchscale import (checkpoint, checkpoint_index, events, locking, optimizer, partitioning, preemption,
+from patchscale import (checkpoint, checkpoint_index, events, init_from, locking, partitioning, preemption,
                         provenance, results, segmentation)
 from patchscale import config as config_lib
-from patchscale.data import datasets, pipeline
+from patchscale.data import pipeline
 from patchscale.errors import Preempted, TrainingError, UserError
-from patchscale.program import Program, param_counts, total_steps, warmup_steps
+from patchscale.program import Program, param_counts
 from patchscale.progress import console, format_duration
-from patchscale.scaling import flops
+from patchscale.models import flops
+from patchscale.run_spec import RunSpec
+
 
 class Trainer:
     """Holds what the steps need; `run()` is the whole loop."""
@@ -34,24 +36,19 @@ class Trainer:
         self.config = config
         self.workdir = epath.Path(workdir)
         d, t = config.data, config.train
-        self.info = datasets.describe(d.name, d.data_dir, d.mask_feature)
-        self.num_classes = segmentation.head_classes(config, self.info.num_classes)  # The head's outputs.
-        self.image_size = d.image_size or self.info.image_size
         self.is_main = jax.process_index() == 0
         self.events = None  # events.EventLog of process 0, opened when the run starts or resumes.
         self.restored_step = None  # The checkpoint this segment resumed from (named if the loss turns NaN).
+        self.steps = None  # program.Steps, compiled when the run starts.
         # Opening the sources is cheap (and prepares the embedded MNIST on first use); doing it
         # before the run directory exists keeps data errors from leaving a half-made run behind.
-        self.num_train = pipeline.train_length(d)
+        self.spec = RunSpec.from_config(config, train_examples=pipeline.train_length(d))
+        self.image_size, self.total_steps = self.spec.image_size, self.spec.total_steps
+        self.branches = self.spec.cooldown_branches  # Branch start → its last step.
         self.eval_splits = {"test": pipeline.EvalSplit(d, d.eval_split, self.image_size, t.eval_batch_size)}
         if d.val_split is not None:
             self.eval_splits["val"] = pipeline.EvalSplit(d, d.val_split, self.image_size, t.eval_batch_size)
-        self.total_steps = total_steps(t, self.num_train)
-        self.branches = optimizer.cooldown_branches(t, self.total_steps)  # Branch start → its last step.
-        self.warmup_steps = warmup_steps(t, self.num_train)
-        self.program = Program(config, self.image_size, self.info.channels, self.num_classes,
-                               self.total_steps, self.warmup_steps, partitioning.make_mesh(config.mesh),
-                               workdir=str(self.workdir))
+        self.program = Program(self.spec, partitioning.make_mesh(config.mesh))
         self.mesh = self.program.mesh
 
     # ----------------------------------------------------------------- evaluation
@@ -62,7 +59,7 @@ class Trainer:
             totals = {}
             for batch in split.batches():
                 batch = partitioning.global_batch(batch, self.mesh)
-                step_out = jax.device_get(self.program.eval_step(params, self.program.frozen, batch))
+                step_out = jax.device_get(self.steps.eval(params, self.program.frozen, batch))
                 for k, v in step_out.items():  # float64 sums: up to millions of pixels per split.
                     totals[k] = totals.get(k, 0.0) + np.asarray(v, np.float64)
             if int(totals["examples"]) != split.num_examples:
@@ -82,7 +79,10 @@ class Trainer:
         c, t = self.config, self.config.train
         wall_start = time.time()
         state = self.program.init_state()  # A model that cannot be built fails here, before any file is written.
-        compile_seconds = self.program.compile(state)
+        if t.init_from:
+            state = init_from.start_from(self.program, state, t.init_from, self.workdir)
+        self.steps = self.program.compile(state)
+        compile_seconds = self.steps.compile_seconds
         if self.is_main:
             self.workdir.mkdir(parents=True, exist_ok=True)
             results.write_json_atomic(self.workdir / results.CONFIG, c.to_dict())
@@ -90,7 +90,7 @@ class Trainer:
         data = pipeline.train_iterator(c.data, self.image_size, gb, self.total_steps, c.seed, c.augment)
         ckpt = checkpoint.manager(self.workdir / results.CHECKPOINTS, t.keep_checkpoints)
         try:
-            restored_step, restored = checkpoint.restore_latest(ckpt, self.program.abstract_state(state), data,
+            restored_step, restored = checkpoint.restore_latest(ckpt, self.program.state_spec, data,
                                                                 verify=self._verify)
             if restored is not None:
                 state = restored
@@ -104,8 +104,8 @@ class Trainer:
                 else:
                     console().log(f"patchscale: no TensorBoard events for {self.workdir} (not a local path)", flush=True)
             start = int(state["step"])
-            console().log(f"patchscale: {self.total_steps} steps of {gb} images ({self.num_train} training examples),"
-                  f" {flops.tokens_per_image(c.model, self.image_size)} tokens per image,"
+            console().log(f"patchscale: {self.total_steps} steps of {gb} images ({self.spec.train_examples} training examples),"
+                  f" {self.spec.tokens_per_image} tokens per image,"
                   f" compiled in {compile_seconds:.1f}s", flush=True)
 
             with preemption.PreemptionWatch(ckpt) as watch:
@@ -205,7 +205,7 @@ class Trainer:
         eval_metrics = None
         for step in range(start + 1, self.total_steps + 1):
             batch = partitioning.global_batch(next(data), self.mesh)
-            state, metrics = self.program.train_step(state, self.program.frozen, batch)
+            state, metrics = self.steps.train(state, self.program.frozen, batch)
             pending.append((step, metrics))
             interval_steps += 1
             last = step == self.total_steps
@@ -275,13 +275,13 @@ class Trainer:
         began = time.perf_counter()
         pending = []
         for _ in range(start + 1, end + 1):
-            branch, metrics = self.program.train_step(branch, self.program.frozen,
+            branch, metrics = self.steps.train(branch, self.program.frozen,
                                                       partitioning.global_batch(next(data), self.mesh))
             pending.append((int(start), metrics))
         losses = self._check_finite(pending)
         data.set_state(data_state)
         record = {"step": start, "budget_steps": end, "images_seen": end * gb,
-                  "train_flops": self._train_flops_per_image() * end * gb,
+                  "train_flops": self.spec.train_flops_per_image * end * gb,
                   "cooldown_train_loss": float(np.mean(losses[-max(1, len(losses) // 5):])),
                   **self.evaluate(branch["params"])}
         del branch
@@ -293,10 +293,6 @@ class Trainer:
             line += f" | val loss {record['val_loss']:.4f}"
         console().log(line)
 
-    def _train_flops_per_image(self) -> float:
-        return flops.train_flops_per_image(self.config.model, self.image_size, self.info.channels,
-                                           self.num_classes)
-
     def _budgets(self, eval_metrics) -> list[dict]:
         """Every budget's evaluation: the cooldown branches' records, then the whole run."""
         keys = ("test_loss", "test_accuracy", "val_loss", "val_accuracy", "test_miou", "val_miou")
@@ -305,7 +301,7 @@ class Trainer:
         out = [{"steps": end, "images_seen": r["images_seen"], "train_flops": r["train_flops"],
                 **{k: r[k] for k in keys if k in r}} for end, r in sorted(branches.items())]
         out.append({"steps": self.total_steps, "images_seen": self.total_steps * gb,
-                    "train_flops": self._train_flops_per_image() * self.total_steps * gb,
+                    "train_flops": self.spec.train_flops_per_image * self.total_steps * gb,
                     **{k: eval_metrics[k] for k in keys if k in eval_metrics}})
         return out
 
@@ -333,8 +329,8 @@ class Trainer:
 
     def _xla_flops(self) -> dict[str, float]:
         """XLA's own counts from the compiled steps, next to the analytic ones (for checking them)."""
-        train = flops.xla_flops(self.program.train_step)
-        forward = flops.xla_flops(self.program.eval_step)
+        train = flops.xla_flops(self.steps.train)
+        forward = flops.xla_flops(self.steps.eval)
         out = {}
         if train is not None:
             out["xla_train_step_flops_per_image"] = train / self.config.train.batch_size
@@ -344,7 +340,7 @@ class Trainer:
 
     def _summary(self, state, eval_metrics, wall_start, compile_seconds) -> dict:
         m = self.config.model
-        args = (m, self.image_size, self.info.channels, self.num_classes)
+        args = (m, self.image_size, self.spec.channels, self.spec.head_classes)
         device = jax.devices()[0]
         return {
             **eval_metrics,
@@ -352,14 +348,14 @@ class Trainer:
             "steps": self.total_steps,
             "images_seen": self.total_steps * self.config.train.batch_size,
             "budgets": self._budgets(eval_metrics),
-            "epochs": self.total_steps * self.config.train.batch_size / self.num_train,
-            "train_examples": self.num_train,
+            "epochs": self.total_steps * self.config.train.batch_size / self.spec.train_examples,
+            "train_examples": self.spec.train_examples,
             "image_size": self.image_size,
             "patch_size": m.patch_size,
-            "tokens_per_image": flops.tokens_per_image(m, self.image_size),
+            "tokens_per_image": self.spec.tokens_per_image,
             "forward_flops_per_image": flops.forward_flops_per_image(*args),
-            "train_flops_per_image": self._train_flops_per_image(),
-            "train_flops_total": self._train_flops_per_image() * self.total_steps * self.config.train.batch_size,
+            "train_flops_per_image": self.spec.train_flops_per_image,
+            "train_flops_total": self.spec.train_flops_total,
             **self._xla_flops(),
             "wall_time_s": time.time() - wall_start,
             "compile_time_s": compile_seconds,

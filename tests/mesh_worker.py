@@ -25,6 +25,7 @@ from patchscale.defaults import base_config  # noqa: E402
 from patchscale.models import presets  # noqa: E402
 from patchscale.partitioning import path_names  # noqa: E402
 from patchscale.program import Program  # noqa: E402
+from patchscale.run_spec import RunSpec  # noqa: E402
 
 STEPS = 3
 WATCHED = {  # Parameters whose sharding the test asserts on, by mixer.
@@ -71,15 +72,17 @@ def run(mixer: str, mesh_text: str, extra: list[str], size: int, batch: int) -> 
         sizes.update({k: int(v) for k, v in (item.split("=") for item in mesh_text.split(","))})
     devices = np.asarray(jax.devices()[:math.prod(sizes.values())]).reshape([sizes[a] for a in partitioning.AXES])
     mesh = Mesh(devices, partitioning.AXES)
-    program = Program(config(mixer, batch, extra), size, 1, 10, total_steps=10, warmup_steps=1, mesh=mesh)
+    c = config(mixer, batch, extra)
+    c.data.image_size = size
+    program = Program(RunSpec.from_config(c).with_steps(10, 1), mesh)
     state = program.init_state()
-    program.compile_train_step(state)
+    train_step = program.compile_train_step(state)
     rng = np.random.default_rng(0)
     losses = []
     for _ in range(STEPS):
         images = {"image": rng.integers(0, 256, (batch, size, size, 1), dtype=np.uint8),
                   "label": rng.integers(0, 10, batch).astype(np.int32)}
-        state, metrics = program.train_step(state, program.frozen, partitioning.global_batch(images, mesh))
+        state, metrics = train_step(state, program.frozen, partitioning.global_batch(images, mesh))
         losses.append(float(metrics["loss"]))
     params = jax.device_get(state["params"])
     # In the scanned layout block 0's parameters are a slice of layer_stack's, whose sharding is watched.

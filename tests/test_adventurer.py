@@ -12,7 +12,7 @@ from patchscale.defaults import base_config
 from patchscale.models import sizes
 from patchscale.models.backbone import VisionBackbone
 from patchscale.models.mixers import mamba2
-from patchscale.scaling import flops
+from patchscale.models import flops
 from tests.conftest import REPO
 
 

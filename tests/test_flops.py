@@ -12,7 +12,7 @@ from flax import nnx
 
 from patchscale import config as config_lib
 from patchscale.models.backbone import VisionBackbone
-from patchscale.scaling import flops
+from patchscale.models import flops
 from tests.conftest import REPO
 
 EXPERIMENTS = {"attention": "mnist_vit.py", "mamba2": "mnist_adventurer.py"}

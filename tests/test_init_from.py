@@ -10,6 +10,7 @@ from patchscale import config as config_lib
 from patchscale import init_from, partitioning, sweep
 from patchscale.errors import UserError
 from patchscale.program import Program
+from patchscale.run_spec import RunSpec
 from tests.conftest import DEFAULT_EXPERIMENT, run_cli, small_overrides
 
 
@@ -48,10 +49,11 @@ def test_pseudo_inverse_patch_resize_keeps_every_response_when_upsampling():
         np.testing.assert_allclose(bigger @ resized, patch.reshape(-1) @ kernel, rtol=1e-4, atol=1e-4)
 
 
-def _program(overrides):
+def _started(overrides):
+    """The initial state of a run with `overrides`, started from its `train.init_from` as the trainer does."""
     c = config_lib.load_config(str(DEFAULT_EXPERIMENT), overrides)
-    size = c.data.image_size or 32
-    return Program(c, size, 1, 10, total_steps=10, warmup_steps=0, mesh=partitioning.make_mesh(c.mesh))
+    program = Program(RunSpec.from_config(c).with_steps(10, 0), partitioning.make_mesh(c.mesh))
+    return init_from.start_from(program, program.init_state(), c.train.init_from, ".")
 
 
 STAGED_SWEEP = """
@@ -82,8 +84,8 @@ def test_a_staged_sweep_starts_each_stage_from_the_previous_runs_weights(mnist_d
 
     # The second stage began from the first's weights: its position table is the first's,
     # resized from a 4×4 to an 8×8 grid with the class token kept apart.
-    program = _program([*overrides, "model.patch_size=4", f"train.init_from={first}"])
-    started = dict(init_from._flatten(jax.device_get(program.init_state()["params"])))
+    started = _started([*overrides, "model.patch_size=4", f"train.init_from={first}"])
+    started = dict(init_from._flatten(jax.device_get(started["params"])))
     src = dict(init_from._flatten(source))
     table = src[("posemb", "table")]
     np.testing.assert_array_equal(started[("posemb", "table")][0], table[0])
@@ -91,14 +93,13 @@ def test_a_staged_sweep_starts_each_stage_from_the_previous_runs_weights(mnist_d
                                init_from.interpolate_posemb(table, 4, 8, 1, 0)[1:], rtol=1e-6)
     np.testing.assert_array_equal(np.asarray(started[("cls_token",)]), src[("cls_token",)])
 
-    same = _program([*overrides, "model.patch_size=8", f"train.init_from={first}"]).init_state()
+    same = _started([*overrides, "model.patch_size=8", f"train.init_from={first}"])
     started = dict(init_from._flatten(jax.device_get(same["params"])))
     for path, value in init_from._flatten(source):
         np.testing.assert_array_equal(np.asarray(started[path]), value)
 
-    wider = _program([*overrides, "model.width=48", "model.heads=2", f"train.init_from={first}"])
     with pytest.raises(UserError, match="has shape"):
-        wider.init_state()
+        _started([*overrides, "model.width=48", "model.heads=2", f"train.init_from={first}"])
 
 
 def test_a_stage_must_name_exactly_one_earlier_point(tmp_path):

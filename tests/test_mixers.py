@@ -111,13 +111,13 @@ def test_trains_inside_the_jitted_sharded_train_step(mixer, mnist_dir, tmp_path)
     c = config_lib.load_config(str(DEFAULT_EXPERIMENT), overrides)
     trainer = train.Trainer(c, tmp_path)
     state = trainer.program.init_state()
-    trainer.program.compile(state)
+    steps = trainer.program.compile(state)
     rng = np.random.default_rng(0)
     batch = {"image": rng.integers(0, 256, (64, 32, 32, 1)).astype(np.uint8),
              "label": rng.integers(0, 10, 64).astype(np.int32)}
     losses = []
     for _ in range(5):  # Overfit one batch: the loss must go down.
-        state, metrics = trainer.program.train_step(state, trainer.program.frozen, train.partitioning.global_batch(batch, trainer.mesh))
+        state, metrics = steps.train(state, trainer.program.frozen, train.partitioning.global_batch(batch, trainer.mesh))
         losses.append(float(metrics["loss"]))
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert int(state["step"]) == 5

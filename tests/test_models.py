@@ -11,7 +11,7 @@ from patchscale import optimizer
 from patchscale.defaults import base_config
 from patchscale.models import patchify, sizes
 from patchscale.models.backbone import VisionBackbone
-from patchscale.scaling import flops
+from patchscale.models import flops
 from tests.conftest import DEFAULT_EXPERIMENT
 
 

@@ -7,7 +7,7 @@ from flax import nnx
 
 from patchscale.models import multiscale
 from patchscale.models.backbone import VisionBackbone
-from patchscale.scaling import flops
+from patchscale.models import flops
 from tests.test_models import model_config
 
 

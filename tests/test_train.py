@@ -115,7 +115,7 @@ def test_evaluation_matches_one_pass_over_all_examples(mnist_dir, tmp_path):
     c = config_lib.load_config(str(DEFAULT_EXPERIMENT), small_overrides(mnist_dir))
     trainer = train.Trainer(c, tmp_path / "unused")
     state = trainer.program.init_state()
-    trainer.program.compile(state)
+    trainer.steps = trainer.program.compile(state)
     batched = trainer.evaluate(state["params"])  # 1050 examples in batches of 200: a ragged last batch.
 
     batches = list(trainer.eval_splits["test"].batches())
@@ -134,13 +134,13 @@ def _train_step_hlo(seed: int) -> str:
 
     from patchscale import partitioning
     from patchscale.program import Program
+    from patchscale.run_spec import RunSpec
 
     c = config_lib.load_config(str(DEFAULT_EXPERIMENT), ["model.size=pico", "model.patch_size=16",
                                                          "model.drop_path=0.1", f"seed={seed}"])
-    program = Program(c, 32, 1, 10, total_steps=100, warmup_steps=10, mesh=partitioning.make_mesh(c.mesh))
-    state = program.init_state(abstract=True)
+    program = Program(RunSpec.from_config(c).with_steps(100, 10), partitioning.make_mesh(c.mesh))
     step = jax.jit(program._train_step)
-    return step.lower(state, program.frozen, program.batch_spec(c.train.batch_size)).as_text()
+    return step.lower(program.state_spec, program.frozen, program.batch_spec(c.train.batch_size)).as_text()
 
 
 def test_every_seed_runs_the_same_compiled_train_step():

@@ -14,7 +14,8 @@ import numpy as np
 import optax
 from etils import epath
 
-from patchscale.data import augment_batch, datasets, pipeline
+from patchscale.data import augment_batch, pipeline
+from patchscale.run_spec import RunSpec
 from patchscale.scaling import figures
 
 
@@ -48,10 +49,11 @@ def training_view(config, image_size: int, num_classes: int, count: int):
 
 def write(config, out, count: int = 16) -> str:
     """Draw the preview of `config` into `out` (a .png path, written atomically); returns it."""
-    d = config.data
-    info = datasets.describe(d.name, d.data_dir)
-    size = d.image_size or info.image_size
-    train_images, targets = training_view(config, size, info.num_classes, count)
+    d, spec = config.data, RunSpec.from_config(config)
+    size = spec.image_size
+    # The image's class labels as the train step smooths and mixes them (a dense head's per-pixel
+    # targets are derived from these labels and the pixels: segmentation.pixel_labels).
+    train_images, targets = training_view(config, size, spec.dataset.num_classes, count)
     split = pipeline.EvalSplit(d, d.eval_split, size, count)
     eval_batch = next(split.batches())
     eval_images = eval_batch["image"][: int(eval_batch["mask"].sum())]
