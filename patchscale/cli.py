@@ -185,11 +185,13 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def fit(results_dir: str, metric: str = "loss", budget: float | None = None, select: str = "auto") -> None:
+def fit(results_dir: str, metric: str = "loss", budget: float | None = None, select: str = "auto",
+        compute_view: bool = True) -> None:
     """Fit a sweep's stored results, print the table and write fit.json."""
     from patchscale.scaling import report
 
-    payload = report.fit_results(results_dir, metric="test_" + metric, budget=budget, select=select)
+    payload = report.fit_results(results_dir, metric="test_" + metric, budget=budget, select=select,
+                                 compute_view=compute_view)
     print(report.table(payload))
     print(f"patchscale: wrote {results_dir.rstrip('/')}/{report.FIT_FILE}")
 
@@ -213,7 +215,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    fit(args.results_dir, args.metric, args.budget, args.select)
+    fit(args.results_dir, args.metric, args.budget, args.select, compute_view=not args.no_compute_view)
     return 0
 
 
@@ -323,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="which budget's test numbers stand for a run: the whole run, or the budget with the"
                           " lowest validation loss (early stopping); auto: best_val when every run has"
                           " validation losses at 2+ budgets (docs/statistics.md)")
+    fit.add_argument("--no-compute-view", action="store_true",
+                     help="skip the joint laws over patch size and budget (p*(C), iso-FLOP curves), the slow"
+                          " part; the per-group fits, paired steps and convergence verdicts are unchanged")
     fit.set_defaults(run=cmd_fit)
 
     plot = verbs.add_parser("plot", help="regenerate every plot of a sweep from its stored results")

@@ -4,13 +4,39 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_EXPERIMENT = REPO / "experiments" / "mnist_vit.py"
+CACHE_ENV = "PATCHSCALE_COMPILATION_CACHE"
+TEST_CACHE_ENV = "PATCHSCALE_TEST_COMPILATION_CACHE"  # A developer's own cache for tests, reused between runs.
+OWNED_CACHE_ENV = "PATCHSCALE_TEST_OWNS_CACHE"  # Set by the process that made this run's temporary cache.
+
+
+def pytest_configure(config):
+    """A compilation cache of this test run only, so no test run reads or fills the user's cache.
+
+    With it a run's time does not depend on what compiled before, and the user's cache never
+    gains entries from test shapes. The first process (the xdist controller) makes the directory;
+    the workers and the CLI subprocesses inherit it through the environment.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get(OWNED_CACHE_ENV):
+        return
+    chosen = os.environ.get(TEST_CACHE_ENV)
+    directory = chosen or tempfile.mkdtemp(prefix="patchscale-test-xla-")
+    os.environ[CACHE_ENV] = directory
+    os.environ[OWNED_CACHE_ENV] = "" if chosen else directory
+
+
+def pytest_unconfigure(config):
+    owned = os.environ.get(OWNED_CACHE_ENV)
+    if owned and not os.environ.get("PYTEST_XDIST_WORKER"):
+        shutil.rmtree(owned, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -109,7 +109,7 @@ def test_fit_the_test_error(tmp_path, capsys):
     payload = json.loads((root / "fit.json").read_text())
     assert payload["metric"] == "test_error"
     # make_results sets accuracy = 1 − loss/2, so the error is half the loss: same alpha, half of E.
-    loss_fit = report.fit_results(root)["fits"]["attention-pico-r32"]["saturating"]["params"]
+    loss_fit = report.fit_results(root, compute_view=False)["fits"]["attention-pico-r32"]["saturating"]["params"]
     error_fit = payload["fits"]["attention-pico-r32"]["saturating"]["params"]
     assert error_fit["alpha"] == pytest.approx(loss_fit["alpha"], rel=1e-3)
     assert error_fit["E"] == pytest.approx(loss_fit["E"] / 2, rel=1e-3)
@@ -227,20 +227,20 @@ def _overfit_last_budget(root):
 def test_runs_are_early_stopped_on_validation_over_the_budget_grid(tmp_path):
     root = make_results(tmp_path / "r", baseline=False)
     _overfit_last_budget(root)
-    best = report.fit_results(root)
+    best = report.fit_results(root, compute_view=False)  # Selection does not need the joint laws.
     assert "lowest validation loss" in best["selection"]
     assert set(best["selected_steps"].values()) == {500}  # The middle budget (50,000 images / 100).
     summary = json.loads((root / "runs" / "attention-pico-p4-s0" / "summary.json").read_text())
     assert best["fits"]["attention-pico-r32"]["means"]["4"]["mean"] != summary["test_loss"]
 
-    final = report.fit_results(root, select="final")
+    final = report.fit_results(root, select="final", compute_view=False)
     assert "whole budget" in final["selection"] and set(final["selected_steps"].values()) == {None}
     assert final["fits"]["attention-pico-r32"]["means"]["4"]["mean"] > best["fits"]["attention-pico-r32"]["means"]["4"]["mean"]
     assert json.loads((root / "fit.json").read_text())["selection"] == final["selection"]
 
     make_results(tmp_path / "no_val", baseline=True)  # Its baselines have no validation losses.
     with pytest.raises(UserError, match="best_val selection needs validation losses"):
-        report.fit_results(tmp_path / "no_val", select="best_val")
+        report.fit_results(tmp_path / "no_val", select="best_val", compute_view=False)
 
 
 def test_loss_vs_patch_draws_only_what_was_identified(tmp_path):
@@ -249,7 +249,7 @@ def test_loss_vs_patch_draws_only_what_was_identified(tmp_path):
     from patchscale.scaling import figures
 
     root = make_results(tmp_path / "demo", mixers=("attention",), baseline=False)
-    payload = report.fit_results(root)
+    payload = report.fit_results(root, compute_view=False)
     runs, _ = collect.select(collect.load(root)[0], "best_val")
     grouped = collect.groups(runs)
     plt = figures.pyplot()
@@ -286,7 +286,23 @@ def test_loss_vs_patch_draws_only_what_was_identified(tmp_path):
 
 
 def test_table_shows_holm_and_the_variance_of_the_seeds(tmp_path):
-    payload = report.fit_results(make_results(tmp_path / "demo", mixers=("attention",), baseline=False))
+    payload = report.fit_results(make_results(tmp_path / "demo", mixers=("attention",), baseline=False),
+                                 compute_view=False)
     text = report.table(payload)
+    assert compute.SKIPPED in text
     assert "(Holm over the group's steps: " in text
     assert "seed SD of log L pooled" in text or "seed SD of log L per size" in text
+
+
+def test_skipping_the_compute_view_leaves_the_fits_and_verdicts_unchanged(tmp_path, capsys):
+    root = make_results(tmp_path / "demo", mixers=("attention",), baseline=False)
+    full = report.fit_results(root)
+    done = run_in_process(capsys, "fit", root, "--no-compute-view")
+    assert done.returncode == 0, done.stderr
+    assert compute.SKIPPED in done.stdout
+    quick = json.loads((root / "fit.json").read_text())
+    assert json.dumps(quick["fits"], sort_keys=True) == json.dumps(report.json_safe(full["fits"]), sort_keys=True)
+    group = "attention-pico-r32"
+    assert quick["compute"]["groups"][group]["convergence"] == report.json_safe(full["compute"]["groups"][group]["convergence"])
+    assert full["compute"]["groups"][group]["joint"]["status"] == "fitted"
+    assert quick["compute"]["groups"][group]["joint"]["status"] == "skipped"

@@ -31,10 +31,14 @@ def _public(d):
     return d
 
 
+SKIPPED = "compute view skipped (patchscale fit --no-compute-view): no joint law, p*(C) or iso-FLOP curves"
+
+
 def analyse_group(group_runs, metric: str = "test_loss", budget: float | None = None, n_draws: int = N_DRAWS,
-                  seed: int = 0, tolerance: float = TOLERANCE) -> dict:
+                  seed: int = 0, tolerance: float = TOLERANCE, joint_law: bool = True) -> dict:
     """One group: its cells, convergence verdict, joint fits, p*(C) per candidate form whose fit is
     identified (`pstar` says which and why not the others) and iso-FLOP curves from the first of them.
+    With `joint_law=False` only the cells and the convergence verdict (the joint fits are the slow part).
     The result still holds private numpy members (keys starting with '_'); `analyse` drops them."""
     c = cells(group_runs, metric)
     conv = convergence(group_runs, "val_loss", tolerance)
@@ -47,6 +51,10 @@ def analyse_group(group_runs, metric: str = "test_loss", budget: float | None = 
     if conv["verdict"] in ("budget-limited", "past optimum"):
         out["notes"].append(f"{conv['verdict']}: no claim about the patch-size law as D → ∞; the joint fit describes"
                             " the measured budgets only")
+    if not joint_law:
+        out["joint"] = {"status": "skipped", "reason": SKIPPED, "fits": {}}
+        out["pstar"] = {"status": "not fitted", "forms": [], "refused": {}, "reason": SKIPPED}
+        return out
     if len(c.p) == 0:
         out["joint"] = {"status": "too few", "reason": f"{TOO_FEW}: no budgets with images seen", "fits": {}}
         out["pstar"] = {"status": "not fitted", "forms": [], "refused": {}, "reason": out["joint"]["reason"]}
@@ -102,12 +110,13 @@ def pstar_summary(joint: dict) -> dict:
 
 
 def analyse(runs, metric: str = "test_loss", budget: float | None = None, n_draws: int = N_DRAWS, seed: int = 0,
-            tolerance: float = TOLERANCE) -> dict:
-    """Everything per group (convergence, joint law, p*(C), iso-FLOP curves) plus the baselines; JSON-able."""
+            tolerance: float = TOLERANCE, joint_law: bool = True) -> dict:
+    """Everything per group (convergence, joint law, p*(C), iso-FLOP curves) plus the baselines; JSON-able.
+    `joint_law=False` skips the joint fits (see analyse_group)."""
     from patchscale.scaling import collect
 
     grouped = collect.groups(runs)
-    groups = {label: _public(analyse_group(members, metric, budget, n_draws, seed, tolerance))
+    groups = {label: _public(analyse_group(members, metric, budget, n_draws, seed, tolerance, joint_law))
               for label, members in sorted(grouped.items())}
     return {"metric": metric, "budget": budget, "groups": groups,
             "baselines": baseline_comparison(grouped, collect.baselines(runs), metric)}

@@ -47,8 +47,12 @@ def fit_group(members, metric: str = "test_loss") -> dict:
     return {**entry, "saturating": saturating.to_dict(), "power": power.to_dict(), "chosen": chosen, "choice": why}
 
 
-def fit_results(results_dir, metric: str = "test_loss", budget: float | None = None, select: str = "auto") -> dict:
-    """Fit every group of a results directory, write fit.json atomically and return its payload."""
+def fit_results(results_dir, metric: str = "test_loss", budget: float | None = None, select: str = "auto",
+                compute_view: bool = True) -> dict:
+    """Fit every group of a results directory, write fit.json atomically and return its payload.
+
+    `compute_view=False` skips the joint laws over patch size and budget (p*(C), iso-FLOP curves),
+    the slow part; the per-group fits, paired steps and convergence verdicts are the same."""
     if metric not in collect.METRICS:
         raise UserError(f"unknown metric {metric!r}: choose one of {', '.join(collect.METRICS)}")
     runs, warnings = collect.load(results_dir)
@@ -60,7 +64,7 @@ def fit_results(results_dir, metric: str = "test_loss", budget: float | None = N
         fits[group] = fit_group(members, metric)
         if "error" in fits[group]:
             print(f"patchscale: warning: {group}: not fitted: {fits[group]['error']}", flush=True)
-    analysis = compute.analyse(runs, metric=metric, budget=budget, n_draws=1000)
+    analysis = compute.analyse(runs, metric=metric, budget=budget, n_draws=1000, joint_law=compute_view)
     for group, entry in fits.items():
         verdict = analysis["groups"].get(group, {})
         entry["law_claim"] = bool(verdict.get("law_claim"))
