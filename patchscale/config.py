@@ -10,6 +10,7 @@ import ast
 import difflib
 import importlib
 import importlib.util
+import json
 import pathlib
 import re
 import sys
@@ -18,6 +19,7 @@ from typing import Any, Sequence
 import ml_collections
 from ml_collections.config_dict import FieldReference
 
+from patchscale.defaults import base_config
 from patchscale.errors import UserError
 
 
@@ -108,8 +110,6 @@ def check_keys(config: ml_collections.ConfigDict, path: str) -> None:
     Without this, `c.train.learnig_rate = 1e-3` in an experiment file would add a key that
     nothing reads and train with the default rate.
     """
-    from patchscale.defaults import base_config
-
     known = [key for key, _ in _leaves(base_config().to_dict())]
     for key, _ in _leaves(config.to_dict()):
         if key in known or key.startswith(OPEN_GROUPS) or any(k.startswith(key + ".") for k in known):
@@ -130,10 +130,6 @@ def check_resumable(previous: dict, current: dict, run_dir) -> None:
     A key the stored config lacks but that is at its default now was added to the suite after
     the run started; the default is what the run computed with, so it does not count.
     """
-    import json
-
-    from patchscale.defaults import base_config
-
     before, after, default = (dict(_leaves(json.loads(json.dumps(tree))))
                               for tree in (previous, current, base_config().to_dict()))
     added = {k for k in after if k not in before and k in default and after[k] == default[k]}
@@ -210,25 +206,6 @@ def set_value(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
         node[leaf] = value
 
 
-def _validate_masks(config) -> None:
-    """A segmentation dataset's masks (data.mask_feature) feed a dense head, unaugmented."""
-    d = config.data
-    if not d.mask_feature:
-        return
-    from patchscale.data import augment
-    from patchscale.models import dense_heads
-
-    if not dense_heads.is_dense(config.model.head):
-        raise UserError(f"data.mask_feature={d.mask_feature!r} gives per-pixel labels: it needs a dense head"
-                        " (model.head=dense_linear or dense_decoder)")
-    if not isinstance(d.mask_classes, int) or d.mask_classes < 2:
-        raise UserError(f"data.mask_classes={d.mask_classes!r}: set the number of pixel classes (>= 2) of"
-                        f" {d.mask_feature!r} (ADE20k: 150)")
-    if augment.is_active(config.augment) or d.random_shift:
-        raise UserError(f"data.mask_feature={d.mask_feature!r}: training augmentation (augment.*, data.random_shift)"
-                        " would move the image without its mask; turn it off")
-
-
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]) -> None:
     """Apply `a.b.c=value` strings; the key must exist and the value must have its type."""
     for item in overrides:
@@ -239,217 +216,25 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str])
         set_value(config, key, _parse_value(text, _field_type(node, leaf), key))
 
 
-def _check_fused_attention(m) -> None:
-    """A forced fused kernel must exist here: cuDNN on a GPU in 16 bits, Pallas flash on a TPU."""
-    import jax
-    import jax.numpy as jnp
-
-    from patchscale.models import backbone, sizes
-    from patchscale.models.mixers import attention
-
-    backend = jax.default_backend()
-    if m.attention_impl == "pallas" and backend != "tpu":
-        raise UserError(f"model.attention_impl=pallas: the Pallas flash kernel needs a TPU (this backend is"
-                        f" {backend}); use auto")
-    if m.attention_impl == "cudnn":
-        shape = sizes.resolve(m)
-        dtype = backbone.compute_dtype(m.dtype)
-        if backend not in attention.GPU_BACKENDS:
-            raise UserError(f"model.attention_impl=cudnn: cuDNN attention needs an NVIDIA GPU (this backend is"
-                            f" {backend}); use auto")
-        if not attention.cudnn_accepts(dtype, shape.width // shape.heads):
-            raise UserError(f"model.attention_impl=cudnn: cuDNN attention takes bfloat16/float16 and a head"
-                            f" dimension ≤ 128 divisible by 8 (here {jnp.dtype(dtype).name},"
-                            f" {shape.width // shape.heads}); use auto")
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Cheap semantic checks that need neither data nor compilation."""
-    # Local imports keep `load_module` light; none of these compiles anything.
-    from patchscale.data import augment_batch, datasets
-    from patchscale import optimizer
-    from patchscale.models import backbone, baselines, channel, dense_heads, initializers, sizes
-    from patchscale.models.mixers import attention, mamba2, registry
+    """Cheap semantic checks that need neither data nor compilation: each subsystem's own `check`.
 
-    m, d, t = config.model, config.data, config.train
+    The order is the one a user fixes things in: the model, its task, the data, the input size,
+    augmentation, optimization, the loop, the mesh. The subsystems are imported here, not at the
+    top, so that loading an experiment file does not import jax.
+    """
+    from patchscale import optimizer, partitioning, segmentation, train
+    from patchscale.data import augment, datasets
+    from patchscale.models import validation as model_validation
+
     if not isinstance(config.seed, int) or not 0 <= config.seed < 2**31 - 1:
         raise UserError(f"seed={config.seed!r}: expected an integer in [0, 2**31 - 1)")  # An int32 in the state.
-    shape = sizes.resolve(m)  # Raises on unknown sizes or inconsistent shapes.
-    registry.get(m.mixer)
-    choices = {"pool": ("cls", "gap"), "cls_position": ("first", "last"),
-               "posemb": ("learned", "sincos2d", "none"), "norm": tuple(backbone.NORMS),
-               "channel_mixer": tuple(channel.CHANNEL_MIXERS), "remat": tuple(backbone.REMAT_POLICIES),
-               "dtype": ("auto", *backbone.DTYPES), "patch_embed_init": initializers.PATCH_EMBED_INITS,
-               "residual_dtype": ("float32", "compute"), "head": dense_heads.HEADS,
-               "drop_path_schedule": backbone.DROP_PATH_SCHEDULES}
-    for key, allowed in choices.items():
-        if m[key] not in allowed:
-            raise UserError(f"model.{key}={m[key]!r}: expected one of {', '.join(allowed)}")
-    if m.attention_impl not in attention.IMPLEMENTATIONS:
-        raise UserError(f"model.attention_impl={m.attention_impl!r}: expected one of"
-                        f" {', '.join(str(i) for i in attention.IMPLEMENTATIONS)}")
-    if m.mixer == "attention" and m.attention_impl in ("cudnn", "pallas"):
-        _check_fused_attention(m)
-    if m.token_segment < 0:
-        raise UserError(f"model.token_segment={m.token_segment}: must be >= 0 (0 = off)")
-    if m.mamba2.chunk_size < 0:
-        raise UserError(f"model.mamba2.chunk_size={m.mamba2.chunk_size}: must be >= 0 (0 = automatic)")
-    if m.attention_chunk <= 0:
-        raise UserError(f"model.attention_chunk={m.attention_chunk}: must be positive")
-    if m.mamba2.flip not in mamba2.FLIP_RULES:
-        raise UserError(f"model.mamba2.flip={m.mamba2.flip!r}: expected one of {', '.join(mamba2.FLIP_RULES)}")
-    if m.baseline not in baselines.BASELINES:
-        raise UserError(f"model.baseline={m.baseline!r}: expected one of {', '.join(baselines.BASELINES)}")
-    if m.baseline_hidden <= 0:
-        raise UserError(f"model.baseline_hidden={m.baseline_hidden}: must be positive")
-    if m.mixer == "mamba2":
-        try:
-            mamba2.dims(shape, m.mamba2)
-        except ValueError as e:
-            raise UserError(f"model.mamba2: {e}") from None
-    if m.posemb == "sincos2d" and shape.width % 4:
-        raise UserError(f"model.posemb=sincos2d needs a width divisible by 4 (sin and cos per axis), got {shape.width}")
-    if dense_heads.is_dense(m.head):
-        if m.s2_scales or m.extend_tokens != 1 or m.baseline != "none":
-            raise UserError(f"model.head={m.head} maps each patch token to its own pixels: it cannot be combined"
-                            " with model.s2_scales, model.extend_tokens or a pixel baseline")
-        if m.head == "dense_decoder" and m.patch_size & (m.patch_size - 1):
-            raise UserError(f"model.head=dense_decoder upsamples in steps of 2: model.patch_size={m.patch_size}"
-                            " must be a power of two")
-        if m.decoder_width <= 0:
-            raise UserError(f"model.decoder_width={m.decoder_width}: must be positive")
-        a = config.augment
-        if augment_batch.is_active(a) or a.policy != "none" or a.color_jitter:
-            raise UserError(f"model.head={m.head}: the pixel labels come from the pixels the model sees, so"
-                            " photometric and batch augmentations (augment.policy, color_jitter, random erasing,"
-                            " Mixup, CutMix) would relabel them; turn them off for the per-pixel task")
-        if not 0 < config.data.pixel_threshold <= 255:
-            raise UserError(f"data.pixel_threshold={config.data.pixel_threshold}: expected an intensity in 1..255")
-    if m.baseline != "none" and (m.s2_scales or m.extend_tokens != 1):
-        raise UserError(f"model.baseline={m.baseline} is a pixel baseline: model.s2_scales and model.extend_tokens"
-                        " do not apply to it")
-    if not isinstance(m.extend_tokens, int) or m.extend_tokens < 1:
-        raise UserError(f"model.extend_tokens={m.extend_tokens!r}: expected a whole factor >= 1 (1 turns it off)")
-    if not 0.0 <= m.drop_path < 1.0:
-        raise UserError(f"model.drop_path={m.drop_path}: expected a rate in [0, 1)")
-
-    _validate_masks(config)
-    info = datasets.describe(d.name, d.data_dir, d.mask_feature)  # Raises on unknown datasets.
-    datasets.check_readable(d.name, info, {f"data.{key}": d[key] for key in ("train_split", "eval_split", "val_split")
-                                           if d[key] is not None}, d.data_dir)  # Format and splits, before compiling.
-    if d.image_size is not None and d.image_size <= 0:  # 0 would silently mean "the dataset's own size".
-        raise UserError(f"data.image_size={d.image_size}: must be positive (leave it unset for the dataset's size)")
-    size = d.image_size or info.image_size
-    if size is None:
-        raise UserError(f"data.image_size must be set: dataset {d.name!r} has images of varying size")
-    scales = tuple(m.s2_scales)
-    if scales:
-        if any(not isinstance(k, int) or k < 1 for k in scales) or list(scales) != sorted(set(scales)):
-            raise UserError(f"model.s2_scales={scales}: expected increasing whole scales, e.g. (1, 2)")
-        if m.pool != "gap":
-            raise UserError("model.s2_scales needs model.pool=gap (features are pooled over the merged patch grid)")
-        if size % scales[-1]:
-            raise UserError(f"model.s2_scales={scales}: the input size {size} is not a multiple of the largest scale")
-    base = size // scales[-1] if scales else size  # The backbone's own input size.
-    if not 1 <= m.patch_size <= base or base % m.patch_size:
-        where = f"the S² base size {base}" if scales else f"the input size {base} (data.image_size)"
-        raise UserError(f"model.patch_size={m.patch_size} does not divide {where};"
-                        f" choose one of {[p for p in range(1, base + 1) if base % p == 0]}")
-    if m.mixer == "attention" and m.attention_impl in ("xla", "einsum"):
-        from patchscale.models import flops
-
-        tokens = flops.sequence_length(m, size)
-        if attention.dense_logits(1, 1, tokens) > attention.INDEX_LIMIT:
-            raise UserError(f"model.attention_impl={m.attention_impl}: one head's {tokens}×{tokens} logits exceed XLA's int32"
-                            " indexing; use auto or chunked")
-    for key in ("train_examples", "eval_examples"):
-        available = info.splits.get(d[key.replace("examples", "split")])
-        if d[key] is not None and (d[key] <= 0 or (available and d[key] > available)):
-            raise UserError(f"data.{key}={d[key]}: must be between 1 and the split's {available} examples")
-    if d.random_shift < 0:
-        raise UserError(f"data.random_shift={d.random_shift}: must be >= 0")
-    _validate_augment(config.augment, d)
-    if not 0.0 <= t.ema_decay < 1.0:
-        raise UserError(f"train.ema_decay={t.ema_decay}: expected a decay in [0, 1) (0 turns the EMA off)")
-
-    for key in ("batch_size", "eval_batch_size", "steps", "log_every", "checkpoint_every", "keep_checkpoints"):
-        if t[key] is not None and t[key] <= 0:
-            raise UserError(f"train.{key}={t[key]}: must be positive")
-    if t.steps is None and (t.epochs is None or t.epochs <= 0):
-        raise UserError("set train.steps or a positive train.epochs")
-    if t.eval_every < 0 or t.warmup_epochs < 0:
-        raise UserError("train.eval_every and train.warmup_epochs must be >= 0 (eval_every=0: only at the end)")
-
-    _validate_schedule(t, d.train_examples or info.splits.get(d.train_split), optimizer)
-    validate_mesh(config)
-
-
-def validate_mesh(config: ml_collections.ConfigDict) -> None:
-    """The mesh fits the devices present, its rules name mesh axes, and the batches divide over its data axes."""
-    from patchscale import partitioning
-
-    t = config.train
-    mesh_shape = partitioning.mesh_shape(config.mesh)
-    partitioning.parse_rules(config.mesh.rules)
-    batch_parallel = mesh_shape["data"] * mesh_shape["fsdp"]
-    for key in ("batch_size", "eval_batch_size"):
-        if t[key] % batch_parallel:
-            raise UserError(
-                f"train.{key}={t[key]} is not divisible by the {batch_parallel} data-parallel devices"
-                f" of the mesh {mesh_shape}")
-
-
-def _validate_augment(a, d) -> None:
-    """`augment.*` and the resize settings of `data.*`."""
-    from patchscale.data import augment
-
-    if d.interpolation not in augment.INTERPOLATIONS:
-        raise UserError(f"data.interpolation={d.interpolation!r}: expected one of {', '.join(augment.INTERPOLATIONS)}")
-    if d.eval_crop_ratio is not None and not 0.0 < d.eval_crop_ratio <= 1.0:
-        raise UserError(f"data.eval_crop_ratio={d.eval_crop_ratio}: expected a ratio in (0, 1] (or unset: squash)")
-    if a.crop not in ("resize", "random_resized"):
-        raise UserError(f"augment.crop={a.crop!r}: expected resize or random_resized")
-    low, high = a.crop_scale
-    if not 0.0 < low <= high <= 1.0:
-        raise UserError(f"augment.crop_scale={tuple(a.crop_scale)}: expected 0 < low <= high <= 1")
-    low, high = a.crop_ratio
-    if not 0.0 < low <= high:
-        raise UserError(f"augment.crop_ratio={tuple(a.crop_ratio)}: expected 0 < low <= high")
-    if a.policy not in ("none", "three_augment"):
-        try:
-            augment.RandAugment.parse(a.policy)
-        except ValueError as e:
-            raise UserError(f"augment.policy: {e} (or none, three_augment)") from None
-    for key in ("hflip", "random_erasing", "mixup_switch_prob"):
-        if not 0.0 <= a[key] <= 1.0:
-            raise UserError(f"augment.{key}={a[key]}: expected a probability in [0, 1]")
-    for key in ("color_jitter", "mixup_alpha", "cutmix_alpha"):
-        if a[key] < 0:
-            raise UserError(f"augment.{key}={a[key]}: must be >= 0 (0 turns it off)")
-    if a.color_jitter >= 1.0:
-        raise UserError(f"augment.color_jitter={a.color_jitter}: expected a strength below 1")
-    if not isinstance(a.repeats, int) or a.repeats < 1:
-        raise UserError(f"augment.repeats={a.repeats}: expected a whole number >= 1 (1: no repeated augmentation)")
-
-
-def _validate_schedule(t, num_train: int | None, optimizer) -> None:
-    """Schedule names, and budgets whose cooldown branches start after the warmup."""
-    if t.schedule not in optimizer.SCHEDULES:
-        raise UserError(f"train.schedule={t.schedule!r}: expected one of {', '.join(optimizer.SCHEDULES)}")
-    if not 0.0 < t.cooldown_fraction <= 1.0:
-        raise UserError(f"train.cooldown_fraction={t.cooldown_fraction}: expected a fraction in (0, 1]")
-    if t.grad_clip_norm is not None and t.grad_clip_norm < 0:
-        raise UserError(f"train.grad_clip_norm={t.grad_clip_norm}: must be >= 0 (0 turns clipping off)")
-    budgets = tuple(t.budgets)
-    if not budgets:
-        return
-    if t.schedule != "wsd":
-        raise UserError("train.budgets needs train.schedule=wsd (cooldown branches from a constant learning rate)")
-    if any(not isinstance(b, (int, float)) or not 0.0 < b < 1.0 for b in budgets) or list(budgets) != sorted(set(budgets)):
-        raise UserError(f"train.budgets={budgets}: expected increasing fractions of the run, each in (0, 1)")
-    if num_train:
-        warmup = optimizer.warmup_steps(t, num_train)
-        for start, end in optimizer.cooldown_branches(t, optimizer.total_steps(t, num_train)).items():
-            if start < warmup:
-                raise UserError(f"train.budgets: the budget of {end} steps would start its cooldown at step {start},"
-                                f" inside the {warmup}-step warmup; use larger budgets or less warmup")
+    model_validation.check(config.model)
+    segmentation.check(config)
+    d = config.data
+    info = datasets.check(d)
+    model_validation.check_input(config.model, d.image_size or info.image_size)
+    augment.check(config.augment, d)
+    optimizer.check(config.train, d.train_examples or info.splits.get(d.train_split))
+    train.check(config.train)
+    partitioning.check(config)

@@ -7,7 +7,7 @@ override on the command line must name a key that exists here.
 from ml_collections import ConfigDict
 from ml_collections.config_dict import placeholder
 
-from patchscale import partitioning
+from patchscale import mesh_axes
 
 
 def base_config() -> ConfigDict:
@@ -145,5 +145,5 @@ def base_config() -> ConfigDict:
     c.mesh.sequence = 1  # The token axis of activations split (long sequences).
     c.mesh.tensor = 1  # MLP hidden units and heads split (Megatron-style tensor parallelism).
     # Logical axis → mesh axes ("a,b"; "" replicates). Names are listed in partitioning.py.
-    c.mesh.rules = ConfigDict(dict(partitioning.DEFAULT_RULES))
+    c.mesh.rules = ConfigDict(dict(mesh_axes.DEFAULT_RULES))
     return c

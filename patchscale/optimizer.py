@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from patchscale.errors import UserError
 from patchscale.partitioning import path_names, stacked_axes
 
 # Parameters under these names are never decayed, whatever their rank.
@@ -92,3 +93,39 @@ def make(train_config) -> optax.GradientTransformation:
     parts.append(optax.adamw(1.0, b1=train_config.b1, b2=train_config.b2, weight_decay=train_config.weight_decay,
                              mask=decay_mask))
     return optax.chain(*parts)
+
+
+def check(t, num_train: int | None) -> None:
+    """`train.*` of the optimization: batch size, length, warmup, schedule, budgets, clipping and EMA.
+
+    `num_train` (training examples, None when not known yet) lets the budgets be checked against
+    the warmup in steps.
+    """
+    for key in ("batch_size", "steps"):
+        if t[key] is not None and t[key] <= 0:
+            raise UserError(f"train.{key}={t[key]}: must be positive")
+    if t.steps is None and (t.epochs is None or t.epochs <= 0):
+        raise UserError("set train.steps or a positive train.epochs")
+    if t.warmup_epochs < 0:
+        raise UserError(f"train.warmup_epochs={t.warmup_epochs}: must be >= 0")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise UserError(f"train.ema_decay={t.ema_decay}: expected a decay in [0, 1) (0 turns the EMA off)")
+    if t.schedule not in SCHEDULES:
+        raise UserError(f"train.schedule={t.schedule!r}: expected one of {', '.join(SCHEDULES)}")
+    if not 0.0 < t.cooldown_fraction <= 1.0:
+        raise UserError(f"train.cooldown_fraction={t.cooldown_fraction}: expected a fraction in (0, 1]")
+    if t.grad_clip_norm is not None and t.grad_clip_norm < 0:
+        raise UserError(f"train.grad_clip_norm={t.grad_clip_norm}: must be >= 0 (0 turns clipping off)")
+    budgets = tuple(t.budgets)
+    if not budgets:
+        return
+    if t.schedule != "wsd":
+        raise UserError("train.budgets needs train.schedule=wsd (cooldown branches from a constant learning rate)")
+    if any(not isinstance(b, (int, float)) or not 0.0 < b < 1.0 for b in budgets) or list(budgets) != sorted(set(budgets)):
+        raise UserError(f"train.budgets={budgets}: expected increasing fractions of the run, each in (0, 1)")
+    if num_train:
+        warmup = warmup_steps(t, num_train)
+        for start, end in cooldown_branches(t, total_steps(t, num_train)).items():
+            if start < warmup:
+                raise UserError(f"train.budgets: the budget of {end} steps would start its cooldown at step {start},"
+                                f" inside the {warmup}-step warmup; use larger budgets or less warmup")

@@ -29,8 +29,7 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from patchscale.errors import UserError
-
-AXES = ("data", "fsdp", "sequence", "tensor")
+from patchscale.mesh_axes import AXES, DEFAULT_RULES  # noqa: F401 - DEFAULT_RULES: part of this module's API.
 BATCH_AXES = ("data", "fsdp")
 # A module attribute of this name holds parameters stacked along a leading layer axis (the
 # scanned layout of models/backbone.py); their logical names gain a leading "layers".
@@ -79,21 +78,6 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
 # ----------------------------------------------------------------------------- logical axes
 
 Logical = tuple[str | None, ...]
-
-# Defaults of `mesh.rules` (config strings: mesh axes joined by commas, "" = replicated).
-DEFAULT_RULES = {
-    # Parameters.
-    "layers": "",  # The leading axis of stacked (scanned) block parameters: every device holds every layer.
-    "embed": "fsdp",  # The model width: FSDP shards every weight along it.
-    "mlp": "tensor",  # Channel-mixer hidden units.
-    "heads": "tensor",  # Attention and Mamba-2 heads (and whatever is laid out by head).
-    # Activations.
-    "act_batch": "data,fsdp",
-    "act_length": "sequence",
-    "act_embed": "",
-    "act_mlp": "tensor",
-    "act_heads": "tensor",
-}
 
 _ACTIVE: contextvars.ContextVar = contextvars.ContextVar("patchscale_partitioning", default=None)
 
@@ -206,3 +190,16 @@ def constrain(x: jax.Array, logical: Iterable[str | None]) -> jax.Array:
         return x
     mesh, rules = active
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec(tuple(logical), x.shape, rules, mesh)))
+
+
+def check(config) -> None:
+    """The mesh fits the devices present, its rules name mesh axes, and the batches divide over its data axes."""
+    t = config.train
+    shape = mesh_shape(config.mesh)
+    parse_rules(config.mesh.rules)
+    batch_parallel = shape["data"] * shape["fsdp"]
+    for key in ("batch_size", "eval_batch_size"):
+        if t[key] % batch_parallel:
+            raise UserError(
+                f"train.{key}={t[key]} is not divisible by the {batch_parallel} data-parallel devices"
+                f" of the mesh {shape}")

@@ -113,7 +113,7 @@ def check_mesh(config) -> str:
 
     from patchscale import partitioning
 
-    config_lib.validate_mesh(config)
+    partitioning.check(config)
     shape = partitioning.mesh_shape(config.mesh)
     t = config.train
     return (f"{'×'.join(str(shape[a]) for a in partitioning.AXES)} ({', '.join(partitioning.AXES)}) on"

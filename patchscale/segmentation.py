@@ -22,6 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from patchscale.data import augment, augment_batch
+from patchscale.errors import UserError
+from patchscale.models import dense_heads
 
 IGNORE = -1  # The pixel label of unlabelled pixels (ADE20k's "other").
 
@@ -31,10 +34,32 @@ def pixel_classes(num_classes: int) -> int:
     return num_classes + 1
 
 
+def check(config) -> None:
+    """A dense head's labels must move with its pixels: no photometric or label-mixing augmentation,
+    and a segmentation dataset's masks (data.mask_feature) feed a dense head, unaugmented."""
+    m, d, a = config.model, config.data, config.augment
+    if dense_heads.is_dense(m.head):
+        if augment_batch.is_active(a) or a.policy != "none" or a.color_jitter:
+            raise UserError(f"model.head={m.head}: the pixel labels come from the pixels the model sees, so"
+                            " photometric and batch augmentations (augment.policy, color_jitter, random erasing,"
+                            " Mixup, CutMix) would relabel them; turn them off for the per-pixel task")
+        if not 0 < d.pixel_threshold <= 255:
+            raise UserError(f"data.pixel_threshold={d.pixel_threshold}: expected an intensity in 1..255")
+    if not d.mask_feature:
+        return
+    if not dense_heads.is_dense(m.head):
+        raise UserError(f"data.mask_feature={d.mask_feature!r} gives per-pixel labels: it needs a dense head"
+                        " (model.head=dense_linear or dense_decoder)")
+    if not isinstance(d.mask_classes, int) or d.mask_classes < 2:
+        raise UserError(f"data.mask_classes={d.mask_classes!r}: set the number of pixel classes (>= 2) of"
+                        f" {d.mask_feature!r} (ADE20k: 150)")
+    if augment.is_active(a) or d.random_shift:
+        raise UserError(f"data.mask_feature={d.mask_feature!r}: training augmentation (augment.*, data.random_shift)"
+                        " would move the image without its mask; turn it off")
+
+
 def head_classes(config, dataset_classes: int) -> int:
     """How many logits the model's head gives: the image classes, or per pixel the mask's or derived classes."""
-    from patchscale.models import dense_heads
-
     if not dense_heads.is_dense(config.model.head):
         return dataset_classes
     return config.data.mask_classes if config.data.mask_feature else pixel_classes(dataset_classes)

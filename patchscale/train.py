@@ -29,6 +29,15 @@ from patchscale.models import flops
 from patchscale.run_spec import RunSpec
 
 
+def check(t) -> None:
+    """`train.*` of the loop itself: evaluation batch, logging, evaluation and checkpoint cadence."""
+    for key in ("eval_batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
+        if t[key] is not None and t[key] <= 0:
+            raise UserError(f"train.{key}={t[key]}: must be positive")
+    if t.eval_every < 0:
+        raise UserError(f"train.eval_every={t.eval_every}: must be >= 0 (0: evaluate only at the end)")
+
+
 class Trainer:
     """Holds what the steps need; `run()` is the whole loop."""
 

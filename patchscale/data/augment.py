@@ -24,6 +24,8 @@ import re
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
+from patchscale.errors import UserError
+
 INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 FILL = (124, 116, 104)  # timm's geometric-op fill: the ImageNet mean pixel in [0, 255].
 MAX_LEVEL = 10.0
@@ -242,3 +244,36 @@ def from_config(augment_config, image_size: int, interpolation: str) -> TrainAug
     a = augment_config
     return TrainAugment(image_size, a.crop, tuple(a.crop_scale), tuple(a.crop_ratio), interpolation,
                         a.hflip, a.policy, a.color_jitter)
+
+
+def check(a, d) -> None:
+    """`augment.*`, and the resize and shift settings of `data.*` that the training view uses."""
+    if d.interpolation not in INTERPOLATIONS:
+        raise UserError(f"data.interpolation={d.interpolation!r}: expected one of {', '.join(INTERPOLATIONS)}")
+    if d.eval_crop_ratio is not None and not 0.0 < d.eval_crop_ratio <= 1.0:
+        raise UserError(f"data.eval_crop_ratio={d.eval_crop_ratio}: expected a ratio in (0, 1] (or unset: squash)")
+    if d.random_shift < 0:
+        raise UserError(f"data.random_shift={d.random_shift}: must be >= 0")
+    if a.crop not in ("resize", "random_resized"):
+        raise UserError(f"augment.crop={a.crop!r}: expected resize or random_resized")
+    low, high = a.crop_scale
+    if not 0.0 < low <= high <= 1.0:
+        raise UserError(f"augment.crop_scale={tuple(a.crop_scale)}: expected 0 < low <= high <= 1")
+    low, high = a.crop_ratio
+    if not 0.0 < low <= high:
+        raise UserError(f"augment.crop_ratio={tuple(a.crop_ratio)}: expected 0 < low <= high")
+    if a.policy not in ("none", "three_augment"):
+        try:
+            RandAugment.parse(a.policy)
+        except ValueError as e:
+            raise UserError(f"augment.policy: {e} (or none, three_augment)") from None
+    for key in ("hflip", "random_erasing", "mixup_switch_prob"):
+        if not 0.0 <= a[key] <= 1.0:
+            raise UserError(f"augment.{key}={a[key]}: expected a probability in [0, 1]")
+    for key in ("color_jitter", "mixup_alpha", "cutmix_alpha"):
+        if a[key] < 0:
+            raise UserError(f"augment.{key}={a[key]}: must be >= 0 (0 turns it off)")
+    if a.color_jitter >= 1.0:
+        raise UserError(f"augment.color_jitter={a.color_jitter}: expected a strength below 1")
+    if not isinstance(a.repeats, int) or a.repeats < 1:
+        raise UserError(f"augment.repeats={a.repeats}: expected a whole number >= 1 (1: no repeated augmentation)")

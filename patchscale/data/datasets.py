@@ -41,6 +41,26 @@ class DatasetInfo:
     unreadable: str | None = None  # Why tfds.data_source cannot read the prepared files (None: it can).
 
 
+def check(d) -> DatasetInfo:
+    """`data.*` against the dataset's metadata (no examples read); returns the metadata.
+
+    The dataset must exist and be readable in its prepared format with the named splits, the
+    input size must be known, and subsets must fit inside their splits.
+    """
+    info = describe(d.name, d.data_dir, d.mask_feature)  # Raises on unknown datasets.
+    check_readable(d.name, info, {f"data.{key}": d[key] for key in ("train_split", "eval_split", "val_split")
+                                  if d[key] is not None}, d.data_dir)  # Format and splits, before compiling.
+    if d.image_size is not None and d.image_size <= 0:  # 0 would silently mean "the dataset's own size".
+        raise UserError(f"data.image_size={d.image_size}: must be positive (leave it unset for the dataset's size)")
+    if (d.image_size or info.image_size) is None:
+        raise UserError(f"data.image_size must be set: dataset {d.name!r} has images of varying size")
+    for key in ("train_examples", "eval_examples"):
+        available = info.splits.get(d[key.replace("examples", "split")])
+        if d[key] is not None and (d[key] <= 0 or (available and d[key] > available)):
+            raise UserError(f"data.{key}={d[key]}: must be between 1 and the split's {available} examples")
+    return info
+
+
 def describe(name: str, data_dir: str | None, mask_feature: str | None = None) -> DatasetInfo:
     """Shape facts about `name`, without reading any examples; `UserError` if unknown.
 
