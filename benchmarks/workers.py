@@ -21,7 +21,7 @@ import tempfile
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import environment, save  # noqa: E402
-from patchscale import workers  # noqa: E402
+from patchscale.sweep import pinning, workers  # noqa: E402
 from patchscale.models import presets  # noqa: E402
 
 EXPERIMENT = "experiments/mnist_sweep_16.py"
@@ -32,7 +32,7 @@ MODELS = {"attention": [], "mamba2": ADVENTURER}
 def bench(overrides: list[str], out: str, steps: int, cores: set[int] | None) -> subprocess.Popen:
     env = dict(os.environ)
     if cores is not None:
-        env[workers.CORES_ENV] = ",".join(map(str, sorted(cores)))
+        env[pinning.CORES_ENV] = ",".join(map(str, sorted(cores)))
     command = [sys.executable, "-m", "patchscale.cli", "bench", EXPERIMENT, *overrides, "--steps", str(steps),
                "--out", out]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -20,7 +20,12 @@ import numpy as np
 from etils import epath
 
 from patchscale import partitioning, provenance, results
+from patchscale.data import pipeline
+from patchscale.errors import UserError
 from patchscale.models import flops
+from patchscale.models.backbone import compute_dtype
+from patchscale.program import Program, param_counts
+from patchscale.run_spec import RunSpec
 
 # Dense peak TFLOP/s per chip (TPU) or GPU (SXM), by compute dtype, from the vendors' data sheets.
 VENDOR_PEAK_TFLOPS = {
@@ -110,9 +115,6 @@ def matmul_peak(dtype, size: int | None = None, repeats: int = 7) -> dict:
 
 def input_rate(config, size: int, batches: int = 20) -> float | None:
     """Images/s the host input pipeline delivers alone (None when the dataset is not prepared here)."""
-    from patchscale.data import pipeline
-    from patchscale.errors import UserError
-
     try:
         data = pipeline.train_iterator(config.data, size, config.train.batch_size, batches + 2, config.seed,
                                        config.augment)
@@ -138,9 +140,6 @@ def compiled_step(config):
     `run_step()` runs one step and blocks until it is done; `facts` has the image size, the
     dataset's channels and classes, the parameter count and the compile time.
     """
-    from patchscale.program import Program, param_counts
-    from patchscale.run_spec import RunSpec
-
     spec = RunSpec.from_config(config)
     size, batch, classes, channels = spec.image_size, config.train.batch_size, spec.head_classes, spec.channels
     program = Program(spec, partitioning.make_mesh(config.mesh))
@@ -187,8 +186,6 @@ def bench(config, steps: int = 10, warmup: int = 2, peak: dict | None = None, fe
     `feed=False` skips timing the host input pipeline; `prepared`: `compiled_step(config)`'s
     result when the caller needs the step too (to profile it).
     """
-    from patchscale.models.backbone import compute_dtype
-
     step, one_step, facts = prepared or compiled_step(config)
     size, batch, compile_s = facts["image_size"], config.train.batch_size, facts["compile_s"]
     for _ in range(warmup):

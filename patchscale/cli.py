@@ -21,18 +21,20 @@ def cmd_train(args) -> int:
     distributed.initialize(args)
     compile_cache.enable()
     config = config_lib.load_config(args.config, args.overrides)
-    from patchscale import results, sweep, train  # Imported late: jax and friends take a moment.
+    from patchscale import results, train  # Imported late: jax and friends take a moment.
+    from patchscale.sweep import points as sweep_points
 
     workdir = args.workdir or str(pathlib.Path("results") / config_lib.experiment_name(args.config) / results.RUNS
-                                  / sweep.run_name(config, ()))
+                                  / sweep_points.run_name(config, ()))
 
     train.train(config, workdir)
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from patchscale import compile_cache, distributed, sweep
+    from patchscale import compile_cache, distributed
     from patchscale import config as config_lib
+    from patchscale.sweep import points as sweep_points
 
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: expected at least 1")
@@ -40,69 +42,56 @@ def cmd_sweep(args) -> int:
         raise UserError("--workers runs several single-process runs on this machine; it does not combine with"
                         " --distributed or --coordinator")
     if args.workers > 1:
-        from patchscale import workers
+        from patchscale.sweep import workers
 
         workers.core_groups(args.workers)  # More workers than cores: refused before anything is written.
     distributed.initialize(args)
     compile_cache.enable()
-    index, count = sweep.parse_shard(args.shard)
+    index, count = sweep_points.parse_shard(args.shard)
+    experiment = config_lib.experiment_name(args.config)
+    results_dir = args.results or str(pathlib.Path("results") / experiment)
     if args.preflight:
         from patchscale import preflight
 
-        results_dir = args.results or str(pathlib.Path("results") / config_lib.experiment_name(args.config))
         return preflight.main(args.config, args.overrides, results_dir,
-                              lambda points: _only(sweep.shard(points, index, count), args.only))
-    points = sweep.expand(args.config, args.overrides)
-    experiment = config_lib.experiment_name(args.config)
-    results_dir = args.results or str(pathlib.Path("results") / experiment)
-    points = sweep.keep_existing_names(points, results_dir)
-    mine = _only(sweep.shard(points, index, count), args.only)
+                              lambda points: sweep_points.only(sweep_points.shard(points, index, count), args.only))
+    points = sweep_points.expand(args.config, args.overrides)
+    points = sweep_points.keep_existing_names(points, results_dir)
+    mine = sweep_points.only(sweep_points.shard(points, index, count), args.only)
     print(f"[sweep] {args.config}: {len(points)} runs" + (f", shard {index}/{count}: {len(mine)}" if count > 1 else "")
           + f" → {results_dir}/runs/", flush=True)
     if args.dry_run:
-        return _print_dry_run(mine, not args.no_compile, args.rate_tflops)
-    sweep.check_configs(points, results_dir)  # Finished or partial runs under another config: refused now.
-    with _sweep_lock(results_dir, index, count):
+        from patchscale.sweep import cost
+
+        cost.print_dry_run(mine, not args.no_compile, args.rate_tflops)
+        return 0
+    from patchscale.sweep import runner
+
+    runner.check_configs(points, results_dir)  # Finished or partial runs under another config: refused now.
+    with runner.lock(results_dir, index, count):
         return _run_sweep(args, points, mine, results_dir, experiment)
-
-
-def _sweep_lock(results_dir: str, index: int, count: int):
-    """The results directory's lock (one per shard); a run of a `--workers` sweep runs under its parent's."""
-    import contextlib
-    import os
-
-    import jax
-
-    from patchscale import locking, workers
-
-    if os.environ.get(workers.SWEEP_LOCKED_ENV) == os.path.abspath(results_dir) or jax.process_index() != 0:
-        return contextlib.nullcontext()
-    name = locking.LOCK if count == 1 else f"{locking.LOCK}-shard-{index}-of-{count}"
-    return locking.hold(results_dir, "sweep's results directory", name=name)
 
 
 def _run_sweep(args, points, mine, results_dir: str, experiment: str) -> int:
     """Under the results directory's lock: the manifest, the runs, then the analysis once every run has ended."""
-    from patchscale import results, sweep
+    import jax
 
-    sweep.write_manifest(results_dir, experiment, points)
+    from patchscale import results
+    from patchscale.sweep import runner
+
+    runner.write_manifest(results_dir, experiment, points)
     if args.workers > 1:
-        import jax
-
-        from patchscale import workers
+        from patchscale.sweep import workers
 
         if jax.default_backend() != "cpu":
             raise UserError(f"--workers pins runs to CPU cores; on {jax.default_backend()} devices run one sweep"
                             " (or one --shard) per device instead")
         workers.prepare_data(mine)  # Once, here: workers preparing one dataset at once collide.
-        outcome = workers.run(mine, results_dir, _child_command(args, results_dir), args.workers,
+        outcome = workers.run(mine, results_dir, workers.child_command(results_dir, experiment), args.workers,
                               retry_failed=args.retry_failed)
     else:
-        outcome = sweep.run(mine, results_dir, experiment, retry_failed=args.retry_failed)
-    pending = [p.name for p in points if results.status(f"{results_dir}/{results.RUNS}/{p.name}") not in
-               ("finished", "failed")]
-    import jax
-
+        outcome = runner.run(mine, results_dir, experiment, retry_failed=args.retry_failed)
+    pending = runner.unfinished(points, results_dir)
     finished = sum(results.status(f"{results_dir}/{results.RUNS}/{p.name}") == "finished" for p in points)
     if args.no_analysis or pending or jax.process_index() != 0:
         if pending:
@@ -116,25 +105,6 @@ def _run_sweep(args, points, mine, results_dir: str, experiment: str) -> int:
     return 1 if "failed" in outcome.values() else 0
 
 
-def _only(points, names: str | None):
-    """The points named in `--only` (comma-separated run names), in sweep order."""
-    if names is None:
-        return points
-    wanted = [n for n in names.split(",") if n]
-    unknown = sorted(set(wanted) - {p.name for p in points})
-    if unknown or not wanted:
-        raise UserError(f"--only {names!r}: no run named {', '.join(unknown) or '(empty)'} in this sweep"
-                        " (`patchscale sweep FILE --dry-run --no-compile` lists the names)")
-    return [p for p in points if p.name in wanted]
-
-
-def _child_command(args, results_dir: str) -> list[str]:
-    """The command line of one run of a `--workers` sweep, without its `--only NAME`."""
-    command = [sys.executable, "-m", "patchscale.cli", "sweep", args.config, *args.overrides,
-               "--results", results_dir, "--no-analysis"]
-    return command + (["--retry-failed"] if args.retry_failed else [])
-
-
 def _analyse(results_dir: str, failed: int = 0) -> None:
     """Fit and plot a finished sweep; a sweep whose results cannot be fitted still succeeds."""
     ended = "every run is done" if not failed else f"every run has ended ({failed} failed, left out)"
@@ -145,25 +115,6 @@ def _analyse(results_dir: str, failed: int = 0) -> None:
         write_report(results_dir)
     except UserError as e:
         print(f"patchscale: warning: analysis of {results_dir} failed: {e}", file=sys.stderr)
-
-
-def _print_dry_run(points, compile_memory: bool, rate_tflops: float) -> int:
-    from patchscale import sweep
-
-    total = 0.0
-    header = f"{'run':<40} {'params':>10} {'non-emb':>10} {'tokens':>7} {'train GFLOP/img':>16} {'act. MiB/img':>12}"
-    print(header)
-    for point in points:
-        row = sweep.describe_point(point, compile_memory)
-        total += row["train_flops_total"]
-        memory = (f"{row['activation_bytes_per_image'] / 2**20:12.1f}" if "activation_bytes_per_image" in row
-                  else f"{'-':>12}")
-        print(f"{row['name']:<40} {row['params']:>10,} {row['params_non_embedding']:>10,} "
-              f"{row['tokens_per_image']:>7} {row['train_flops_per_image'] / 1e9:>16.3f} {memory}", flush=True)
-    hours = total / (rate_tflops * 1e12) / 3600
-    print(f"projected cost: {total / 1e15:.3f} PFLOP of training, {hours:.2f} device-hours at an assumed"
-          f" {rate_tflops:g} TFLOP/s achieved (--rate-tflops)")
-    return 0
 
 
 def cmd_bench(args) -> int:
@@ -376,12 +327,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    from patchscale import workers
+    from patchscale.sweep import pinning
 
-    try:
-        workers.pin_from_environment()  # A run of a `--workers` sweep: its own cores, before jax starts.
+    def run() -> int:
+        pinning.pin_from_environment()  # A run pinned by its parent (benchmarks/workers.py): before jax starts.
         args = parse_args(argv)
         return args.run(args)
+
+    return guarded(run)
+
+
+def guarded(action) -> int:
+    """Run `action()` and turn what it raises into one line on stderr and `patchscale`'s exit code."""
+    try:
+        return action()
     except UserError as e:
         print(f"patchscale: error: {e}", file=sys.stderr)
         return 2

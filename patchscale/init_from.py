@@ -21,6 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 from etils import epath
 
 from patchscale import results
@@ -53,8 +54,6 @@ def resolve(value: str, workdir) -> epath.Path:
 
 def load_source(run_dir) -> tuple[dict, dict]:
     """(config dict, parameter tree as numpy) of the newest checkpoint of `run_dir`."""
-    import orbax.checkpoint as ocp
-
     run_dir = epath.Path(run_dir)
     config = results.read_json(run_dir / results.CONFIG)
     if config is None:

@@ -14,6 +14,7 @@ import threading
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 
 class PreemptionWatch:
@@ -34,8 +35,6 @@ class PreemptionWatch:
     def requested(self, step: int) -> bool:
         local = self._flag.is_set()
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             local = bool(np.any(multihost_utils.process_allgather(np.asarray(local))))
         if not local and self._manager is not None and hasattr(self._manager, "reached_preemption"):
             local = bool(self._manager.reached_preemption(step))

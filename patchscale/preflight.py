@@ -23,8 +23,16 @@ import socket
 import time
 from typing import Callable, Iterator
 
+import jax
+import numpy as np
+from etils import epath
+
 from patchscale import config as config_lib
+from patchscale import partitioning, sweep
+from patchscale.data import datasets, pipeline
 from patchscale.errors import UserError
+from patchscale.program import Program
+from patchscale.run_spec import RunSpec
 
 MEMORY_ENV = "PATCHSCALE_DEVICE_MEMORY"
 DATA_KEYS = ("name", "data_dir", "mask_feature", "mask_offset", "mask_classes", "image_size", "interpolation")
@@ -80,8 +88,6 @@ def _names(points) -> str:
 # ----------------------------------------------------------------------------- results
 def probe_results(results_dir: str) -> str:
     """Write, read back and delete a probe file; directories it had to create are removed again."""
-    from etils import epath
-
     root = epath.Path(results_dir)
     created = []  # Local directories this probe creates, deepest first (object stores have none).
     node = root
@@ -109,10 +115,6 @@ def probe_results(results_dir: str) -> str:
 
 # ----------------------------------------------------------------------------- mesh
 def check_mesh(config) -> str:
-    import jax
-
-    from patchscale import partitioning
-
     partitioning.check(config)
     shape = partitioning.mesh_shape(config.mesh)
     t = config.train
@@ -124,10 +126,6 @@ def check_mesh(config) -> str:
 # ----------------------------------------------------------------------------- data
 def check_split(data_config, key: str, split: str) -> str | tuple[str, str]:
     """Open `split` (the value of `data.<key>`) and decode its first example through the run's preprocessing."""
-    import numpy as np
-
-    from patchscale.data import datasets, pipeline
-
     d = data_config
     info = datasets.describe(d.name, d.data_dir, d.mask_feature)
     datasets.check_readable(d.name, info, {f"data.{key}": split}, d.data_dir)
@@ -176,8 +174,6 @@ def _splits(data_config) -> dict[str, str]:
 # ----------------------------------------------------------------------------- memory
 def device_memory() -> int | None:
     """Bytes of memory per device: PATCHSCALE_DEVICE_MEMORY, else what the first local device reports."""
-    import jax
-
     override = os.environ.get(MEMORY_ENV)
     if override:
         try:
@@ -190,10 +186,6 @@ def device_memory() -> int | None:
 
 def compiled_step_bytes(config) -> tuple[int, float]:
     """(bytes per device, compile seconds) of one train step compiled for abstract state: nothing runs."""
-    from patchscale import partitioning
-    from patchscale.program import Program
-    from patchscale.run_spec import RunSpec
-
     program = Program(RunSpec.from_config(config), partitioning.make_mesh(config.mesh))
     start = time.perf_counter()
     analysis = program.compile_train_step().memory_analysis()  # Abstract state: nothing is allocated.
@@ -287,8 +279,6 @@ def checks(points, results_dir: str) -> Iterator[Check]:
 
 def run(points, results_dir: str) -> int:
     """Print one line per check and a closing count; 1 if any check failed, else 0."""
-    import jax
-
     prefix = f"[worker {jax.process_index()}] " if jax.process_count() > 1 else ""
     start = time.perf_counter()
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
@@ -303,10 +293,6 @@ def run(points, results_dir: str) -> int:
 
 def main(config_path: str, overrides, results_dir: str, select: Callable[[list], list]) -> int:
     """`patchscale sweep CONFIG --preflight`: the sweep's points (as `select` keeps them), checked."""
-    import jax
-
-    from patchscale import sweep
-
     points = select(sweep.expand(config_path, overrides, validate=False))
     print(f"[preflight] {config_path}: {_count(len(points), 'run')} on"
           f" {_count(jax.device_count(), jax.default_backend() + ' device')}"

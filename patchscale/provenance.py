@@ -8,6 +8,7 @@ benchmark and fit records these facts so a difference can be traced to its cause
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -79,6 +80,4 @@ def environment() -> dict[str, object]:
 
 def _host_id() -> str:
     """A short, non-identifying tag of the machine (so results from one box can be grouped)."""
-    import hashlib
-
     return hashlib.sha256(platform.node().encode()).hexdigest()[:8]

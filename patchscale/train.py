@@ -17,6 +17,7 @@ import time
 import jax
 import numpy as np
 from etils import epath
+from jax.experimental import multihost_utils
 
 from patchscale import (checkpoint, checkpoint_index, events, init_from, locking, partitioning, preemption,
                         provenance, results, segmentation)
@@ -24,8 +25,8 @@ from patchscale import config as config_lib
 from patchscale.data import pipeline
 from patchscale.errors import Preempted, TrainingError, UserError
 from patchscale.program import Program, param_counts
-from patchscale.progress import console, format_duration
 from patchscale.models import flops
+from patchscale.progress import console, format_duration
 from patchscale.run_spec import RunSpec
 
 
@@ -146,8 +147,6 @@ class Trainer:
         """Process 0's verdict, on every process (each must take the same path through the run)."""
         if jax.process_count() == 1:
             return value
-        from jax.experimental import multihost_utils
-
         return bool(np.asarray(multihost_utils.broadcast_one_to_all(np.asarray(value, np.int32))))
 
     def _verify(self, step: int, state) -> str | None:
@@ -188,8 +187,6 @@ class Trainer:
             evaluated = any(r["step"] == start and "test_loss" in r and "budget_steps" not in r for r in records)
             flags = np.asarray([b in logged for b in branches] + [evaluated], np.int32)
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             flags = multihost_utils.broadcast_one_to_all(flags)
         flags = np.asarray(flags)
         return {b for b, flag in zip(branches, flags) if flag}, bool(flags[-1])

@@ -8,6 +8,7 @@ import pytest
 
 from patchscale import config as config_lib
 from patchscale import init_from, partitioning, sweep
+from patchscale.sweep import runner
 from patchscale.errors import UserError
 from patchscale.program import Program
 from patchscale.run_spec import RunSpec
@@ -75,7 +76,7 @@ def test_a_staged_sweep_starts_each_stage_from_the_previous_runs_weights(mnist_d
     experiment.write_text(STAGED_SWEEP.format(experiment=str(DEFAULT_EXPERIMENT)))
     overrides = [o for o in small_overrides(mnist_dir, **{"train.steps": 4, "train.checkpoint_every": 4})
                  if not o.startswith("model.patch_size=")]  # The sweep sets it.
-    outcome = sweep.run(sweep.expand(str(experiment), overrides), tmp_path / "results", "staged")
+    outcome = runner.run(sweep.expand(str(experiment), overrides), tmp_path / "results", "staged")
     assert set(outcome.values()) == {"finished"}
     runs = tmp_path / "results" / "runs"
     first, second = sorted(runs.iterdir(), key=lambda d: "p4" in d.name)

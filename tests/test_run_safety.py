@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from patchscale import checkpoint, checkpoint_index, cli, locking, results, storage, sweep, train, workers
+from patchscale import checkpoint, checkpoint_index, cli, locking, results, storage, sweep, train
+from patchscale.sweep import child, workers
 from patchscale import config as config_lib
 from patchscale.errors import StorageError, TrainingError, UserError
 from tests.conftest import DEFAULT_EXPERIMENT, REPO, write_experiment
@@ -77,13 +78,29 @@ def test_sweep_on_a_locked_results_directory_is_refused(tmp_path, capsys, mnist_
 
 
 def test_a_workers_run_works_under_its_parents_sweep_lock(tmp_path, monkeypatch, mnist_dir, failing_trainer):
+    """The child of a `--workers` sweep trains the point it is handed while the parent holds the lock."""
+    import io
+    import pickle
+
     res = tmp_path / "res"
     failing_trainer["error"] = RuntimeError("crash")
-    monkeypatch.setenv(workers.SWEEP_LOCKED_ENV, os.path.abspath(res))
+    point = next(p for p in sweep.expand(str(experiment(tmp_path, mnist_dir))) if p.name == "attention-pico-p16-s0")
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(pickle.dumps(point))))
     with locking.hold(res, "sweep's results directory"):
-        code = cli.main(["sweep", str(experiment(tmp_path, mnist_dir)), "--results", str(res), "--only",
-                         "attention-pico-p16-s0", "--no-analysis"])
-    assert code == 1 and results.status(res / "runs" / "attention-pico-p16-s0") == "failed"
+        code = child.main([str(res), "exp", point.name])
+    assert code == 1 and results.status(res / "runs" / point.name) == "failed"
+    assert json.loads((res / "runs" / point.name / results.POINT).read_text())["overrides"] == point.overrides
+
+
+def test_a_child_refuses_a_point_that_is_not_the_one_named(tmp_path, monkeypatch, mnist_dir, capsys):
+    import io
+    import pickle
+
+    point = sweep.expand(str(experiment(tmp_path, mnist_dir)))[0]
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(pickle.dumps(point))))
+    assert child.main([str(tmp_path / "res"), "exp", "another-run"]) == 2
+    assert f"the point on stdin is {point.name!r}, not 'another-run'" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "res").exists()
 
 
 # ----------------------------------------------------------------------------- config fingerprints

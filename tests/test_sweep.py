@@ -5,6 +5,8 @@ import json
 import pytest
 
 from patchscale import sweep
+from patchscale.sweep import cost, runner
+from patchscale.sweep import points as points_lib
 from patchscale.errors import UserError
 
 EXPERIMENT = '''
@@ -58,16 +60,16 @@ def test_invalid_point_is_reported_with_its_overrides(tmp_path):
 
 def test_shards_partition_the_points_deterministically(experiment):
     points = sweep.expand(experiment)
-    shards = [sweep.shard(points, i, 5) for i in range(5)]
+    shards = [points_lib.shard(points, i, 5) for i in range(5)]
     names = [p.name for s in shards for p in s]
     assert sorted(names) == sorted(p.name for p in points)
-    assert [p.name for p in sweep.shard(sweep.expand(experiment), 2, 5)] == [p.name for p in shards[2]]
+    assert [p.name for p in points_lib.shard(sweep.expand(experiment), 2, 5)] == [p.name for p in shards[2]]
 
 
 @pytest.mark.parametrize("text", ["3/3", "a/b", "1", "-1/2"])
 def test_bad_shard_argument(text):
     with pytest.raises(UserError, match="--shard"):
-        sweep.parse_shard(text)
+        points_lib.parse_shard(text)
 
 
 def tiny_experiment(tmp_path, mnist_dir):
@@ -129,9 +131,9 @@ def test_sweep_records_failures_skips_finished_and_resumes_partial(tmp_path, mni
 
 def test_eta_counts_a_fixed_overhead_plus_time_per_flop():
     # Runs of 0 and 100 FLOPs took 5 s and 15 s: 5 s overhead, 0.1 s per FLOP.
-    assert sweep.estimate_remaining([5.0, 15.0], [0.0, 100.0, 0.0, 200.0]) == pytest.approx(2 * 5.0 + 0.1 * 200.0)
-    assert sweep.estimate_remaining([3.0], [1.0, 1.0]) == pytest.approx(3.0)  # One run: overhead only.
-    assert sweep.estimate_remaining([2.0, 2.1], [1.0, 1.0, 1e6]) is None  # Only baselines so far: no rate.
+    assert cost.estimate_remaining([5.0, 15.0], [0.0, 100.0, 0.0, 200.0]) == pytest.approx(2 * 5.0 + 0.1 * 200.0)
+    assert cost.estimate_remaining([3.0], [1.0, 1.0]) == pytest.approx(3.0)  # One run: overhead only.
+    assert cost.estimate_remaining([2.0, 2.1], [1.0, 1.0, 1e6]) is None  # Only baselines so far: no rate.
 
 
 def test_default_experiment_is_the_promised_sweep():
@@ -253,14 +255,14 @@ def test_retry_failed_reruns_only_failed_points(tmp_path, monkeypatch, experimen
         results.write_json_atomic(run_dir / results.SUMMARY, {"test_loss": 1.0})
 
     monkeypatch.setattr(train, "train_locked", fake_train)  # What the sweep calls under the run's lock.
-    first = sweep.run(points, tmp_path, "exp")
+    first = runner.run(points, tmp_path, "exp")
     assert list(first.values()) == ["finished", "finished", "failed"]
     failed_dir = tmp_path / "runs" / points[2].name
     assert "FloatingPointError: boom" in json.loads((failed_dir / "failed.json").read_text())["error"]
     trained.clear()
-    assert sweep.run(points, tmp_path, "exp")[points[2].name] == "failed" and trained == []
+    assert runner.run(points, tmp_path, "exp")[points[2].name] == "failed" and trained == []
     fake_train.healed = True
-    assert sweep.run(points, tmp_path, "exp", retry_failed=True)[points[2].name] == "finished"
+    assert runner.run(points, tmp_path, "exp", retry_failed=True)[points[2].name] == "finished"
     assert trained == [points[2].name] and not (failed_dir / "failed.json").exists()
 
 
@@ -299,6 +301,6 @@ def test_runs_named_by_an_earlier_naming_scheme_keep_their_directories(experimen
     old.mkdir(parents=True)
     (old / "point.json").write_text(json.dumps({"experiment": "exp", "name": "an-older-name",
                                                 "overrides": target.overrides}))
-    kept = sweep.keep_existing_names(points, tmp_path / "res")
+    kept = points_lib.keep_existing_names(points, tmp_path / "res")
     assert [p.name for p in kept] == [p.name if p is not target else "an-older-name" for p in points]
-    assert sweep.keep_existing_names(points, tmp_path / "elsewhere") == points
+    assert points_lib.keep_existing_names(points, tmp_path / "elsewhere") == points

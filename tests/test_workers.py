@@ -6,17 +6,20 @@ import sys
 
 import pytest
 
-from patchscale import sweep, workers
+from patchscale import sweep
+from patchscale.sweep import workers
 from patchscale.errors import UserError
 from tests.conftest import run_in_process, small_overrides, write_experiment
 
-# A stand-in for `patchscale sweep … --only NAME`: records when it ran and on which cores, then
-# finishes the run (summary.json), fails it (exit 1), or exits with a user error (exit 2).
+# A stand-in for a child run (patchscale.sweep.child): reads its pickled point from stdin like the
+# real one, records when it ran and on which cores, then finishes the run (summary.json), fails
+# it (exit 1), or exits with a user error (exit 2).
 FAKE_RUN = '''
-import json, os, pathlib, sys, time
-from patchscale import workers
-workers.pin_from_environment()  # As `patchscale` does first thing.
-results, name = pathlib.Path(sys.argv[1]), sys.argv[sys.argv.index("--only") + 1]
+import json, os, pathlib, pickle, sys, time
+from patchscale.sweep import pinning
+pinning.pin_from_environment()  # As the child does first thing.
+results, name = pathlib.Path(sys.argv[1]), sys.argv[-1]
+assert pickle.load(sys.stdin.buffer).name == name
 start = time.time()
 time.sleep(0.3)
 with open(results / "trace.jsonl", "a") as f:

@@ -3,14 +3,13 @@
 Small models leave cores idle: on this project's 2-core CPU two runs pinned one per core train
 1.2–1.55× as many images per second together as one run on both cores (the 16×16 study's
 models at p = 2 and 1; results/bench/workers_cpu.json), though each run alone takes longer.
-This module holds the queue; each point runs as its own `patchscale sweep … --only NAME`
-process pinned to its share of the CPU cores, so every run takes exactly the code path of a
-serial sweep (point.json, failed.json, checkpoints, resume).
+This module holds the queue; each point runs in its own process (child.py) pinned to its share
+of the CPU cores, which is handed the already-expanded point and runs it through the serial
+sweep's `runner.run_point` (point.json, failed.json, checkpoints, resume).
 A stage whose source run (train.init_from) is still queued or running waits for it. Each run's
 output goes to <results>/logs/<name>.log; this process prints one line per start and end.
 
-The parent holds the results directory's lock (its runs skip it: SWEEP_LOCKED_ENV) and
-prepares the embedded datasets before the first run starts, so no two runs prepare one at once.
+The parent holds the results directory's lock (its children never take it) and prepares the embedded datasets before the first run starts, so no two runs prepare one at once.
 A run that fails is recorded and the others go on; a user error (exit 2), an environment error
 (exit 74: a full disk) or a preemption (exit 75) in any run stops the queue, and SIGTERM or
 Ctrl-C is passed on to the running runs, which checkpoint before they exit.
@@ -19,44 +18,37 @@ Ctrl-C is passed on to the running runs, which checkpoint before they exit.
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
+import sys
 import time
 
 from etils import epath
 
-from patchscale import results, sweep
+from patchscale import results
+from patchscale.data import datasets
 from patchscale.errors import Preempted, StorageError, UserError
 from patchscale.progress import console, format_duration
+from patchscale.sweep.pinning import CORES_ENV
+from patchscale.sweep.points import source_run
+from patchscale.sweep.runner import split_done
 
 LOGS = "logs"
 POLL_S = 1.0
-CORES_ENV = "PATCHSCALE_CORES"  # The cores a worker's run is pinned to, e.g. "0,1".
-SWEEP_LOCKED_ENV = "PATCHSCALE_SWEEP_LOCKED"  # The results directory whose lock the parent sweep holds.
+
+
+def child_command(results_dir, experiment: str) -> list[str]:
+    """The command line of a child run, without its run name (child.py reads the point from stdin)."""
+    return [sys.executable, "-m", "patchscale.sweep.child", os.fspath(results_dir), experiment]
 
 
 def prepare_data(points) -> None:
     """Prepare every embedded dataset the points read, once, before any worker starts."""
-    from patchscale.data import datasets
-
     wanted = {(p.config.data.name, p.config.data.data_dir) for p in points}
     for name, data_dir in sorted(wanted, key=str):
         if name in datasets.EMBEDDED:
             datasets.EMBEDDED[name].prepare(data_dir)
-
-
-def pin_from_environment() -> None:
-    """Pin this process to the cores in PATCHSCALE_CORES (set by a `--workers` sweep for its runs).
-
-    The child does it itself, first thing: a parent that pinned it between fork and exec
-    (`preexec_fn`) would fork a process that already runs jax's threads.
-    """
-    value = os.environ.get(CORES_ENV)
-    if value and hasattr(os, "sched_setaffinity"):
-        try:
-            os.sched_setaffinity(0, {int(core) for core in value.split(",")})
-        except (ValueError, OSError) as e:
-            raise UserError(f"{CORES_ENV}={value!r}: cannot pin to these cores ({e})") from None
 
 
 def core_groups(workers: int) -> list[set[int] | None]:
@@ -85,27 +77,37 @@ def _describe(cores: set[int] | None) -> str:
 
 
 class _Running:
-    """One child process: its point, cores, log file and start time."""
+    """One child process: its point, cores, log file and start time.
+
+    The child gets the point itself (name, overrides, resolved config) pickled on its stdin, so
+    it neither re-imports the experiment nor re-validates the sweep: it trains what the parent
+    expanded, exactly.
+    """
 
     def __init__(self, point, command: list[str], cores: set[int] | None, results_dir: epath.Path):
         self.point, self.cores, self.started = point, cores, time.time()
         self.log = open(os.fspath(results_dir / LOGS / f"{point.name}.log"), "a")
-        env = {**os.environ, "PATCHSCALE_PROGRESS": "plain", SWEEP_LOCKED_ENV: os.path.abspath(os.fspath(results_dir))}
-        if cores is not None:  # The child pins itself (pin_from_environment) before jax starts its threads.
+        env = {**os.environ, "PATCHSCALE_PROGRESS": "plain"}
+        if cores is not None:  # The child pins itself (pinning.pin_from_environment) before jax starts.
             env[CORES_ENV] = ",".join(map(str, sorted(cores)))
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen([*command, point.name], stdin=subprocess.PIPE, stdout=self.log,
+                                        stderr=subprocess.STDOUT, env=env)
+        try:
+            self.process.stdin.write(pickle.dumps(point))
+            self.process.stdin.close()
+        except BrokenPipeError:  # The child died before reading: its exit code says why.
+            pass
 
 
 def run(points, results_dir, command_prefix: list[str], workers: int, *, retry_failed: bool = False
         ) -> dict[str, str]:
     """Run the unfinished `points` with up to `workers` processes at once; returns name → final status.
 
-    `command_prefix` is the child's command line without `--only NAME` (the same experiment,
-    overrides and results directory as this sweep, analysis off).
+    `command_prefix` is the child's command line without its run name (`child_command`).
     """
     results_dir = epath.Path(results_dir)
     groups = core_groups(workers)
-    outcome, queue = sweep.split_done(points, results_dir, retry_failed)
+    outcome, queue = split_done(points, results_dir, retry_failed)
     (results_dir / LOGS).mkdir(parents=True, exist_ok=True)
     running: dict[int, _Running] = {}  # Worker index → its run.
     total, started = len(queue), 0
@@ -120,7 +122,7 @@ def run(points, results_dir, command_prefix: list[str], workers: int, *, retry_f
                     outcome[child.point.name] = _finished(child, code, results_dir)
             queued = {p.name for p in queue} | {c.point.name for c in running.values()}
             for point in list(queue):
-                source = sweep.source_run(point)
+                source = source_run(point)
                 if source is not None and source in queued:
                     continue  # Its source stage has not finished yet.
                 if source is not None and results.status(results_dir / results.RUNS / source) != "finished":
@@ -135,7 +137,7 @@ def run(points, results_dir, command_prefix: list[str], workers: int, *, retry_f
                 queue.remove(point)
                 started += 1
                 log_path = results_dir / LOGS / f"{point.name}.log"
-                running[free[0]] = _Running(point, [*command_prefix, "--only", point.name], groups[free[0]],
+                running[free[0]] = _Running(point, command_prefix, groups[free[0]],
                                             results_dir)
                 console().log(f"[sweep] run {started}/{total}: {point.name} on {_describe(groups[free[0]])}"
                               f" (output: {log_path})", flush=True)

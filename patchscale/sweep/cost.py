@@ -1,0 +1,77 @@
+"""What a sweep's runs will cost: analytic FLOPs for the ETA, and the dry run's table.
+
+`patchscale sweep --dry-run` prints, per run, parameters, tokens, training FLOPs and (unless
+--no-compile) the compiled step's activation memory per image, without training anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax import nnx
+
+from patchscale import partitioning
+from patchscale.models import build_model
+from patchscale.program import Program, param_counts
+from patchscale.run_spec import RunSpec
+from patchscale.sweep.points import Point
+
+
+def run_cost(point: Point) -> float:
+    """Analytic training FLOPs of a run (for the sweep ETA); 1.0 when the dataset is not known yet."""
+    try:
+        return RunSpec.from_config(point.config).train_flops_total
+    except Exception:  # noqa: BLE001 - only the ETA depends on it; the run itself reports real errors.
+        return 1.0
+
+
+def estimate_remaining(durations: list[float], costs: list[float]) -> float | None:
+    """Seconds left for runs len(durations): from the finished runs' durations and every run's FLOPs.
+
+    A run costs a fixed overhead (compile, evaluation), taken as the shortest run so far, plus
+    time in proportion to its training FLOPs: per-run averages would be far off in a patch sweep,
+    where one p = 1 run costs more than all the p ≥ 4 runs together.
+    """
+    done, left = costs[:len(durations)], costs[len(durations):]
+    overhead = min(durations)
+    if sum(done) < 0.01 * sum(left):  # Only cheap runs (baselines) so far: no rate to extrapolate yet.
+        return None
+    seconds_per_flop = max(sum(durations) - overhead * len(durations), 0.0) / max(sum(done), 1e-30)
+    return overhead * len(left) + seconds_per_flop * sum(left)
+
+
+def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
+    """What a run will cost, without training: parameters, tokens, FLOPs and compiled memory."""
+    c = point.config
+    spec = RunSpec.from_config(c)
+    model = nnx.eval_shape(lambda: build_model(c.model, image_size=spec.image_size, channels=spec.channels,
+                                               num_classes=spec.head_classes, rngs=nnx.Rngs(0)))
+    row = {"name": point.name, **param_counts(nnx.state(model, nnx.Param)),
+           "tokens_per_image": spec.tokens_per_image, "steps": spec.total_steps,
+           "train_flops_per_image": spec.train_flops_per_image, "train_flops_total": spec.train_flops_total}
+    if compile_memory:
+        mesh_shape = partitioning.mesh_shape(c.mesh)
+        per_step = mesh_shape["data"] * mesh_shape["fsdp"]
+        small = c.copy_and_resolve_references()
+        small.train.batch_size = per_step  # The smallest batch the mesh takes: memory per image.
+        program = Program(RunSpec.from_config(small), partitioning.make_mesh(c.mesh))
+        analysis = program.compile_train_step().memory_analysis()  # Abstract state: nothing allocated.
+        row["activation_bytes_per_image"] = analysis.temp_size_in_bytes / per_step
+    return row
+
+
+def print_dry_run(points: list[Point], compile_memory: bool, rate_tflops: float) -> None:
+    """One line per run, then the projected cost of them all at an assumed rate."""
+    total = 0.0
+    header = f"{'run':<40} {'params':>10} {'non-emb':>10} {'tokens':>7} {'train GFLOP/img':>16} {'act. MiB/img':>12}"
+    print(header)
+    for point in points:
+        row = describe_point(point, compile_memory)
+        total += row["train_flops_total"]
+        memory = (f"{row['activation_bytes_per_image'] / 2**20:12.1f}" if "activation_bytes_per_image" in row
+                  else f"{'-':>12}")
+        print(f"{row['name']:<40} {row['params']:>10,} {row['params_non_embedding']:>10,} "
+              f"{row['tokens_per_image']:>7} {row['train_flops_per_image'] / 1e9:>16.3f} {memory}", flush=True)
+    hours = total / (rate_tflops * 1e12) / 3600
+    print(f"projected cost: {total / 1e15:.3f} PFLOP of training, {hours:.2f} device-hours at an assumed"
+          f" {rate_tflops:g} TFLOP/s achieved (--rate-tflops)")
