@@ -12,7 +12,7 @@ from patchscale.sweep import runner
 from patchscale.errors import UserError
 from patchscale.program import Program
 from patchscale.run_spec import RunSpec
-from tests.conftest import DEFAULT_EXPERIMENT, run_cli, small_overrides
+from tests.conftest import DEFAULT_EXPERIMENT, run_in_process, small_overrides
 
 
 def _smooth(grid: int, width: int = 6) -> np.ndarray:
@@ -103,11 +103,11 @@ def test_a_staged_sweep_starts_each_stage_from_the_previous_runs_weights(mnist_d
         _started([*overrides, "model.width=48", "model.heads=2", f"train.init_from={first}"])
 
 
-def test_a_stage_must_name_exactly_one_earlier_point(tmp_path):
+def test_a_stage_must_name_exactly_one_earlier_point(tmp_path, capsys):
     experiment = tmp_path / "staged.py"
     experiment.write_text(STAGED_SWEEP.format(experiment=str(DEFAULT_EXPERIMENT)).replace(
         '"train.init_from": {"model.patch_size": 8}', '"train.init_from": {"model.patch_size": 2}'))
-    done = run_cli("sweep", experiment, "--dry-run", "--no-compile")
+    done = run_in_process(capsys, "sweep", experiment, "--dry-run", "--no-compile")
     assert done.returncode == 2 and "matches no earlier point" in done.stderr and "Traceback" not in done.stderr
 
 

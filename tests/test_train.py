@@ -101,10 +101,10 @@ def test_resume_after_sigkill_ends_with_identical_metrics(finished_run, mnist_di
     assert_events_mirror_metrics(run_dir)  # Rewritten at the resume: no step twice.
 
 
-def test_non_finite_loss_stops_the_run_with_a_clear_error(mnist_dir, tmp_path):
+def test_non_finite_loss_stops_the_run_with_a_clear_error(mnist_dir, tmp_path, capsys):
     overrides = small_overrides(mnist_dir, **{"train.learning_rate": 1e30, "train.grad_clip_norm": 1e30,
                                               "train.warmup_epochs": 0.0})
-    done = run_cli("train", DEFAULT_EXPERIMENT, *overrides, "--workdir", tmp_path / "nan")
+    done = run_in_process(capsys, "train", DEFAULT_EXPERIMENT, *overrides, "--workdir", tmp_path / "nan")
     assert done.returncode == 1, done.stderr
     assert "training loss is nan" in done.stderr.lower() and "Traceback" not in done.stderr
     assert not (tmp_path / "nan" / "summary.json").exists()
