@@ -12,9 +12,12 @@ is bfloat16 on an accelerator and float32 on a CPU, so compare runs of one devic
 
 About 8.7·10¹⁵ training FLOPs in all (`--dry-run` prints them): for an accelerator (its duration on
 one H200 is not measured yet; width-64 models use a small fraction of such a chip), days here.
-On a machine without network, bring the prepared dataset (`patchscale data prepare mnist
---data-dir DIR` here, 24 MB) and the wheels of scripts/device_wheels.sh, and point
-`data.data_dir` at it. NOT RUN yet.
+On a machine without network it runs in one command, `scripts/device_sweep.sh
+experiments/mnist_rich_32.py OUT`, given the prepared dataset in .data/ (`patchscale data
+prepare mnist --data-dir .data` here, 24 MB) and the wheels of `scripts/device_wheels.sh .whl`;
+the script stops the sweep in time to checkpoint and pack it (OUT/results.tgz), and resumes
+from that file (OUT_PREVIOUS=...) on the next machine. NOT RUN yet: no accelerator has been
+lent since it was written.
 """
 
 from . import mnist_rich_16, mnist_limited
