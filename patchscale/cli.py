@@ -188,23 +188,23 @@ def cmd_bench(args) -> int:
 def fit(results_dir: str, metric: str = "loss", budget: float | None = None, select: str = "auto",
         compute_view: bool = True) -> None:
     """Fit a sweep's stored results, print the table and write fit.json."""
-    from patchscale.scaling import report
+    from patchscale.analysis import fit as fit_verb
 
-    payload = report.fit_results(results_dir, metric="test_" + metric, budget=budget, select=select,
+    payload = fit_verb.fit_results(results_dir, metric="test_" + metric, budget=budget, select=select,
                                  compute_view=compute_view)
-    print(report.table(payload))
-    print(f"patchscale: wrote {results_dir.rstrip('/')}/{report.FIT_FILE}")
+    print(fit_verb.table(payload))
+    print(f"patchscale: wrote {results_dir.rstrip('/')}/{fit_verb.FIT_FILE}")
 
 
 def plot(results_dir: str) -> None:
-    from patchscale.scaling import plots
+    from patchscale.reporting import plots
 
     for path in plots.plot_results(results_dir):
         print(f"patchscale: wrote {path}")
 
 
 def write_report(results_dir: str, out: str | None = None) -> None:
-    from patchscale.scaling import html_report
+    from patchscale.reporting import html_report
 
     print(f"patchscale: wrote {html_report.write_report(results_dir, out)}")
 
@@ -256,7 +256,7 @@ def cmd_data_preview(args) -> int:
     out = args.out or str(pathlib.Path("results") / config_lib.experiment_name(args.config) / "preview.png")
     if not out.endswith(".png"):
         raise UserError(f"--out={out}: the preview is a PNG; give a path ending in .png")
-    from patchscale.data import preview
+    from patchscale.reporting import preview
 
     print(f"patchscale: wrote {preview.write(config, out, args.count)}")
     return 0

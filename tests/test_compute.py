@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from patchscale.scaling import compute, compute_plots, convergence, joint
-from patchscale.scaling.collect import Budget, Run
+from patchscale.analysis import compute, convergence, joint
+from patchscale.analysis.collect import Budget, Run
+from patchscale.reporting import compute_plots
 
 R, WIDTH, DEPTH = 8, 64, 4  # The 8×8 MNIST default: p = 8, 4, 2, 1 → 2…65 tokens.
 BUDGETS = (18_750, 37_500, 75_000, 150_000)  # 1/8 … 1 of 3 epochs of 50,000 images.

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from patchscale.scaling import html_report
+from patchscale.reporting import html_report
 from tests.conftest import REPO, run_in_process
 
 CHECK = """<script>

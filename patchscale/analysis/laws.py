@@ -52,7 +52,7 @@ import math
 import numpy as np
 from scipy import optimize, stats
 
-from patchscale.scaling.stats import t_quantile
+from patchscale.analysis.stats import t_quantile
 
 ALPHA_MIN = 1e-4  # Bounds of α in the saturating law.
 ALPHA_MAX = 6.0

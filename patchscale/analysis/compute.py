@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from patchscale.scaling.convergence import BUDGET_LIMITED, TOLERANCE, baseline_comparison, convergence
-from patchscale.scaling.joint import (IDENTIFIED, N_DRAWS, REFUSED, TOO_FEW, cells, compute_budgets, fit_joint,
+from patchscale.analysis.convergence import BUDGET_LIMITED, TOLERANCE, baseline_comparison, convergence
+from patchscale.analysis.joint import (IDENTIFIED, N_DRAWS, REFUSED, TOO_FEW, cells, compute_budgets, fit_joint,
                                       frontier, iso_flop, optimal, outside_range)
-from patchscale.scaling.stats import json_number
+from patchscale.analysis.stats import json_number
 
 # BUDGET_LIMITED and frontier are re-exported: report.py and the tests use them from here.
 __all__ = ["BUDGET_LIMITED", "analyse", "analyse_group", "frontier", "pstar_summary", "table"]
@@ -113,7 +113,7 @@ def analyse(runs, metric: str = "test_loss", budget: float | None = None, n_draw
             tolerance: float = TOLERANCE, joint_law: bool = True) -> dict:
     """Everything per group (convergence, joint law, p*(C), iso-FLOP curves) plus the baselines; JSON-able.
     `joint_law=False` skips the joint fits (see analyse_group)."""
-    from patchscale.scaling import collect
+    from patchscale.analysis import collect
 
     grouped = collect.groups(runs)
     groups = {label: _public(analyse_group(members, metric, budget, n_draws, seed, tolerance, joint_law))

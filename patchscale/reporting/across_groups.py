@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from patchscale.scaling import figures
-from patchscale.scaling.stats import mean_interval
+from patchscale.analysis.stats import mean_interval
+from patchscale.reporting import figures
 
 PANELS = (("train_flops", "metric", "training FLOPs per run"),
           ("params", "metric", "parameters"),

@@ -1,7 +1,7 @@
 """`patchscale fit DIR`: fit both laws to every group of runs, write fit.json, print a table.
 
 A group is every run that differs only in patch size and seed (`collect.groups`). Per group,
-fit.json holds both fits (`fit.Fit.to_dict()`), the form choice, the paired-seed steps between
+fit.json holds both fits (`laws.Fit.to_dict()`), the form choice, the paired-seed steps between
 adjacent patch sizes and the keys that define the group. docs/statistics.md explains each field.
 """
 
@@ -14,9 +14,9 @@ from etils import epath
 
 from patchscale import provenance, results
 from patchscale.errors import UserError
-from patchscale.scaling import collect, compute
-from patchscale.scaling.stats import json_mean_interval
-from patchscale.scaling.fit import FitError, choose, fit_power, fit_saturating, json_safe, paired_steps
+from patchscale.analysis import collect, compute
+from patchscale.analysis.laws import FitError, choose, fit_power, fit_saturating, json_safe, paired_steps
+from patchscale.analysis.stats import json_mean_interval
 
 FIT_FILE = "fit.json"
 METRIC_NAMES = {"test_loss": "test loss", "test_error": "test error (1 − top-1 accuracy)"}
