@@ -189,10 +189,11 @@ def fit(results_dir: str, metric: str = "loss", budget: float | None = None, sel
         compute_view: bool = True) -> None:
     """Fit a sweep's stored results, print the table and write fit.json."""
     from patchscale.analysis import fit as fit_verb
+    from patchscale.reporting import fit_table
 
     payload = fit_verb.fit_results(results_dir, metric="test_" + metric, budget=budget, select=select,
                                  compute_view=compute_view)
-    print(fit_verb.table(payload))
+    print(fit_table.table(payload))
     print(f"patchscale: wrote {results_dir.rstrip('/')}/{fit_verb.FIT_FILE}")
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from patchscale.errors import UserError
-from patchscale.analysis import collect, compute, laws
+from patchscale.analysis import collect, compute, joint, laws
 from patchscale.analysis import fit as fit_verb
-from patchscale.reporting import across_groups, plots
+from patchscale.reporting import across_groups, fit_table, plots
 from tests.conftest import run_in_process
 
 
@@ -79,9 +79,9 @@ def test_groups_are_compared_only_at_token_counts_two_of_them_reach():
     mean = lambda m: {"mean": m, "lo": m - 0.01, "hi": m + 0.01}  # noqa: E731
     fits = {"extend2": {"tokens": {"8": 17}, "means": {"8": mean(0.30)}},
             "scale": {"tokens": {"8": 5, "4": 17}, "means": {"8": mean(0.40), "4": mean(0.25)}}}
-    lines = fit_verb.by_tokens(fits)
+    lines = fit_table.by_tokens(fits)
     assert lines[2:] == ["  17 tokens: extend2 p=8: 0.3 [0.29, 0.31]; scale p=4: 0.25 [0.24, 0.26]"]
-    assert fit_verb.by_tokens({"scale": fits["scale"]}) == []
+    assert fit_table.by_tokens({"scale": fits["scale"]}) == []
 
 
 def test_every_cell_of_every_group_meets_on_one_axis_of_training_flops(tmp_path):
@@ -89,11 +89,11 @@ def test_every_cell_of_every_group_meets_on_one_axis_of_training_flops(tmp_path)
     fits = {"wide": {"flops": {"8": 4e9}, "params": {"8": 40_000}, "means": {"8": mean(0.30)}},
             "narrow": {"flops": {"8": 1e9, "4": 3e9}, "params": {"8": 10_000, "4": 10_000},
                        "means": {"8": mean(0.40), "4": mean(0.25)}}}
-    lines = fit_verb.by_flops(fits)
+    lines = fit_table.by_flops(fits)
     assert [line.split()[3] for line in lines[2:]] == ["p=8:", "p=4:", "p=8:"]  # Cheapest first …
     assert lines[2].split()[2] == "narrow" and lines[4].split()[2] == "wide"  # … across groups.
     assert lines[3].split()[:2] == ["3e+09", "10,000"] and lines[3].endswith("0.25 [0.24, 0.26]")
-    assert fit_verb.by_flops({"wide": fits["wide"]}) == []  # One group: nothing to compare.
+    assert fit_table.by_flops({"wide": fits["wide"]}) == []  # One group: nothing to compare.
     # From runs: with early stopping the FLOPs are those of the budget each run stands for.
     root = make_results(tmp_path / "demo", mixers=("attention",), patches=(8, 4), seeds=(0, 1), baseline=False)
     _overfit_last_budget(root)  # Early stopping now picks the middle budget, 50,000 images.
@@ -142,7 +142,7 @@ def test_plot_regenerates_every_figure_from_stored_results(tmp_path):
 def test_frontier_keeps_only_runs_no_cheaper_run_beats():
     flops = np.asarray([1.0, 2.0, 3.0, 4.0])
     loss = np.asarray([0.5, 0.6, 0.3, 0.4])
-    assert compute.frontier(flops, loss) == [0, 2]
+    assert joint.frontier(flops, loss) == [0, 2]
 
 
 def test_failed_and_unfinished_runs_are_left_out_with_a_warning(tmp_path, capsys):
@@ -202,7 +202,7 @@ def test_table_marks_groups_that_cannot_be_fitted(tmp_path):
     root = make_results(tmp_path / "demo", mixers=("attention",), patches=(16, 8), seeds=(0, 1))
     payload = fit_verb.fit_results(root)
     assert "at least 3 distinct patch sizes" in payload["fits"]["attention-pico-r32"]["error"]
-    assert "not fitted" in fit_verb.table(payload)
+    assert "not fitted" in fit_table.table(payload)
 
 
 @pytest.mark.parametrize("budget_term, verdict", [(0.2, "budget-limited: no claim about the law"), (1e-4, "converged")])
@@ -211,7 +211,7 @@ def test_fit_says_whether_the_runs_support_a_claim_about_the_law(tmp_path, budge
     payload = fit_verb.fit_results(root)
     entry = payload["fits"]["attention-pico-r32"]
     assert verdict in entry["convergence"] and entry["law_claim"] == (verdict == "converged")
-    text = fit_verb.table(payload)
+    text = fit_table.table(payload)
     assert ("no claim about the law (convergence not established)" in text) == (verdict != "converged")
 
 
@@ -290,7 +290,7 @@ def test_loss_vs_patch_draws_only_what_was_identified(tmp_path):
 def test_table_shows_holm_and_the_variance_of_the_seeds(tmp_path):
     payload = fit_verb.fit_results(make_results(tmp_path / "demo", mixers=("attention",), baseline=False),
                                  compute_view=False)
-    text = fit_verb.table(payload)
+    text = fit_table.table(payload)
     assert compute.SKIPPED in text
     assert "(Holm over the group's steps: " in text
     assert "seed SD of log L pooled" in text or "seed SD of log L per size" in text

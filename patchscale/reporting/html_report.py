@@ -25,7 +25,7 @@ from etils import epath
 from patchscale import provenance, results
 from patchscale.analysis import collect
 from patchscale.analysis import fit as fit_verb
-from patchscale.reporting import figures, plots
+from patchscale.reporting import figures, fit_table, plots
 
 REPORT_FILE = "report.html"
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -127,7 +127,7 @@ def write_report(results_dir, out=None) -> str:
     if failed:
         body.append('<p class="failed">Failed: ' + ", ".join(html.escape(n) for n in failed) + "</p>")
     body += [f"<p class='limited'>{html.escape(w)}</p>" for w in warnings]
-    body += ["<h2>Fits</h2>", f"<pre>{html.escape(fit_verb.table(payload))}</pre>", "<h2>Figures</h2>"]
+    body += ["<h2>Fits</h2>", f"<pre>{html.escape(fit_table.table(payload))}</pre>", "<h2>Figures</h2>"]
     body += [_image(base64.b64encode(path.read_bytes()).decode("ascii"), path.stem) for path in figure_files]
     body.append("<h2>Learning curves</h2>")
     for group, members in sorted(by_group.items()):
