@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from patchscale.errors import UserError
-from patchscale.analysis import collect, compute, joint, laws
+from patchscale.analysis import across_groups, collect, compute, joint, laws
 from patchscale.analysis import fit as fit_verb
-from patchscale.reporting import across_groups, fit_table, plots
+from patchscale.reporting import fit_table, plots
 from tests.conftest import run_in_process
 
 
