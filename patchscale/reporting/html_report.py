@@ -140,9 +140,3 @@ def write_report(results_dir, out=None) -> str:
     path = epath.Path(out) if out else root / REPORT_FILE
     results.write_text_atomic(path, page)
     return str(path)
-
-
-def summary_count(results_dir) -> int:
-    """How many runs have a summary.json (what the page's run count must say)."""
-    return sum((d / results.SUMMARY).exists() for d in _run_dirs(epath.Path(results_dir)))
-
