@@ -1,4 +1,4 @@
-"""The `patchscale` command: train, sweep, bench, fit, plot, config, data prepare, data preview."""
+"""The `patchscale` command: train, sweep, bench, fit, plot, report, config, data prepare, data preview."""
 
 from __future__ import annotations
 

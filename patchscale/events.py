@@ -1,5 +1,6 @@
-"""TensorBoard event files of a run: a view of its metrics.jsonl, written by process 0 (local run
-directories only: tensorboardX cannot write to gs:// and the like; the run says so).
+"""TensorBoard event files of a run: a view of its metrics.jsonl, written by process 0.
+
+Local run directories only: tensorboardX cannot write to gs:// and the like; the run says so.
 
 `tensorboard --logdir results/X` shows every run's training curves (train loss, learning rate,
 gradient norm, images/s), its evaluations (test and validation loss, accuracy, mIoU) at their

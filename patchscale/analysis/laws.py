@@ -1,5 +1,7 @@
-"""Scaling laws of a test metric L (loss or top-1 error) against patch size p, with intervals
-that hold their coverage at three seeds, and the diagnostics a reader needs to trust them.
+"""One group's scaling laws: a test metric L (loss or top-1 error) against patch size p.
+
+With intervals that hold their coverage at three seeds, and the diagnostics a reader needs to
+trust them.
 
 Forms (docs/statistics.md):
 
