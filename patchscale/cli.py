@@ -1,4 +1,4 @@
-"""The `patchscale` command: train, sweep, bench, fit, plot, config, data prepare, data preview."""
+"""The `patchscale` command: train, sweep, bench, fit, plot, report, config, data prepare, data preview."""
 
 from __future__ import annotations
 
@@ -139,23 +139,24 @@ def cmd_bench(args) -> int:
 def fit(results_dir: str, metric: str = "loss", budget: float | None = None, select: str = "auto",
         compute_view: bool = True) -> None:
     """Fit a sweep's stored results, print the table and write fit.json."""
-    from patchscale.scaling import report
+    from patchscale.analysis import fit as fit_verb
+    from patchscale.reporting import fit_table
 
-    payload = report.fit_results(results_dir, metric="test_" + metric, budget=budget, select=select,
+    payload = fit_verb.fit_results(results_dir, metric="test_" + metric, budget=budget, select=select,
                                  compute_view=compute_view)
-    print(report.table(payload))
-    print(f"patchscale: wrote {results_dir.rstrip('/')}/{report.FIT_FILE}")
+    print(fit_table.table(payload))
+    print(f"patchscale: wrote {results_dir.rstrip('/')}/{fit_verb.FIT_FILE}")
 
 
 def plot(results_dir: str) -> None:
-    from patchscale.scaling import plots
+    from patchscale.reporting import plots
 
     for path in plots.plot_results(results_dir):
         print(f"patchscale: wrote {path}")
 
 
 def write_report(results_dir: str, out: str | None = None) -> None:
-    from patchscale.scaling import html_report
+    from patchscale.reporting import html_report
 
     print(f"patchscale: wrote {html_report.write_report(results_dir, out)}")
 
@@ -207,7 +208,7 @@ def cmd_data_preview(args) -> int:
     out = args.out or str(pathlib.Path("results") / config_lib.experiment_name(args.config) / "preview.png")
     if not out.endswith(".png"):
         raise UserError(f"--out={out}: the preview is a PNG; give a path ending in .png")
-    from patchscale.data import preview
+    from patchscale.reporting import preview
 
     print(f"patchscale: wrote {preview.write(config, out, args.count)}")
     return 0

@@ -57,8 +57,10 @@ def base_config() -> ConfigDict:
     # state; the channel mixer) this many tokens at a time, each piece rematerialised, so the
     # backward pass holds one piece's internals instead of the whole sequence's. 0 = off.
     c.model.token_segment = 0
-    # auto (also when None): JAX's choice for small logits, a memory-safe path for large ones
-    # (mixers/attention.py); or force "xla" (dense) | "cudnn" (GPU flash) | "chunked".
+    # auto (also when None), never a path that refuses the shape: Pallas flash on TPUs, cuDNN on GPUs
+    # in 16 bits from 128 tokens, else dense (einsum on CPU, xla elsewhere) while a batch's logits stay
+    # under 2**28 and chunked above (cuDNN where it applies); no fused kernel when mesh.sequence splits
+    # the tokens (mixers/attention.py). Or force "xla" | "einsum" (dense) | "cudnn" | "pallas" | "chunked".
     c.model.attention_impl = placeholder(str)
     c.model.attention_chunk = 1024  # Queries per block of the "chunked" implementation (long sequences).
     c.model.mamba2 = ConfigDict()

@@ -1,5 +1,6 @@
-"""TensorBoard event files of a run: a view of its metrics.jsonl, written by process 0 (local run
-directories only: tensorboardX cannot write to gs:// and the like; the run says so).
+"""TensorBoard event files of a run: a view of its metrics.jsonl, written by process 0.
+
+Local run directories only: tensorboardX cannot write to gs:// and the like; the run says so.
 
 `tensorboard --logdir results/X` shows every run's training curves (train loss, learning rate,
 gradient norm, images/s), its evaluations (test and validation loss, accuracy, mIoU) at their
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
 
 from etils import epath
 
@@ -62,21 +62,3 @@ class EventLog:
 
     def close(self) -> None:
         self.writer.close()
-
-
-def read(run_dir) -> list[tuple[str, int, float]]:
-    """(tag, step, value) of every scalar in a run's event files, in file order (tests, reports)."""
-    from tensorboardX.proto import event_pb2
-
-    out = []
-    for path in sorted((epath.Path(run_dir) / EVENTS).glob("events.out.tfevents.*")):
-        data = path.read_bytes()
-        offset = 0
-        while offset + 12 <= len(data):  # TFRecord: length, its CRC, the record, its CRC.
-            (length,) = struct.unpack("<Q", data[offset:offset + 8])
-            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
-            offset += 12 + length + 4
-            for value in event.summary.value:
-                if value.HasField("simple_value"):
-                    out.append((value.tag, int(event.step), float(value.simple_value)))
-    return out

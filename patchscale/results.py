@@ -9,7 +9,7 @@
     failed.json     the error of a run that crashed (the sweep skips it unless retrying)
     checkpoints/    orbax checkpoints of the train state and the data iterator
 
-The training loop and the sweep write these files; the analysis (scaling/) only reads them.
+The training loop and the sweep write these files; the analysis (analysis/) only reads them.
 Every write that replaces a file is atomic and durable (fsync before and after the rename),
 and every read of a damaged file is a one-line `UserError` naming it.
 """

@@ -35,7 +35,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from patchscale import provenance  # noqa: E402
-from patchscale.scaling import fit  # noqa: E402
+from patchscale.analysis import laws  # noqa: E402
 
 SIZES = np.asarray([16, 8, 4, 2, 1], float)
 SEEDS = 3
@@ -76,7 +76,7 @@ def score(row, reps) -> dict:
     start = time.perf_counter()
     for rep in range(reps):
         p, loss, seeds = draw(row, rep)
-        sat = fit.fit_saturating(p, loss, seeds)
+        sat = laws.fit_saturating(p, loss, seeds)
         unequal = sat.pure_error["model"] == "per_size"
         counts["per_size"] += unequal
         per_size["fits"] += unequal
@@ -105,7 +105,7 @@ def score(row, reps) -> dict:
             if unequal:
                 per_size["band"].append(band_hits[-1])
         if power_row:
-            s = fit.fit_power(p, loss, seeds).intervals["s"]
+            s = laws.fit_power(p, loss, seeds).intervals["s"]
             counts["slope_hit"] += s[0] <= alpha <= s[1]
     hits = np.asarray(band_hits, float).reshape(-1, 50)
 
@@ -182,11 +182,11 @@ def main(argv=None):
                "git_commit": provenance.git_commit(), "environment": provenance.host(), "level": 0.95,
                "design": {"patch_sizes": SIZES.astype(int).tolist(), "seeds": SEEDS,
                           "noise": "multiplicative log-normal: log L + N(0, SD²)"},
-               "settings": {"band_dimensions": fit.BAND_DIMENSIONS, "equal_variance_level": fit.EQUAL_VARIANCE_LEVEL},
+               "settings": {"band_dimensions": laws.BAND_DIMENSIONS, "equal_variance_level": laws.EQUAL_VARIANCE_LEVEL},
                "rows": rows}
     payload["table"] = markdown(payload)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(fit.json_safe(payload), indent=1) + "\n")
+    args.out.write_text(json.dumps(laws.json_safe(payload), indent=1) + "\n")
     print(payload["table"])
     print(f"wrote {args.out}")
 

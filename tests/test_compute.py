@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from patchscale.scaling import compute, compute_plots, convergence, joint
-from patchscale.scaling.collect import Budget, Run
+from patchscale.analysis import compute, convergence, joint
+from patchscale.analysis.collect import Budget, Run
+from patchscale.reporting import compute_plots, compute_table
 
 R, WIDTH, DEPTH = 8, 64, 4  # The 8×8 MNIST default: p = 8, 4, 2, 1 → 2…65 tokens.
 BUDGETS = (18_750, 37_500, 75_000, 150_000)  # 1/8 … 1 of 3 epochs of 50,000 images.
@@ -133,7 +134,7 @@ def test_extrapolation_flag(synthetic):
     assert user[0]["patch_size"] == 1
     inside = [r for r in rows if r["source"].startswith("largest budget at p=4")][0]
     assert not inside["extrapolated"] and inside["in_covered_range"]
-    assert "EXTRAPOLATED" in compute.table(analysis)
+    assert "EXTRAPOLATED" in compute_table.table(analysis)
 
 
 # --------------------------------------------------------------------------- p*(C): refused, ties, clear winners
@@ -184,7 +185,7 @@ def test_pstar_refused_when_lack_of_fit_is_rejected():
     assert g["pstar"]["status"] == "refused" and g["pstar"]["forms"] == []
     assert set(g["pstar"]["refused"]) == set(g["joint"]["candidates"])
     assert g["optimal"] == {} and g["pstar_curve"] == {} and g["iso_flop"] == [] and g["iso_flop_form"] is None
-    assert "p*(C) refused" in compute.table(analysis)
+    assert "p*(C) refused" in compute_table.table(analysis)
     plt = compute_plots.figures.pyplot()
     fig, axes = plt.subplots(1, 2)
     compute_plots._panel_pstar(axes[0], g)
@@ -289,7 +290,7 @@ def test_baselines_and_under_trained_runs():
     assert entry["test_error"]["n"] == 3 and entry["test_error"]["lo"] < 0.10 < entry["test_error"]["hi"]
     assert sorted(base["under_trained"]) == ["vit-p1-s0", "vit-p1-s1", "vit-p1-s2"]
     assert all(r["under_trained"] is False for r in base["runs"] if r["patch_size"] != 1)
-    text = compute.table(analysis)
+    text = compute_table.table(analysis)
     assert "under-trained by definition" in text and "under-trained: vit-p1-s0" in text
 
 
@@ -298,7 +299,7 @@ def test_too_few_budgets_for_a_joint_law():
     analysis = compute.analyse(runs, n_draws=100)
     joint = analysis["groups"]["vit-pico-r8"]["joint"]
     assert joint["status"] == "too few" and not joint["fits"]
-    text = compute.table(analysis)
+    text = compute_table.table(analysis)
     assert "too few budgets/patch sizes for a joint law" in text
     assert "budget-limited: no claim about the law" in text  # 1/2 → 1 still improves by > 5%.
 

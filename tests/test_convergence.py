@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from patchscale.scaling import convergence
-from patchscale.scaling.collect import Budget, Run
+from patchscale.analysis import convergence
+from patchscale.analysis.collect import Budget, Run
 
 BUDGETS = (18_750, 37_500, 75_000, 150_000)  # Doublings: D/2 of the largest is on the grid.
 

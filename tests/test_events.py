@@ -1,6 +1,7 @@
 """TensorBoard events as a view of metrics.jsonl: tags, budget records, and a resume that writes each step once."""
 
 from patchscale import events
+from tests.helpers import read_events
 
 CONFIG = {"model": {"patch_size": 4}}
 
@@ -20,7 +21,7 @@ def test_a_resume_rewrites_the_events_so_every_step_appears_once(tmp_path):
     for record in records([30, 40, 50]):
         second.write(record)
     second.close()
-    losses = [(step, value) for tag, step, value in events.read(tmp_path) if tag == "train/loss"]
+    losses = [(step, value) for tag, step, value in read_events(tmp_path) if tag == "train/loss"]
     assert [step for step, _ in losses] == [10, 20, 30, 40, 50]
     assert abs(losses[0][1] - 0.1) < 1e-7
 

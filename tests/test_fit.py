@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from patchscale.scaling.fit import FitError, choose, fit_power, fit_saturating, holm, paired_steps
+from patchscale.analysis.laws import FitError, choose, fit_power, fit_saturating, holm, paired_steps
 
 SIZES = [16, 8, 4, 2, 1]
 P = np.repeat(SIZES, 3).astype(float)  # Three seeds per patch size, as in the reference sweep.

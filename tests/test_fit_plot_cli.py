@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from patchscale.errors import UserError
-from patchscale.scaling import across_groups, collect, compute, plots, report
+from patchscale.analysis import across_groups, collect, compute, joint, laws
+from patchscale.analysis import fit as fit_verb
+from patchscale.reporting import fit_table, plots
 from tests.conftest import run_in_process
 
 
@@ -77,9 +79,9 @@ def test_groups_are_compared_only_at_token_counts_two_of_them_reach():
     mean = lambda m: {"mean": m, "lo": m - 0.01, "hi": m + 0.01}  # noqa: E731
     fits = {"extend2": {"tokens": {"8": 17}, "means": {"8": mean(0.30)}},
             "scale": {"tokens": {"8": 5, "4": 17}, "means": {"8": mean(0.40), "4": mean(0.25)}}}
-    lines = report.by_tokens(fits)
+    lines = fit_table.by_tokens(fits)
     assert lines[2:] == ["  17 tokens: extend2 p=8: 0.3 [0.29, 0.31]; scale p=4: 0.25 [0.24, 0.26]"]
-    assert report.by_tokens({"scale": fits["scale"]}) == []
+    assert fit_table.by_tokens({"scale": fits["scale"]}) == []
 
 
 def test_every_cell_of_every_group_meets_on_one_axis_of_training_flops(tmp_path):
@@ -87,11 +89,11 @@ def test_every_cell_of_every_group_meets_on_one_axis_of_training_flops(tmp_path)
     fits = {"wide": {"flops": {"8": 4e9}, "params": {"8": 40_000}, "means": {"8": mean(0.30)}},
             "narrow": {"flops": {"8": 1e9, "4": 3e9}, "params": {"8": 10_000, "4": 10_000},
                        "means": {"8": mean(0.40), "4": mean(0.25)}}}
-    lines = report.by_flops(fits)
+    lines = fit_table.by_flops(fits)
     assert [line.split()[3] for line in lines[2:]] == ["p=8:", "p=4:", "p=8:"]  # Cheapest first …
     assert lines[2].split()[2] == "narrow" and lines[4].split()[2] == "wide"  # … across groups.
     assert lines[3].split()[:2] == ["3e+09", "10,000"] and lines[3].endswith("0.25 [0.24, 0.26]")
-    assert report.by_flops({"wide": fits["wide"]}) == []  # One group: nothing to compare.
+    assert fit_table.by_flops({"wide": fits["wide"]}) == []  # One group: nothing to compare.
     # From runs: with early stopping the FLOPs are those of the budget each run stands for.
     root = make_results(tmp_path / "demo", mixers=("attention",), patches=(8, 4), seeds=(0, 1), baseline=False)
     _overfit_last_budget(root)  # Early stopping now picks the middle budget, 50,000 images.
@@ -109,7 +111,7 @@ def test_fit_the_test_error(tmp_path, capsys):
     payload = json.loads((root / "fit.json").read_text())
     assert payload["metric"] == "test_error"
     # make_results sets accuracy = 1 − loss/2, so the error is half the loss: same alpha, half of E.
-    loss_fit = report.fit_results(root, compute_view=False)["fits"]["attention-pico-r32"]["saturating"]["params"]
+    loss_fit = fit_verb.fit_results(root, compute_view=False)["fits"]["attention-pico-r32"]["saturating"]["params"]
     error_fit = payload["fits"]["attention-pico-r32"]["saturating"]["params"]
     assert error_fit["alpha"] == pytest.approx(loss_fit["alpha"], rel=1e-3)
     assert error_fit["E"] == pytest.approx(loss_fit["E"] / 2, rel=1e-3)
@@ -140,7 +142,7 @@ def test_plot_regenerates_every_figure_from_stored_results(tmp_path):
 def test_frontier_keeps_only_runs_no_cheaper_run_beats():
     flops = np.asarray([1.0, 2.0, 3.0, 4.0])
     loss = np.asarray([0.5, 0.6, 0.3, 0.4])
-    assert compute.frontier(flops, loss) == [0, 2]
+    assert joint.frontier(flops, loss) == [0, 2]
 
 
 def test_failed_and_unfinished_runs_are_left_out_with_a_warning(tmp_path, capsys):
@@ -198,18 +200,18 @@ def test_not_a_results_directory(tmp_path, capsys):
 
 def test_table_marks_groups_that_cannot_be_fitted(tmp_path):
     root = make_results(tmp_path / "demo", mixers=("attention",), patches=(16, 8), seeds=(0, 1))
-    payload = report.fit_results(root)
+    payload = fit_verb.fit_results(root)
     assert "at least 3 distinct patch sizes" in payload["fits"]["attention-pico-r32"]["error"]
-    assert "not fitted" in report.table(payload)
+    assert "not fitted" in fit_table.table(payload)
 
 
 @pytest.mark.parametrize("budget_term, verdict", [(0.2, "budget-limited: no claim about the law"), (1e-4, "converged")])
 def test_fit_says_whether_the_runs_support_a_claim_about_the_law(tmp_path, budget_term, verdict):
     root = make_results(tmp_path / "demo", mixers=("attention",), budget_term=budget_term)
-    payload = report.fit_results(root)
+    payload = fit_verb.fit_results(root)
     entry = payload["fits"]["attention-pico-r32"]
     assert verdict in entry["convergence"] and entry["law_claim"] == (verdict == "converged")
-    text = report.table(payload)
+    text = fit_table.table(payload)
     assert ("no claim about the law (convergence not established)" in text) == (verdict != "converged")
 
 
@@ -227,29 +229,29 @@ def _overfit_last_budget(root):
 def test_runs_are_early_stopped_on_validation_over_the_budget_grid(tmp_path):
     root = make_results(tmp_path / "r", baseline=False)
     _overfit_last_budget(root)
-    best = report.fit_results(root, compute_view=False)  # Selection does not need the joint laws.
+    best = fit_verb.fit_results(root, compute_view=False)  # Selection does not need the joint laws.
     assert "lowest validation loss" in best["selection"]
     assert set(best["selected_steps"].values()) == {500}  # The middle budget (50,000 images / 100).
     summary = json.loads((root / "runs" / "attention-pico-p4-s0" / "summary.json").read_text())
     assert best["fits"]["attention-pico-r32"]["means"]["4"]["mean"] != summary["test_loss"]
 
-    final = report.fit_results(root, select="final", compute_view=False)
+    final = fit_verb.fit_results(root, select="final", compute_view=False)
     assert "whole budget" in final["selection"] and set(final["selected_steps"].values()) == {None}
     assert final["fits"]["attention-pico-r32"]["means"]["4"]["mean"] > best["fits"]["attention-pico-r32"]["means"]["4"]["mean"]
     assert json.loads((root / "fit.json").read_text())["selection"] == final["selection"]
 
     make_results(tmp_path / "no_val", baseline=True)  # Its baselines have no validation losses.
     with pytest.raises(UserError, match="best_val selection needs validation losses"):
-        report.fit_results(tmp_path / "no_val", select="best_val", compute_view=False)
+        fit_verb.fit_results(tmp_path / "no_val", select="best_val", compute_view=False)
 
 
 def test_loss_vs_patch_draws_only_what_was_identified(tmp_path):
     """A law on a bound (alpha at its lower bound) or rejected by lack of fit is named in the legend
     but not drawn; a band is drawn only where one was computed; the title says what is there."""
-    from patchscale.scaling import figures
+    from patchscale.reporting import figures
 
     root = make_results(tmp_path / "demo", mixers=("attention",), baseline=False)
-    payload = report.fit_results(root, compute_view=False)
+    payload = fit_verb.fit_results(root, compute_view=False)
     runs, _ = collect.select(collect.load(root)[0], "best_val")
     grouped = collect.groups(runs)
     plt = figures.pyplot()
@@ -286,9 +288,9 @@ def test_loss_vs_patch_draws_only_what_was_identified(tmp_path):
 
 
 def test_table_shows_holm_and_the_variance_of_the_seeds(tmp_path):
-    payload = report.fit_results(make_results(tmp_path / "demo", mixers=("attention",), baseline=False),
+    payload = fit_verb.fit_results(make_results(tmp_path / "demo", mixers=("attention",), baseline=False),
                                  compute_view=False)
-    text = report.table(payload)
+    text = fit_table.table(payload)
     assert compute.SKIPPED in text
     assert "(Holm over the group's steps: " in text
     assert "seed SD of log L pooled" in text or "seed SD of log L per size" in text
@@ -296,13 +298,13 @@ def test_table_shows_holm_and_the_variance_of_the_seeds(tmp_path):
 
 def test_skipping_the_compute_view_leaves_the_fits_and_verdicts_unchanged(tmp_path, capsys):
     root = make_results(tmp_path / "demo", mixers=("attention",), baseline=False)
-    full = report.fit_results(root)
+    full = fit_verb.fit_results(root)
     done = run_in_process(capsys, "fit", root, "--no-compute-view")
     assert done.returncode == 0, done.stderr
     assert compute.SKIPPED in done.stdout
     quick = json.loads((root / "fit.json").read_text())
-    assert json.dumps(quick["fits"], sort_keys=True) == json.dumps(report.json_safe(full["fits"]), sort_keys=True)
+    assert json.dumps(quick["fits"], sort_keys=True) == json.dumps(laws.json_safe(full["fits"]), sort_keys=True)
     group = "attention-pico-r32"
-    assert quick["compute"]["groups"][group]["convergence"] == report.json_safe(full["compute"]["groups"][group]["convergence"])
+    assert quick["compute"]["groups"][group]["convergence"] == laws.json_safe(full["compute"]["groups"][group]["convergence"])
     assert full["compute"]["groups"][group]["joint"]["status"] == "fitted"
     assert quick["compute"]["groups"][group]["joint"]["status"] == "skipped"

@@ -10,7 +10,7 @@ intervals; the point here is the shape and the bound diagnostics.
 import numpy as np
 import pytest
 
-from patchscale.scaling.fit import choose, fit_power, fit_saturating
+from patchscale.analysis.laws import choose, fit_power, fit_saturating
 
 TABLES = {  # (table, model, input size): top-1 accuracy at p = 16, 8, 4, 2, 1.
     ("1", "DeiT-B", 64): [68.2, 76.9, 80.1, 80.8, 81.3],

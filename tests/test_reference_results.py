@@ -15,7 +15,8 @@ import shutil
 
 import pytest
 
-from patchscale.scaling import report
+from patchscale.analysis import fit as fit_verb
+from patchscale.analysis import laws
 from tests.conftest import REPO
 
 STUDIES = ["mnist_limited_reference", "mnist_input_size", "mnist_s2", "mnist_sweep_reference"]
@@ -34,10 +35,10 @@ def test_refit_of_committed_results_reproduces_their_fit_json(study, tmp_path):
     committed = REPO / "results" / study
     copy = tmp_path / study
     shutil.copytree(committed, copy, ignore=shutil.ignore_patterns("*.png", "*.svg"))
-    stored = json.loads((committed / report.FIT_FILE).read_text())
-    refit = report.fit_results(copy, metric=stored["metric"], budget=stored["budget"])
+    stored = json.loads((committed / fit_verb.FIT_FILE).read_text())
+    refit = fit_verb.fit_results(copy, metric=stored["metric"], budget=stored["budget"])
     assert refit["selection"] == stored["selection"]
-    assert_same(json.loads(json.dumps(_numbers(report.json_safe(refit)))), _numbers(stored))
+    assert_same(json.loads(json.dumps(_numbers(laws.json_safe(refit)))), _numbers(stored))
 
 
 def _unidentified(fit: dict) -> set[str]:

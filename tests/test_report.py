@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from patchscale.scaling import html_report
 from tests.conftest import REPO, run_in_process
+from tests.helpers import summary_count
 
 CHECK = """<script>
 window.__errors = [];
@@ -55,7 +55,7 @@ def test_the_page_is_self_contained_and_complete(page, capsys):
     assert done.returncode == 0, done.stderr
     text = (page / "report.html").read_text()
     assert "http://" not in text and "https://" not in text  # Nothing fetched at view time.
-    assert f'<span id="run-count">{html_report.summary_count(page)}</span>' in text
+    assert f'<span id="run-count">{summary_count(page)}</span>' in text
     assert text.count("<details class=\"run\">") == 21
     assert "convergence:" in text  # Every group's verdict is on the page.
     assert "p*(C)" in text or "compute-optimal" in text or "joint law" in text
@@ -74,7 +74,7 @@ def test_the_page_opens_in_headless_chromium(page, chromium, capsys):
     assert images >= 4  # Two patch-size figures, compute views, learning curves.
     assert attributes["data-broken"] == '"0"'  # Every image decodes.
     assert attributes["data-errors"] == '"0"'  # No console errors.
-    assert attributes["data-run-count"] == f'"{html_report.summary_count(page)}"'
+    assert attributes["data-run-count"] == f'"{summary_count(page)}"'
     artifacts = REPO / ".test-artifacts"
     artifacts.mkdir(exist_ok=True)
     shot = artifacts / "report_screenshot.png"

@@ -10,8 +10,8 @@ from flax import nnx
 
 from patchscale import config as config_lib
 from patchscale import train
-from patchscale import events
 from tests.conftest import DEFAULT_EXPERIMENT, run_cli, run_in_process, small_overrides, train_until_then_kill
+from tests.helpers import read_events
 
 
 # The end-to-end run and its SIGKILL resume use the scanned block layout (stacked parameters in
@@ -54,7 +54,7 @@ def test_end_to_end_run_writes_config_metrics_summary_and_checkpoints(finished_r
 
 def assert_events_mirror_metrics(run_dir):
     """TensorBoard events: each logged step once per tag, with metrics.jsonl's values (float32)."""
-    scalars = events.read(run_dir)
+    scalars = read_events(run_dir)
     records = read_metrics(run_dir)
     for key, tag in (("train_loss", "train/loss"), ("learning_rate", "train/learning_rate"),
                      ("test_loss", "test/loss")):

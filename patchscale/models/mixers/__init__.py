@@ -1,5 +1,7 @@
-"""Token mixers, one file each. Every module in this package is imported here, so a new file
-that registers its class (`@register("name")`) is all it takes to add a mixer."""
+"""Token mixers, one file each: a new file that registers its class is all it takes to add one.
+
+Every module in this package is imported here, so a file whose class is decorated with
+`@register("name")` is found by `model.mixer=name`."""
 
 import importlib
 import pkgutil

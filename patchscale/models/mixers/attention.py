@@ -20,10 +20,13 @@ Implementations (`model.attention_impl`):
   further when needed so that no logits tensor reaches 2³¹ elements, past which XLA's int32
   indexing fails (one head at N = 50,176 has 2.5·10⁹ logits).
 
-`auto` (the default, also when unset) picks per backend and dtype (`choose_implementation`)
-and never a path that refuses the shape: the fused kernel on GPUs in 16 bits (from
-CUDNN_MIN_TOKENS tokens, below which dense XLA attention was measured faster) and always on
-TPUs; otherwise dense attention while the logits are small and the chunked path when not.
+`auto` (the default, also when unset) picks per call from the backend, dtype and shape
+(`choose_implementation`) and never a path that refuses the shape: `pallas` on TPUs; `cudnn` on
+GPUs in 16 bits (head dimension ≤ 128, divisible by 8) from CUDNN_MIN_TOKENS tokens, below which
+dense XLA attention was measured faster; otherwise dense attention (`einsum` on CPU, `xla`
+elsewhere) while a batch's logits stay under DENSE_LOGITS_LIMIT elements, and above it `cudnn`
+where it applies, else `chunked`. With the tokens split over `mesh.sequence` the fused kernels,
+which need the whole sequence on each device, are not chosen.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""A deliberately simple mixer, written the way README.md ("Adding a mixer") tells users to:
-non-causal linear attention (Katharopoulos et al. 2020) with the elu + 1 feature map.
+"""Non-causal linear attention with the elu + 1 feature map: the worked example of adding a mixer.
+
+A deliberately simple mixer (Katharopoulos et al. 2020), written the way README.md ("Adding a
+mixer") tells users to.
 
     y_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / (φ(q_i)ᵀ Σ_j φ(k_j))
 

@@ -19,8 +19,8 @@ import textwrap
 import numpy as np
 from etils import epath
 
-from patchscale.scaling import figures
-from patchscale.scaling.joint import Cells, Context, frontier, predict
+from patchscale.analysis.joint import Cells, Context, frontier, predict
+from patchscale.reporting import figures
 
 
 def _slug(label: str) -> str:
@@ -189,7 +189,7 @@ def plot_compute(results_dir_path, runs, analysis: dict, colors: dict | None = N
     plt = figures.pyplot()
     root = epath.Path(results_dir_path)
     cmap = plt.get_cmap("viridis")
-    from patchscale.scaling import collect
+    from patchscale.analysis import collect
 
     grouped = collect.groups(runs)
     written = []

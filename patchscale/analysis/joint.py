@@ -28,7 +28,7 @@ import math
 import numpy as np
 from scipy import optimize, stats
 
-from patchscale.scaling.stats import json_mean_interval, json_number, mean_interval, t_quantile
+from patchscale.analysis.stats import json_mean_interval, json_number, mean_interval, t_quantile
 
 TOO_FEW = "too few budgets/patch sizes for a joint law"
 N_DRAWS = 2000  # Parametric bootstrap draws for p*(C).

@@ -15,8 +15,8 @@ import optax
 from etils import epath
 
 from patchscale.data import augment_batch, pipeline
+from patchscale.reporting import figures
 from patchscale.run_spec import RunSpec
-from patchscale.scaling import figures
 
 
 def _to_pixels(images) -> np.ndarray:

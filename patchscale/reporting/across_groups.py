@@ -4,33 +4,21 @@ Patch size is one way to spend compute; a wider or deeper model (experiments/mni
 and more S² scales (experiments/mnist_s2.py) are others, and each is its own group in the fit.
 `groups_vs_compute.png` / `.svg` puts them on shared axes (the study's Figure 3): the fitted
 metric against training FLOPs and against parameters, and test accuracy against training FLOPs.
-Each point is a seed mean with its 95% t-interval, labelled with its patch size; a group's
-points are joined from the largest patch to the smallest. Written by `patchscale plot` when a
-results directory has two or more groups.
+Each point is a seed mean with its 95% t-interval (analysis/across_groups.py), labelled with its
+patch size; a group's points are joined from the largest patch to the smallest. Written by
+`patchscale plot` when a results directory has two or more groups.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from patchscale.scaling import figures
-from patchscale.scaling.stats import mean_interval
+from patchscale.analysis.across_groups import cells
+from patchscale.reporting import figures
 
 PANELS = (("train_flops", "metric", "training FLOPs per run"),
           ("params", "metric", "parameters"),
           ("train_flops", "accuracy", "training FLOPs per run"))
-
-
-def cells(members, metric: str) -> list[dict]:
-    """Per patch size (largest first): mean FLOPs and parameters, and the metric's and accuracy's mean interval."""
-    out = []
-    for p in sorted({r.patch_size for r in members}, reverse=True):
-        runs = [r for r in members if r.patch_size == p]
-        out.append({"patch_size": p, "train_flops": float(np.mean([r.train_flops for r in runs])),
-                    "params": float(np.mean([r.params for r in runs])),
-                    "metric": mean_interval([r.metric(metric) for r in runs]),
-                    "accuracy": mean_interval([100 * r.test_accuracy for r in runs])})
-    return out
 
 
 def _panel(ax, by_group: dict, colors: dict, x_key: str, y_key: str) -> None:

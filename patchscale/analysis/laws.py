@@ -1,5 +1,7 @@
-"""Scaling laws of a test metric L (loss or top-1 error) against patch size p, with intervals
-that hold their coverage at three seeds, and the diagnostics a reader needs to trust them.
+"""One group's scaling laws: a test metric L (loss or top-1 error) against patch size p.
+
+With intervals that hold their coverage at three seeds, and the diagnostics a reader needs to
+trust them.
 
 Forms (docs/statistics.md):
 
@@ -52,7 +54,7 @@ import math
 import numpy as np
 from scipy import optimize, stats
 
-from patchscale.scaling.stats import t_quantile
+from patchscale.analysis.stats import t_quantile
 
 ALPHA_MIN = 1e-4  # Bounds of α in the saturating law.
 ALPHA_MAX = 6.0

@@ -1,6 +1,7 @@
-"""Small statistics helpers shared by the compute view's modules (convergence.py, joint.py).
+"""Small statistics helpers shared by the analysis modules: t quantiles, mean intervals, JSON numbers.
 
-Kept apart so that both can use them without importing each other's concerns.
+Kept apart so that laws.py, joint.py and convergence.py can use them without importing each
+other's concerns.
 """
 
 from __future__ import annotations

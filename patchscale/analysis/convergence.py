@@ -27,8 +27,8 @@ import math
 
 import numpy as np
 
-from patchscale.scaling.joint import cells
-from patchscale.scaling.stats import json_mean_interval, json_number
+from patchscale.analysis.joint import cells
+from patchscale.analysis.stats import json_mean_interval, json_number
 
 TOLERANCE = 0.05  # Relative improvement from doubling the budget below which the top of a curve counts as flat.
 ALLOWANCE_SE = 2.0  # Differences within this many standard errors of a difference of two seed means are noise.

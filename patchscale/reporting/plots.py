@@ -22,8 +22,10 @@ import numpy as np
 from etils import epath
 
 from patchscale import results
-from patchscale.scaling import across_groups, collect, compute, compute_plots, figures, report
-from patchscale.scaling.fit import PREDICT
+from patchscale.analysis import collect, compute
+from patchscale.analysis.fit import FIT_FILE, fit_results
+from patchscale.analysis.laws import PREDICT
+from patchscale.reporting import across_groups, compute_plots, figures
 
 
 def _not_drawn(fit: dict) -> str | None:
@@ -114,8 +116,8 @@ def plot_results(results_dir) -> list[str]:
     runs, warnings = collect.load(results_dir)
     for warning in warnings:
         print(f"patchscale: warning: {warning}", flush=True)
-    fit_file = root / report.FIT_FILE
-    payload = results.read_json(fit_file) if fit_file.exists() else report.fit_results(results_dir)
+    fit_file = root / FIT_FILE
+    payload = results.read_json(fit_file) if fit_file.exists() else fit_results(results_dir)
     fits, metric = payload["fits"], payload.get("metric", "test_loss")
     # The runs stand for the same budgets as in the fit (fit.json's selection).
     runs, _ = collect.select(runs, "best_val" if any((payload.get("selected_steps") or {}).values()) else "final")

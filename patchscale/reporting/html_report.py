@@ -23,7 +23,9 @@ import io
 from etils import epath
 
 from patchscale import provenance, results
-from patchscale.scaling import collect, figures, plots, report
+from patchscale.analysis import collect
+from patchscale.analysis import fit as fit_verb
+from patchscale.reporting import figures, fit_table, plots
 
 REPORT_FILE = "report.html"
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -98,8 +100,8 @@ def write_report(results_dir, out=None) -> str:
     """Write the page (atomically) and return its path."""
     root = epath.Path(results_dir)
     runs, warnings = collect.load(results_dir)
-    fit_file = root / report.FIT_FILE
-    payload = results.read_json(fit_file) if fit_file.exists() else report.fit_results(results_dir)
+    fit_file = root / fit_verb.FIT_FILE
+    payload = results.read_json(fit_file) if fit_file.exists() else fit_verb.fit_results(results_dir)
     figure_files = sorted(root.glob("*.png"))
     if not figure_files and runs:
         plots.plot_results(results_dir)
@@ -125,7 +127,7 @@ def write_report(results_dir, out=None) -> str:
     if failed:
         body.append('<p class="failed">Failed: ' + ", ".join(html.escape(n) for n in failed) + "</p>")
     body += [f"<p class='limited'>{html.escape(w)}</p>" for w in warnings]
-    body += ["<h2>Fits</h2>", f"<pre>{html.escape(report.table(payload))}</pre>", "<h2>Figures</h2>"]
+    body += ["<h2>Fits</h2>", f"<pre>{html.escape(fit_table.table(payload))}</pre>", "<h2>Figures</h2>"]
     body += [_image(base64.b64encode(path.read_bytes()).decode("ascii"), path.stem) for path in figure_files]
     body.append("<h2>Learning curves</h2>")
     for group, members in sorted(by_group.items()):
@@ -138,9 +140,3 @@ def write_report(results_dir, out=None) -> str:
     path = epath.Path(out) if out else root / REPORT_FILE
     results.write_text_atomic(path, page)
     return str(path)
-
-
-def summary_count(results_dir) -> int:
-    """How many runs have a summary.json (what the page's run count must say)."""
-    return sum((d / results.SUMMARY).exists() for d in _run_dirs(epath.Path(results_dir)))
-

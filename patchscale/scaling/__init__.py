@@ -1,1 +1,0 @@
-"""Compute accounting and scaling-law fits."""
