@@ -29,7 +29,9 @@ run); `docs/` holds the longer references (docs/cli.md, every command's options,
 from the parser by `python -m patchscale.cli_reference`); `benchmarks/` the benchmark scripts;
 `results/` the small files of real runs with their provenance (docs/files.md, docs/results.md);
 `scripts/` the tools around the package (`export_run.py` copies a run into results/,
-`fit_coverage.py` measures the intervals' coverage, `tpu.py` runs a sweep on Cloud TPU VMs);
+`fit_coverage.py` measures the intervals' coverage, `tpu.py` runs a sweep on Cloud TPU VMs,
+`device_sweep.sh` runs one on an accelerator machine without network, with the wheels of
+`device_wheels.sh`);
 `tests/` the test suite, its shared fixtures (`conftest.py`) and test oracles (`helpers.py`).
 
 Inside, training (`train.py`, `program.py`, `run_spec.py`, `models/`) imports neither `analysis/`
