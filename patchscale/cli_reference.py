@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 
+from patchscale import cli
 WIDTH = "100"  # Help text is wrapped to this many columns.
 
 
@@ -25,8 +26,6 @@ def _subcommands(parser: argparse.ArgumentParser, prefix: str):
 
 
 def reference() -> str:
-    from patchscale import cli
-
     previous = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = WIDTH
     try:

@@ -17,6 +17,7 @@ import json
 import shutil
 
 from etils import epath
+from tensorboardX import SummaryWriter
 
 EVENTS = "tensorboard"  # The directory inside a run directory.
 # metrics.jsonl key → TensorBoard tag; other numeric keys are written under "other/".
@@ -44,8 +45,6 @@ class EventLog:
     """Rewrites the run's event directory from `records`, then appends as the run goes."""
 
     def __init__(self, run_dir, config: dict, records: list[dict]):
-        from tensorboardX import SummaryWriter
-
         directory = epath.Path(run_dir) / EVENTS
         if directory.exists():
             shutil.rmtree(directory)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from patchscale.analysis import collect
 from patchscale.analysis.convergence import TOLERANCE, baseline_comparison, convergence
 from patchscale.analysis.joint import (IDENTIFIED, N_DRAWS, REFUSED, TOO_FEW, cells, compute_budgets, fit_joint,
                                        iso_flop, optimal, outside_range)
@@ -110,8 +111,6 @@ def analyse(runs, metric: str = "test_loss", budget: float | None = None, n_draw
             tolerance: float = TOLERANCE, joint_law: bool = True) -> dict:
     """Everything per group (convergence, joint law, p*(C), iso-FLOP curves) plus the baselines; JSON-able.
     `joint_law=False` skips the joint fits (see analyse_group)."""
-    from patchscale.analysis import collect
-
     grouped = collect.groups(runs)
     groups = {label: _public(analyse_group(members, metric, budget, n_draws, seed, tolerance, joint_law))
               for label, members in sorted(grouped.items())}

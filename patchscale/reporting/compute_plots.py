@@ -19,6 +19,7 @@ import textwrap
 import numpy as np
 from etils import epath
 
+from patchscale.analysis import collect
 from patchscale.analysis.joint import Cells, Context, frontier, predict
 from patchscale.reporting import figures
 
@@ -189,8 +190,6 @@ def plot_compute(results_dir_path, runs, analysis: dict, colors: dict | None = N
     plt = figures.pyplot()
     root = epath.Path(results_dir_path)
     cmap = plt.get_cmap("viridis")
-    from patchscale.analysis import collect
-
     grouped = collect.groups(runs)
     written = []
     for label, g in analysis["groups"].items():

@@ -15,6 +15,8 @@ import optax
 from etils import epath
 
 from patchscale.data import augment_batch, pipeline
+from patchscale.models.backbone import normalize
+from patchscale.program import augment_key, step_key
 from patchscale.reporting import figures
 from patchscale.run_spec import RunSpec
 
@@ -35,9 +37,6 @@ def _target_text(target: np.ndarray) -> str:
 
 def training_view(config, image_size: int, num_classes: int, count: int):
     """(uint8 images, soft targets) of the first `count` examples of the first training batch."""
-    from patchscale.models.backbone import normalize
-    from patchscale.program import augment_key, step_key
-
     batch = next(pipeline.train_iterator(config.data, image_size, count, 1, config.seed, config.augment))
     targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], num_classes), config.train.label_smoothing)
     images = batch["image"]
