@@ -162,3 +162,17 @@ def test_compilation_cache_is_filled_by_a_run_and_can_be_turned_off(mnist_dir, t
                    env_extra={compile_cache.ENV: str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr
     assert any((tmp_path / "cache").iterdir()), "the train and eval steps were not written to the cache"
+
+
+def test_the_tests_compile_into_a_cache_of_their_own_run():
+    """conftest points the persistent compilation cache at this test run's directory (or the developer's
+    PATCHSCALE_TEST_COMPILATION_CACHE), never at the user's default cache."""
+    import os
+    import pathlib
+
+    from patchscale import compile_cache
+
+    chosen = os.environ.get("PATCHSCALE_TEST_COMPILATION_CACHE")
+    directory = compile_cache.directory()
+    assert directory is not None
+    assert directory == pathlib.Path(chosen) if chosen else directory.name.startswith("patchscale-test-xla-")
