@@ -63,7 +63,7 @@ def physical_memory() -> int:
 def measure(model: str, layout: str, image_size: int, patch: int, repeats: int, run: bool, warmup: int = 1) -> dict:
     program = make_program(model, image_size, patch, LAYOUTS[layout])
     start = time.perf_counter()
-    compiled = program.compile_train_step()  # For the abstract state: nothing is allocated.
+    compiled = program.compile_train_step()  # For the abstract state: no parameters are created.
     row = {"model": model, "layout": layout, "image_size": image_size, "patch_size": patch,
            "tokens": flops.tokens_per_image(program.config.model, image_size),
            "overrides": MODELS[model] + LAYOUTS[layout], "compile_s": time.perf_counter() - start,

@@ -13,6 +13,7 @@ import os
 import sys
 
 from patchscale import cli
+
 WIDTH = "100"  # Help text is wrapped to this many columns.
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import socket
@@ -78,6 +77,8 @@ def _flock_or_fallback(directory: str, what: str, name: str):
     while True:
         fd = storage.call(lambda: os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644), lock_path)
         try:
+            import fcntl  # Here, not at the top: a platform without it takes the fallback below.
+
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _describe_holder(_read(fd))

@@ -9,7 +9,8 @@ where a check cannot apply, and exits with 1 if anything failed:
 * data: every split the config names opens through tfds.data_source and one example decodes,
   through the run's own preprocessing, to the image size, channels, classes and mask it expects;
 * config: every run's settings validate (the checks `patchscale sweep` makes before anything);
-* memory: one train step per distinct model shape is compiled (nothing runs) and its per-device
+* memory: one train step per distinct model shape is compiled (for the abstract state: no
+  parameters are created, no step runs) and its per-device
   memory is compared with the device's. CPUs report no memory limit, so there it is "not
   checked"; PATCHSCALE_DEVICE_MEMORY (bytes per device) sets the budget instead.
 """
@@ -185,10 +186,10 @@ def device_memory() -> int | None:
 
 
 def compiled_step_bytes(config) -> tuple[int, float]:
-    """(bytes per device, compile seconds) of one train step compiled for abstract state: nothing runs."""
+    """(bytes per device, compile seconds) of one train step compiled for the abstract state (no step runs)."""
     program = Program(RunSpec.from_config(config), partitioning.make_mesh(config.mesh))
     start = time.perf_counter()
-    analysis = program.compile_train_step().memory_analysis()  # Abstract state: nothing is allocated.
+    analysis = program.compile_train_step().memory_analysis()  # Abstract state: no parameters are created.
     seconds = time.perf_counter() - start
     needed = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
               - analysis.alias_size_in_bytes + analysis.generated_code_size_in_bytes)

@@ -1,9 +1,10 @@
 """`RunSpec`: the facts of one run, derived once from its config and the dataset's metadata.
 
-Training, the sweep's dry run and ETA, the benchmark, the preflight, the data preview and the
-config's schedule check all need the same few numbers (input size, channels, head classes,
-steps, warm-up, cooldown branches, tokens and FLOPs per image). Working them out in each place
-let them drift apart; here they are computed in one function and frozen. Nothing is read but
+Training, the sweep's dry run and ETA, the benchmark, the preflight and the data preview all
+need the same few numbers (input size, channels, head classes, steps, warm-up, cooldown
+branches, tokens and FLOPs per image). Working them out in each place let them drift apart;
+here they are computed in one function and frozen. The step arithmetic itself lives beside the
+schedule (optimizer.py), which the config's schedule check also uses. Nothing is read but
 the dataset's metadata (no examples), so a spec is cheap enough for a dry run of a whole sweep.
 """
 

@@ -130,7 +130,31 @@ def test_a_dense_head_fine_tuned_from_a_classifier_keeps_its_own_init_and_takes_
     assert init_from.keeps_own_head(source_config["model"], target_model)
     assert not init_from.keeps_own_head(source_config["model"], source_model)
     adapted = init_from.adapt(jax.tree.map(np.asarray, source), source_config, target, c, 16, 1)
-    # The head is a placeholder of the target's shape: Program._start_from keeps the target's own.
+    # The head is a placeholder of the target's shape: init_from.start_from keeps the target's own.
     assert adapted["head"]["proj"]["kernel"].shape == target["head"]["proj"]["kernel"].shape
     np.testing.assert_array_equal(adapted["patch_embed"]["proj"]["kernel"], source["patch_embed"]["proj"]["kernel"])
     assert not np.array_equal(source["patch_embed"]["proj"]["kernel"], target["patch_embed"]["proj"]["kernel"])
+
+
+def test_the_trainer_starts_a_stage_from_its_source_and_a_resume_keeps_its_own_weights(mnist_dir, tmp_path, capsys):
+    """`train.init_from` is applied by the trainer before training, and never over a restored checkpoint."""
+    quick = {"train.steps": 4, "train.checkpoint_every": 4, "data.eval_examples": 200, "model.drop_path": 0.0}
+    source = tmp_path / "source"
+    assert run_in_process(capsys, "train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir, **quick),
+                          "--workdir", source).returncode == 0
+    # At learning rate 0 the stage's last checkpoint holds exactly the weights it started from.
+    frozen = [*small_overrides(mnist_dir, **quick, **{"train.learning_rate": 0.0}), "model.patch_size=8",
+              f"train.init_from={source}"]
+    assert run_in_process(capsys, "train", DEFAULT_EXPERIMENT, *frozen, "--workdir", tmp_path / "still").returncode == 0
+    expected = dict(init_from._flatten(jax.device_get(_started(frozen)["params"])))
+    for path, value in init_from._flatten(init_from.load_source(tmp_path / "still")[1]):
+        np.testing.assert_array_equal(value, np.asarray(expected[path]), err_msg=str(path))
+
+    # A stage that trained and is resumed after its last checkpoint keeps the trained weights.
+    stage = [*small_overrides(mnist_dir, **quick), "model.patch_size=8", f"train.init_from={source}"]
+    assert run_in_process(capsys, "train", DEFAULT_EXPERIMENT, *stage, "--workdir", tmp_path / "stage").returncode == 0
+    trained = json.loads((tmp_path / "stage" / "summary.json").read_text())["test_loss"]
+    (tmp_path / "stage" / "summary.json").unlink()
+    again = run_in_process(capsys, "train", DEFAULT_EXPERIMENT, *stage, "--workdir", tmp_path / "stage")
+    assert again.returncode == 0 and "resuming" in again.stdout
+    assert json.loads((tmp_path / "stage" / "summary.json").read_text())["test_loss"] == trained

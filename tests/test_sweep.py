@@ -96,6 +96,18 @@ def test_dry_run_prints_costs_and_writes_nothing(tmp_path, mnist_dir, capsys):
     assert not (tmp_path / "res").exists()
 
 
+def test_only_keeps_the_named_runs_in_sweep_order(tmp_path, mnist_dir, capsys):
+    from tests.conftest import run_in_process
+
+    exp = tiny_experiment(tmp_path, mnist_dir)
+    done = run_in_process(capsys, "sweep", exp, "--dry-run", "--no-compile", "--only", "attention-pico-p8-s0")
+    assert done.returncode == 0, done.stderr
+    rows = [line.split()[0] for line in done.stdout.splitlines() if line.startswith("attention-")]
+    assert rows == ["attention-pico-p8-s0"]
+    names = [p.name for p in sweep.expand(str(exp))]
+    assert [p.name for p in points_lib.only(sweep.expand(str(exp)), ",".join(reversed(names)))] == names
+
+
 @pytest.mark.heavy  # CI time; run with -m heavy.
 def test_sweep_records_failures_skips_finished_and_resumes_partial(tmp_path, mnist_dir):
     from tests.conftest import run_cli

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from patchscale import sweep
-from patchscale.sweep import workers
+from patchscale.sweep import pinning, workers
 from patchscale.errors import UserError
 from tests.conftest import run_in_process, small_overrides, write_experiment
 
@@ -112,3 +112,13 @@ def _value(text: str):
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+def test_a_child_that_cannot_pin_exits_with_a_user_error(tmp_path):
+    """Exit 2 (one line) stops the queue: every other run would fail to pin the same way."""
+    import subprocess
+
+    done = subprocess.run([*workers.child_command(tmp_path / "res", "exp"), "some-run"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, pinning.CORES_ENV: "not-a-core"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().startswith("patchscale: error: PATCHSCALE_CORES='not-a-core': cannot pin")

@@ -12,14 +12,18 @@ from __future__ import annotations
 import pickle
 import sys
 
+from patchscale.errors import UserError
 from patchscale.sweep import pinning
 
 
 def main(argv: list[str] | None = None) -> int:
-    pinning.pin_from_environment()  # First: before anything starts jax's threads.
+    try:
+        pinning.pin_from_environment()  # First: before anything starts jax's threads.
+    except UserError as e:  # Exit 2, like `patchscale`: the parent stops the queue.
+        print(f"patchscale: error: {e}", file=sys.stderr)
+        return 2
     # Imported after pinning, for that reason.
     from patchscale import cli, compile_cache
-    from patchscale.errors import UserError
     from patchscale.sweep import runner
 
     results_dir, experiment, name = argv if argv is not None else sys.argv[1:]

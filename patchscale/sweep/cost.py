@@ -55,7 +55,7 @@ def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
         small = c.copy_and_resolve_references()
         small.train.batch_size = per_step  # The smallest batch the mesh takes: memory per image.
         program = Program(RunSpec.from_config(small), partitioning.make_mesh(c.mesh))
-        analysis = program.compile_train_step().memory_analysis()  # Abstract state: nothing allocated.
+        analysis = program.compile_train_step().memory_analysis()  # Abstract state: no parameters are created.
         row["activation_bytes_per_image"] = analysis.temp_size_in_bytes / per_step
     return row
 

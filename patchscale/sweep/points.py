@@ -3,8 +3,9 @@
 An experiment file defines `get_config(arg=None)` and, optionally, `get_sweep()` returning a
 list of override dicts (one per run; `product(...)` builds the usual Cartesian product).
 Every run lives in `<results>/runs/<name>/`, where the name is built from the overrides that
-make it differ (for example `attention-mu-p4-s0`). Nothing here imports jax: expanding a sweep
-costs what validating its configs costs.
+make it differ (for example `attention-mu-p4-s0`). Importing this module imports no jax (an
+experiment file imports `product` from here); expanding a sweep validates every point's config,
+which does.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ sweep's `runner.run_point` (point.json, failed.json, checkpoints, resume).
 A stage whose source run (train.init_from) is still queued or running waits for it. Each run's
 output goes to <results>/logs/<name>.log; this process prints one line per start and end.
 
-The parent holds the results directory's lock (its children never take it) and prepares the embedded datasets before the first run starts, so no two runs prepare one at once.
+The parent holds the results directory's lock (its children never take it) and prepares the
+embedded datasets before the first run starts, so no two runs prepare one at once.
 A run that fails is recorded and the others go on; a user error (exit 2), an environment error
 (exit 74: a full disk) or a preemption (exit 75) in any run stops the queue, and SIGTERM or
 Ctrl-C is passed on to the running runs, which checkpoint before they exit.
