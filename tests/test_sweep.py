@@ -155,7 +155,7 @@ def test_default_experiment_is_the_promised_sweep():
     models = [p for p in points if p.config.model.baseline == "none"]
     assert len(points) == 24 and len(models) == 18
     assert {(p.config.model.mixer, p.config.model.patch_size) for p in models} == {
-        (mixer, ps) for mixer in ("attention", "mamba2") for ps in (8, 4, 2)}
+        (mixer, ps) for mixer in ("attention", "mamba2") for ps in (16, 8, 4)}
     assert {p.config.data.image_size for p in points} == {16}
     assert len({(p.config.train.epochs, p.config.train.budgets, p.config.train.learning_rate) for p in models}) == 1
     assert {p.config.train.label_smoothing for p in points} == {0.0}
@@ -164,7 +164,7 @@ def test_default_experiment_is_the_promised_sweep():
     assert {(p.config.data.train_examples, p.config.data.random_shift) for p in points} == {(None, 1)}
     assert {p.name for p in points[:6]} == {f"baseline-{k}-s{s}" for k in ("linear", "mlp") for s in range(3)}
     assert [p.config.seed for p in models[:6]] == [0] * 6  # Seed-major: a stopped sweep keeps whole curves.
-    assert models[3].name == "mamba2-adv-mu-p8-s0" and models[3].config.model.norm == "rmsnorm"
+    assert models[3].name == "mamba2-adv-mu-p16-s0" and models[3].config.model.norm == "rmsnorm"
     assert models[3].config.model.patch_embed_init == "lecun_normal"
 
 
