@@ -16,11 +16,13 @@ It is the recipe of the data-rich 16×16 study (experiments/mnist_rich_16.py: le
 checked against 1e-3 at p = 8 and 2 by experiments/mnist_rich_16_lr.py; batch 128, width 64,
 depth 2) at 4 epochs instead of 16. What is left out, and why (times on this 2-core CPU):
 
-* p = 2 (65 tokens): about 4 minutes per ViT run and 8–9 per Adventurer run at this budget
-  (results/mnist_rich_16_lr), about 40 more minutes for three seeds of both, beyond the hour a
-  default may take; experiments/mnist_rich_16.py runs it. A 3-epoch variant with p = 8, 4, 2
-  was tried and stopped: its ViT at p = 2 lost to the MLP baseline after 3 epochs (seed 0:
-  0.131 against the MLP's 0.123–0.131; not stored), since small patches learn slowly at first.
+* p = 2 (65 tokens): experiments/mnist_rich_16.py runs it. As a default it was measured and
+  rejected: p = 8, 4, 2 at these 4 epochs from a clean clone with `--workers 2`
+  (results/archive/mnist_sweep_p8_4_2_stopped, stopped after 18 of 24 runs) had the ViT at p = 2,
+  seed 1, end at test loss 0.137, above every MLP baseline run (0.108–0.114), and at one core per
+  run (ViT p = 2 about 8.5 minutes, Adventurer p = 2 about 18) it would have taken about an hour.
+  A 3-epoch variant lost the same way earlier (seed 0: 0.131; not stored): small patches learn
+  slowly at first, and four epochs are not enough for every seed.
 * p = 1 (257 tokens): hours per run here; experiments/mnist_rich_32.py (native 32×32, to p = 1)
   is the accelerator experiment.
 * Four epochs do not reach the optimum: the verdict says "still falling" (the minimum lies
