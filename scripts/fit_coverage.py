@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from patchscale import provenance  # noqa: E402
 from patchscale.analysis import laws  # noqa: E402
+from patchscale.analysis.stats import json_safe  # noqa: E402
 
 SIZES = np.asarray([16, 8, 4, 2, 1], float)
 SEEDS = 3
@@ -186,7 +187,7 @@ def main(argv=None):
                "rows": rows}
     payload["table"] = markdown(payload)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(laws.json_safe(payload), indent=1) + "\n")
+    args.out.write_text(json.dumps(json_safe(payload), indent=1) + "\n")
     print(payload["table"])
     print(f"wrote {args.out}")
 

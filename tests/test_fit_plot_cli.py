@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from patchscale.errors import UserError
-from patchscale.analysis import across_groups, collect, compute, joint, laws
+from patchscale.analysis import across_groups, collect, compute, joint
 from patchscale.analysis import fit as fit_verb
+from patchscale.analysis.stats import json_safe
 from patchscale.reporting import fit_table, plots
 from tests.conftest import run_in_process
 
@@ -303,8 +304,8 @@ def test_skipping_the_compute_view_leaves_the_fits_and_verdicts_unchanged(tmp_pa
     assert done.returncode == 0, done.stderr
     assert compute.SKIPPED in done.stdout
     quick = json.loads((root / "fit.json").read_text())
-    assert json.dumps(quick["fits"], sort_keys=True) == json.dumps(laws.json_safe(full["fits"]), sort_keys=True)
+    assert json.dumps(quick["fits"], sort_keys=True) == json.dumps(json_safe(full["fits"]), sort_keys=True)
     group = "attention-pico-r32"
-    assert quick["compute"]["groups"][group]["convergence"] == laws.json_safe(full["compute"]["groups"][group]["convergence"])
+    assert quick["compute"]["groups"][group]["convergence"] == json_safe(full["compute"]["groups"][group]["convergence"])
     assert full["compute"]["groups"][group]["joint"]["status"] == "fitted"
     assert quick["compute"]["groups"][group]["joint"]["status"] == "skipped"

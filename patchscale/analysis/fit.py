@@ -15,8 +15,8 @@ from etils import epath
 
 from patchscale import provenance, results
 from patchscale.analysis import collect, compute
-from patchscale.analysis.laws import FitError, choose, fit_power, fit_saturating, json_safe, paired_steps
-from patchscale.analysis.stats import json_mean_interval
+from patchscale.analysis.laws import FitError, choose, fit_power, fit_saturating, paired_steps
+from patchscale.analysis.stats import json_mean_interval, json_safe
 from patchscale.errors import UserError
 
 FIT_FILE = "fit.json"

@@ -54,7 +54,7 @@ import math
 import numpy as np
 from scipy import optimize, stats
 
-from patchscale.analysis.stats import t_quantile
+from patchscale.analysis.stats import json_safe, t_quantile
 
 ALPHA_MIN = 1e-4  # Bounds of α in the saturating law.
 ALPHA_MAX = 6.0
@@ -99,19 +99,6 @@ class Fit:
 
     def to_dict(self) -> dict:
         return json_safe(dataclasses.asdict(self))
-
-
-def json_safe(value):
-    """Nested containers with NaN and ±inf replaced by None, numpy scalars by Python ones."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 def _predict_saturating(params, p):
