@@ -35,7 +35,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from patchscale import provenance  # noqa: E402
-from patchscale.analysis import laws  # noqa: E402
+from patchscale.analysis import laws, means, saturating  # noqa: E402
+from patchscale.analysis.stats import json_safe  # noqa: E402
 
 SIZES = np.asarray([16, 8, 4, 2, 1], float)
 SEEDS = 3
@@ -182,11 +183,11 @@ def main(argv=None):
                "git_commit": provenance.git_commit(), "environment": provenance.host(), "level": 0.95,
                "design": {"patch_sizes": SIZES.astype(int).tolist(), "seeds": SEEDS,
                           "noise": "multiplicative log-normal: log L + N(0, SD²)"},
-               "settings": {"band_dimensions": laws.BAND_DIMENSIONS, "equal_variance_level": laws.EQUAL_VARIANCE_LEVEL},
+               "settings": {"band_dimensions": saturating.BAND_DIMENSIONS, "equal_variance_level": means.EQUAL_VARIANCE_LEVEL},
                "rows": rows}
     payload["table"] = markdown(payload)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(laws.json_safe(payload), indent=1) + "\n")
+    args.out.write_text(json.dumps(json_safe(payload), indent=1) + "\n")
     print(payload["table"])
     print(f"wrote {args.out}")
 

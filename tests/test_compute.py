@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from patchscale.analysis import compute, convergence, joint
+from patchscale.analysis.cells import cells
+from patchscale.analysis.optimal import optimal
 from patchscale.analysis.collect import Budget, Run
 from patchscale.reporting import compute_plots, compute_table
 
@@ -97,23 +99,23 @@ def test_joint_law_recovered_with_intervals(synthetic):
     assert fit["lack_of_fit"]["p_value"] > 0.01
 
 
-def _true_pstar(C, cells):
-    cand = cells.patch_sizes
-    discrete = int(cand[np.argmin(true_law(cand, C / cells.f(cand)))])
+def _true_pstar(C, c):
+    cand = c.patch_sizes
+    discrete = int(cand[np.argmin(true_law(cand, C / c.f(cand)))])
     grid = np.geomspace(cand.min(), cand.max(), 4001)
-    return discrete, float(grid[np.argmin(true_law(grid, C / cells.f(grid)))])
+    return discrete, float(grid[np.argmin(true_law(grid, C / c.f(grid)))])
 
 
 def test_true_optimal_patch_size_within_interval(synthetic):
     runs, _ = synthetic
-    cells = joint.cells(runs, "test_loss")
-    law = joint.fit_joint(cells)
+    c = cells(runs, "test_loss")
+    law = joint.fit_joint(c)
     fit = law["fits"]["additive"]
     budgets = [1.5e11, 4e11, 9e11, 2.5e12]
-    rows = joint.optimal(cells, fit, law["_ctx"], budgets, n_draws=1000)
+    rows = optimal(c, fit, law["_ctx"], budgets, n_draws=1000)
     discrete_truth = []
     for C, row in zip(budgets, rows):
-        discrete, continuous = _true_pstar(C, cells)
+        discrete, continuous = _true_pstar(C, c)
         discrete_truth.append(discrete)
         assert discrete in row["patch_set"], (C, discrete, row["patch_set"])
         lo, hi = row["continuous"]["interval"]
@@ -141,7 +143,7 @@ def test_extrapolation_flag(synthetic):
 
 def _fit_one(runs, form="additive"):
     """One joint form fitted without its leave-one-out refits (one solve): fit, cells, context."""
-    c = joint.cells(runs, "test_loss")
+    c = cells(runs, "test_loss")
     s2, df_pe, rho = joint._pure_error(c)
     ctx = joint._context(c)
     return joint.fit_form(c, joint.FORM[form], ctx, s2, df_pe, rho, loo=False), c, ctx
@@ -197,20 +199,20 @@ def test_pstar_refused_when_lack_of_fit_is_rejected():
 
 
 def test_negligible_differences_are_ties_not_certainty():
-    c = joint.cells(make_runs(), "test_loss")
+    c = cells(make_runs(), "test_loss")
     ctx = joint._context(c)
     # A law almost flat in p at fixed compute: predictions within 0.1% of one another.
     theta = np.array([0.3, math.log(1e-4), 1.0, math.log(1e-4), 0.5])
     fit = {"form": "additive", "_theta": theta, "_cov": np.diag([1e-6, 0.01, 0.01, 0.01, 0.01]), "_df": 30}
     budgets = [2e11, 1e12]
-    for row in joint.optimal(c, fit, ctx, budgets, n_draws=400, tie=0.01):
+    for row in optimal(c, fit, ctx, budgets, n_draws=400, tie=0.01):
         assert row["tied_for_best"] == [1, 2, 4, 8]
         assert row["probability_tie"] > 0.99
         assert max(row["probability_optimal"].values()) < 0.01
         assert row["patch_set"] == [1, 2, 4, 8]
         assert row["continuous"]["near_optimal"] == [1.0, 8.0]
     # Without a tie threshold the same law would claim a winner in (almost) every draw.
-    strict = joint.optimal(c, fit, ctx, budgets, n_draws=400, tie=0.0)
+    strict = optimal(c, fit, ctx, budgets, n_draws=400, tie=0.0)
     assert all(r["probability_tie"] < 0.01 and len(r["tied_for_best"]) == 1 for r in strict)
 
 
@@ -222,7 +224,7 @@ def test_clean_law_with_a_clear_winner_gives_pstar(synthetic):
     fit = g["joint"]["fits"]["additive"]
     assert fit["pstar"]["status"] == "identified" and fit["pstar"]["reason"] is None
     assert 0.005 < fit["pstar"]["tie_threshold"]["log"] < 0.05  # ≈ 3% noise / √3 seeds, shared in part.
-    cells = joint.cells(runs, "test_loss")
+    c = cells(runs, "test_loss")
     clear = 0
     for row in g["optimal"]["additive"]:
         assert abs(sum(row["probability_optimal"].values()) + row["probability_tie"] - 1) < 1e-9
@@ -230,7 +232,7 @@ def test_clean_law_with_a_clear_winner_gives_pstar(synthetic):
         if row["in_covered_range"] and row["probability_optimal"][str(p)] >= 0.95:
             clear += 1
             assert row["tied_for_best"] == [p] and row["probability_tie"] < 0.05
-            assert _true_pstar(row["compute"], cells)[0] == p
+            assert _true_pstar(row["compute"], c)[0] == p
     assert clear >= 3
 
 def test_interaction_is_chosen_when_budget_effect_depends_on_patch_size():

@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from patchscale.analysis.laws import FitError, choose, fit_power, fit_saturating, holm, paired_steps
+from patchscale.analysis.laws import choose, fit_power, fit_saturating
+from patchscale.analysis.means import FitError
+from patchscale.analysis.steps import holm, paired_steps
 
 SIZES = [16, 8, 4, 2, 1]
 P = np.repeat(SIZES, 3).astype(float)  # Three seeds per patch size, as in the reference sweep.

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from patchscale.errors import UserError
-from patchscale.analysis import across_groups, collect, compute, joint, laws
+from patchscale.analysis import across_groups, collect, compute
 from patchscale.analysis import fit as fit_verb
+from patchscale.analysis.optimal import frontier
+from patchscale.analysis.stats import json_safe
 from patchscale.reporting import fit_table, plots
 from tests.conftest import run_in_process
 
@@ -142,7 +144,7 @@ def test_plot_regenerates_every_figure_from_stored_results(tmp_path):
 def test_frontier_keeps_only_runs_no_cheaper_run_beats():
     flops = np.asarray([1.0, 2.0, 3.0, 4.0])
     loss = np.asarray([0.5, 0.6, 0.3, 0.4])
-    assert joint.frontier(flops, loss) == [0, 2]
+    assert frontier(flops, loss) == [0, 2]
 
 
 def test_failed_and_unfinished_runs_are_left_out_with_a_warning(tmp_path, capsys):
@@ -303,8 +305,8 @@ def test_skipping_the_compute_view_leaves_the_fits_and_verdicts_unchanged(tmp_pa
     assert done.returncode == 0, done.stderr
     assert compute.SKIPPED in done.stdout
     quick = json.loads((root / "fit.json").read_text())
-    assert json.dumps(quick["fits"], sort_keys=True) == json.dumps(laws.json_safe(full["fits"]), sort_keys=True)
+    assert json.dumps(quick["fits"], sort_keys=True) == json.dumps(json_safe(full["fits"]), sort_keys=True)
     group = "attention-pico-r32"
-    assert quick["compute"]["groups"][group]["convergence"] == laws.json_safe(full["compute"]["groups"][group]["convergence"])
+    assert quick["compute"]["groups"][group]["convergence"] == json_safe(full["compute"]["groups"][group]["convergence"])
     assert full["compute"]["groups"][group]["joint"]["status"] == "fitted"
     assert quick["compute"]["groups"][group]["joint"]["status"] == "skipped"

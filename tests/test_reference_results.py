@@ -16,7 +16,7 @@ import shutil
 import pytest
 
 from patchscale.analysis import fit as fit_verb
-from patchscale.analysis import laws
+from patchscale.analysis.stats import json_safe
 from tests.conftest import REPO
 
 STUDIES = ["mnist_limited_reference", "mnist_input_size", "mnist_s2", "mnist_sweep_reference"]
@@ -38,7 +38,7 @@ def test_refit_of_committed_results_reproduces_their_fit_json(study, tmp_path):
     stored = json.loads((committed / fit_verb.FIT_FILE).read_text())
     refit = fit_verb.fit_results(copy, metric=stored["metric"], budget=stored["budget"])
     assert refit["selection"] == stored["selection"]
-    assert_same(json.loads(json.dumps(_numbers(laws.json_safe(refit)))), _numbers(stored))
+    assert_same(json.loads(json.dumps(_numbers(json_safe(refit)))), _numbers(stored))
 
 
 def _unidentified(fit: dict) -> set[str]:

@@ -1,8 +1,9 @@
 """The compute view of a sweep, per group: convergence, baselines, the joint law L(p, D) and p*(C).
 
-`analyse` runs convergence.py's checks and joint.py's fits on every group of a sweep and returns one
-JSON-able dict (None for a missing number), fit.json's `compute`. docs/compute.md explains the
-statistics; reporting/compute_table.py prints it and reporting/compute_plots.py draws it.
+`analyse` runs convergence.py's checks, joint.py's fits and optimal.py's p*(C) on every group of a
+sweep (cells.py's seed means) and returns one JSON-able dict (None for a missing number), fit.json's
+`compute`. docs/compute.md explains the statistics; reporting/compute_table.py prints it and
+reporting/compute_plots.py draws it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import numpy as np
 
 from patchscale.analysis import collect
 from patchscale.analysis.convergence import TOLERANCE, baseline_comparison, convergence
-from patchscale.analysis.joint import (IDENTIFIED, N_DRAWS, REFUSED, TOO_FEW, cells, compute_budgets, fit_joint,
-                                       iso_flop, optimal, outside_range)
+from patchscale.analysis.cells import cells
+from patchscale.analysis.joint import IDENTIFIED, REFUSED, TOO_FEW, fit_joint
+from patchscale.analysis.optimal import N_DRAWS, compute_budgets, iso_flop, optimal, outside_range
 from patchscale.analysis.stats import json_number
 
 

@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from patchscale.analysis.joint import cells
+from patchscale.analysis.cells import cells
 from patchscale.analysis.stats import json_mean_interval, json_number
 
 TOLERANCE = 0.05  # Relative improvement from doubling the budget below which the top of a curve counts as flat.

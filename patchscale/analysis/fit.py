@@ -2,8 +2,9 @@
 
 A group is every run that differs only in patch size and seed (`collect.groups`). Per group,
 fit.json holds both fits (`laws.Fit.to_dict()`), the form choice, the paired-seed steps between
-adjacent patch sizes and the keys that define the group, and `compute` holds the compute view
-(compute.py). docs/statistics.md explains each field; reporting/fit_table.py prints the table.
+adjacent patch sizes (steps.py) and the keys that define the group, and `compute` holds the
+compute view (compute.py). docs/statistics.md explains each field; reporting/fit_table.py prints
+the table.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from etils import epath
 
 from patchscale import provenance, results
 from patchscale.analysis import collect, compute
-from patchscale.analysis.laws import FitError, choose, fit_power, fit_saturating, json_safe, paired_steps
-from patchscale.analysis.stats import json_mean_interval
+from patchscale.analysis.laws import choose, fit_power, fit_saturating
+from patchscale.analysis.means import FitError
+from patchscale.analysis.stats import json_mean_interval, json_safe
+from patchscale.analysis.steps import paired_steps
 from patchscale.errors import UserError
 
 FIT_FILE = "fit.json"

@@ -1,10 +1,9 @@
-"""The joint law L(p, D) of one group and the compute-optimal patch size p*(C) it implies.
+"""The joint law L(p, D) of one group: candidate forms fitted to its cells, compared, and checked for p*(C).
 
-Every run has losses at several budgets D (training images seen, each after its own cooldown);
-`cells` gathers the seed means of the (patch size p, budget D) cells of one group, which the rest
-of this module works on. Pure numpy/scipy in float64; outputs are JSON-able with None for a
-missing number, apart from the private members (keys starting with '_': numpy arrays, the Context).
-docs/compute.md explains the statistics; in short:
+Works on the seed means of the (patch size p, budget D) cells of one group (cells.py). Pure
+numpy/scipy in float64; outputs are JSON-able with None for a missing number, apart from the
+private members (keys starting with '_': numpy arrays, the Context). docs/compute.md explains the
+statistics; in short:
 
 * `fit_joint`: candidate joint laws (`FORMS`), each a weighted least-squares fit of log seed
   means (weights from the pooled within-cell seed variance, t-scaled covariance), compared by
@@ -12,12 +11,8 @@ docs/compute.md explains the statistics; in short:
   interval of the difference contains zero.
 * `pstar_status` (in each fit's `pstar`): whether the law can say anything about p*(C). Refused when
   the lack-of-fit test rejects or a parameter other than the floor E sits on a bound (or its term
-  vanishes); the tie threshold, the seed standard error of a cell mean in log L.
-* `optimal`: p*(C) = argmin over the sweep's patch sizes of L(p, C / f(p)), f(p) the measured
-  training FLOPs per image, with a parametric (multivariate-t) bootstrap of the fit for its
-  probabilities; predicted differences below the tie threshold are ties, not wins.
-* `iso_flop`, `compute_budgets`, `frontier`: L vs p at fixed C, the budgets C reported, and the
-  measured loss-vs-compute frontier.
+  vanishes); the tie threshold, the seed standard error of a cell mean in log L. p*(C) itself is
+  optimal.py's.
 """
 
 from __future__ import annotations
@@ -28,11 +23,10 @@ import math
 import numpy as np
 from scipy import optimize, stats
 
-from patchscale.analysis.stats import json_mean_interval, json_number, mean_interval, t_quantile
+from patchscale.analysis.cells import Cells
+from patchscale.analysis.stats import json_number, mean_interval, t_quantile
 
 TOO_FEW = "too few budgets/patch sizes for a joint law"
-N_DRAWS = 2000  # Parametric bootstrap draws for p*(C).
-P_OPT_MIN = 0.025  # A patch size enters p*'s set when it is optimal in at least this share of draws.
 ALPHA_BOUNDS = (1e-3, 5.0)
 BETA_BOUNDS = (1e-3, 3.0)
 GAMMA_BOUNDS = (-6.0, 6.0)
@@ -41,95 +35,6 @@ LACK_OF_FIT_LEVEL = 0.05  # The lack-of-fit F-test rejects below this p-value; p
 IDENTIFIED, REFUSED = "identified", "refused"  # fit["pstar"]["status"]
 SYMBOL = {"alpha": "α", "beta": "β", "gamma": "γ"}
 
-
-# --------------------------------------------------------------------------- cells
-
-@dataclasses.dataclass
-class Cells:
-    """Seed means per (patch size, budget) cell of one group, plus per-patch-size cost."""
-
-    p: np.ndarray  # (m,) patch size per cell
-    D: np.ndarray  # (m,) images seen
-    C: np.ndarray  # (m,) mean training FLOPs
-    n: np.ndarray  # (m,) seeds
-    mean: np.ndarray  # (m,) seed mean of the metric
-    values: list  # per cell, the seed values
-    seeds: list  # per cell, the seeds behind them
-    patch_sizes: np.ndarray  # sorted measured patch sizes
-    flops_per_image: np.ndarray  # f(p) at patch_sizes
-    tokens: np.ndarray  # tokens per image at patch_sizes
-    notes: list
-
-    def f(self, p) -> np.ndarray:
-        """Training FLOPs per image, interpolated log-log between measured patch sizes."""
-        return _loglog(self.patch_sizes, self.flops_per_image, p)
-
-    def t(self, p) -> np.ndarray:
-        """Tokens per image, interpolated like f."""
-        return _loglog(self.patch_sizes, self.tokens, p)
-
-    def d_range(self, p: float) -> tuple[float, float]:
-        """Smallest and largest measured budget at patch size p: beyond them a prediction extrapolates."""
-        sel = self.p == p
-        return float(self.D[sel].min()), float(self.D[sel].max())
-
-    def to_list(self) -> list[dict]:
-        out = []
-        for i in range(len(self.p)):
-            out.append({"patch_size": int(self.p[i]), "images_seen": int(self.D[i]), "train_flops": float(self.C[i]),
-                        **json_mean_interval(self.values[i])})
-        return out
-
-
-def _loglog(xs, ys, x) -> np.ndarray:
-    """y at x from measured (xs, ys): piecewise linear in log-log, the end slopes beyond the ends."""
-    lx, ly = np.log(np.asarray(xs, np.float64)), np.log(np.asarray(ys, np.float64))
-    x = np.log(np.asarray(x, np.float64))
-    if len(lx) == 1:
-        return np.full_like(x, math.exp(ly[0]))
-    order = np.argsort(lx)
-    lx, ly = lx[order], ly[order]
-    # Linear in log-log inside the range; the end segments' slopes outside it.
-    slope_lo = (ly[1] - ly[0]) / (lx[1] - lx[0])
-    slope_hi = (ly[-1] - ly[-2]) / (lx[-1] - lx[-2])
-    y = np.interp(x, lx, ly)
-    y = np.where(x < lx[0], ly[0] + slope_lo * (x - lx[0]), y)
-    y = np.where(x > lx[-1], ly[-1] + slope_hi * (x - lx[-1]), y)
-    return np.exp(y)
-
-
-def cells(group_runs, metric: str = "test_loss") -> Cells:
-    """Seed means per (p, D); budgets without images seen (old runs) are left out with a note."""
-    notes = []
-    table: dict[tuple[int, int], list[tuple[float, float, int]]] = {}
-    ratio: dict[int, list[float]] = {}
-    tokens: dict[int, int] = {}
-    skipped = 0
-    for run in group_runs:
-        tokens[run.patch_size] = run.tokens_per_image
-        for b in run.budgets:
-            value = b.metric(metric)
-            if b.images_seen <= 0 or value is None:
-                skipped += 1
-                continue
-            table.setdefault((run.patch_size, b.images_seen), []).append((float(value), b.train_flops, run.seed))
-            ratio.setdefault(run.patch_size, []).append(b.train_flops / b.images_seen)
-    if skipped:
-        notes.append(f"{skipped} budget(s) without images seen or without {metric} left out")
-    keys = sorted(table, key=lambda k: (-k[0], k[1]))
-    ps = np.asarray(sorted(ratio), np.float64)
-    return Cells(
-        p=np.asarray([k[0] for k in keys], np.float64), D=np.asarray([k[1] for k in keys], np.float64),
-        C=np.asarray([np.mean([c for _, c, _ in table[k]]) for k in keys]),
-        n=np.asarray([len(table[k]) for k in keys]),
-        mean=np.asarray([np.mean([v for v, _, _ in table[k]]) for k in keys]),
-        values=[[v for v, _, _ in table[k]] for k in keys], seeds=[[s for _, _, s in table[k]] for k in keys],
-        patch_sizes=ps,
-        flops_per_image=np.asarray([np.median(ratio[int(p)]) for p in ps]),
-        tokens=np.asarray([max(tokens[int(p)], 1) for p in ps], np.float64), notes=notes)
-
-
-# --------------------------------------------------------------------------- joint law
 
 @dataclasses.dataclass(frozen=True)
 class Form:
@@ -187,7 +92,7 @@ def predict(form: str, theta, p, D, ctx: Context) -> np.ndarray:
     return E + patch + data
 
 
-def _bounds(form: Form, ymin: float):
+def bounds(form: Form, ymin: float):
     """Fit-space box: E in [0, smallest cell mean), scales and exponents within the module's bounds."""
     lo = [0.0, LOG_SCALE_BOUNDS[0], ALPHA_BOUNDS[0], LOG_SCALE_BOUNDS[0], BETA_BOUNDS[0]]
     hi = [ymin * (1 - 1e-6), LOG_SCALE_BOUNDS[1], ALPHA_BOUNDS[1], LOG_SCALE_BOUNDS[1], BETA_BOUNDS[1]]
@@ -226,7 +131,7 @@ def _starts(form: Form, p, D, y, ctx: Context, n_best: int = 3) -> list[np.ndarr
 
 def _solve(form: Form, p, D, y, W, ctx: Context, starts) -> optimize.OptimizeResult:
     """Bounded least squares of the whitened log residuals from each start; the best result."""
-    lo, hi = _bounds(form, float(y.min()))
+    lo, hi = bounds(form, float(y.min()))
     logy = np.log(y)
 
     def resid(theta):
@@ -310,7 +215,7 @@ def fit_form(c: Cells, form: Form, ctx: Context, s2: float | None, df_pe: int, r
     theta = res.x
     chi2 = 2 * res.cost
     notes = []
-    lo, hi = _bounds(form, float(y.min()))
+    lo, hi = bounds(form, float(y.min()))
     span = hi - lo
     at_bound = (np.abs(theta - lo) < 1e-6 * span) | (np.abs(theta - hi) < 1e-6 * span) | (res.active_mask != 0)
     # A or B ≈ 0 makes its exponent unidentified.
@@ -495,159 +400,3 @@ def fit_joint(c: Cells, forms=FORMS) -> dict:
     return {**base, "status": "fitted", "fits": fits, "preferred": best, "chosen": chosen,
             "separable": chosen is not None,
             "candidates": tied, "comparisons": comparisons, "reason": reason}
-
-
-# --------------------------------------------------------------------------- p*(C)
-
-def _patch_grid(c: Cells, n: int) -> np.ndarray:
-    """n log-spaced patch sizes across the measured range, plus the measured sizes themselves."""
-    return np.unique(np.concatenate([np.geomspace(c.patch_sizes.min(), c.patch_sizes.max(), n), c.patch_sizes]))
-
-
-def outside_range(x: float, lo: float, hi: float) -> bool:
-    """x below lo or above hi by more than rounding (relative 1e-9): an extrapolation."""
-    return bool(x < lo * (1 - 1e-9) or x > hi * (1 + 1e-9))
-
-
-def _central_95(draws) -> list:
-    """The 2.5 and 97.5 percentiles of bootstrap draws: their 95% interval."""
-    return [json_number(np.percentile(draws, 2.5)), json_number(np.percentile(draws, 97.5))]
-
-
-def _draws(fit: dict, n_draws: int, seed: int, form: Form, ymin: float) -> np.ndarray:
-    """Multivariate-t draws of the fit-space parameters: a parameter on a bound varies on its open
-    side, the exponent of a vanished term stays fixed. Draws outside the bounds are redrawn
-    (truncation keeps the correlations that clipping would break)."""
-    theta = fit["_theta"]
-    cov = fit.get("_cov_draws", fit["_cov"])
-    if cov is None:
-        return theta[None, :]
-    rng = np.random.default_rng(seed)
-    vals, vecs = np.linalg.eigh(cov)
-    root = vecs * np.sqrt(np.clip(vals, 0, None))
-    lo, hi = _bounds(form, ymin)
-    kept, total = [], 0
-    for _ in range(20):
-        z = rng.standard_normal((n_draws, len(theta))) @ root.T
-        chi = rng.chisquare(fit["_df"], size=(n_draws, 1)) / fit["_df"]
-        x = theta + z / np.sqrt(chi)
-        kept.append(x[np.all((x >= lo) & (x <= hi), 1)])
-        total += len(kept[-1])
-        if total >= n_draws:
-            break
-    x = np.concatenate(kept)[:n_draws]
-    if len(x) < n_draws // 10:  # Almost all mass outside the bounds: fall back to clipping.
-        x = np.clip(theta + z / np.sqrt(chi), lo, hi)
-    return x
-
-
-def _tie(fit: dict, tie: float | None) -> float:
-    """The tie threshold in log L: the argument, else the fit's (`pstar_status`), else 0."""
-    if tie is None:
-        tie = ((fit.get("pstar") or {}).get("tie_threshold") or {}).get("log")
-    return float(tie or 0.0)
-
-
-def _near_range(p, logL, tie: float) -> list:
-    """The smallest and largest p whose log L is within `tie` of the minimum."""
-    near = p[logL - logL.min() <= tie]
-    return [json_number(near.min()), json_number(near.max())]
-
-
-def optimal(c: Cells, fit: dict, ctx: Context, budgets, n_draws: int = N_DRAWS, seed: int = 0,
-            grid: int = 121, tie: float | None = None) -> list[dict]:
-    """p*(C) for each compute budget C: over the sweep's patch sizes, and continuous p between them.
-
-    A predicted difference of log L within `tie` (default: the fit's tie threshold, the seed standard
-    error of a cell mean) is a tie: `tied_for_best` holds the sizes within it of the best prediction;
-    `probability_optimal[p]` is the share of draws in which p beats every other size by more than it,
-    `probability_tie` the share with no such winner (they sum to 1), and `probability_among_best[p]`
-    the share in which p is within it of the best. The caller decides whether the fit may be asked
-    (`fit["pstar"]["status"]`)."""
-    form = FORM[fit["form"]]
-    theta = fit["_theta"]
-    tie = _tie(fit, tie)
-    draws = _draws(fit, n_draws, seed, form, float(c.mean.min()))
-    cand = c.patch_sizes
-    pg = _patch_grid(c, grid)
-    out = []
-    for C in budgets:
-        C = float(C)
-        D_c, D_g = C / c.f(cand), C / c.f(pg)
-        L_c = predict(form.name, theta, cand, D_c, ctx)
-        i = int(np.argmin(L_c))
-        p_star = float(cand[i])
-        log_c = np.log(np.maximum(L_c, 1e-300))
-        tied = [int(p) for p in cand[log_c - log_c[i] <= tie]]
-        L_g = predict(form.name, theta, pg, D_g, ctx)
-        j = int(np.argmin(L_g))
-        Ld_c = predict(form.name, draws, cand, D_c, ctx)  # (draws, candidates)
-        logd = np.log(np.maximum(Ld_c, 1e-300))
-        near = logd - logd.min(1, keepdims=True) <= tie  # Within the tie threshold of the draw's best.
-        clear = near.sum(1) == 1
-        win = np.bincount(np.argmin(logd, 1)[clear], minlength=len(cand)) / len(draws)
-        among = near.mean(0)
-        Ld_g = predict(form.name, draws, pg, D_g, ctx)
-        pd = pg[np.argmin(Ld_g, 1)]
-        loss_i = Ld_c[:, i]
-        dlo, dhi = c.d_range(p_star)
-        extrapolated = outside_range(D_c[i], dlo, dhi)
-        pc = float(pg[j])
-        lower, upper = cand[cand <= pc].max(), cand[cand >= pc].min()
-        drange = [max(c.d_range(lower)[0], c.d_range(upper)[0]), min(c.d_range(lower)[1], c.d_range(upper)[1])]
-        out.append({
-            "compute": C, "patch_size": int(p_star), "images_seen": json_number(D_c[i]), "loss": json_number(L_c[i]),
-            "loss_interval": _central_95(loss_i),
-            "tie_threshold": json_number(tie), "tied_for_best": tied,
-            "probability_optimal": {str(int(p)): json_number(q) for p, q in zip(cand, win)},
-            "probability_tie": json_number(1.0 - float(clear.mean())),
-            "probability_among_best": {str(int(p)): json_number(q) for p, q in zip(cand, among)},
-            "patch_set": [int(p) for p, q in zip(cand, among) if q >= P_OPT_MIN] or tied,
-            "extrapolated": extrapolated,
-            "continuous": {"patch_size": pc, "interval": _central_95(pd),
-                           "near_optimal": _near_range(pg, np.log(np.maximum(L_g, 1e-300)), tie),
-                           "loss": json_number(L_g[j]), "interpolated": bool(not np.any(np.isclose(pc, cand))),
-                           "extrapolated": outside_range(D_g[j], *drange)},
-        })
-    return out
-
-
-def iso_flop(c: Cells, fit: dict, ctx: Context, budgets, grid: int = 41) -> list[dict]:
-    """Predicted L vs p at fixed compute C (continuous p between the measured sizes, and at them)."""
-    pg = _patch_grid(c, grid)
-    out = []
-    for C in budgets:
-        D = float(C) / c.f(pg)
-        L = predict(fit["form"], fit["_theta"], pg, D, ctx)
-        out.append({"compute": float(C), "patch_size": [float(x) for x in pg], "images_seen": [float(x) for x in D],
-                    "loss": [json_number(x) for x in L]})
-    return out
-
-
-def compute_budgets(c: Cells, extra=None, n_log: int = 5) -> list[dict]:
-    """The budgets p*(C) is reported at: each patch size's compute at its largest budget, log-spaced
-    values across the covered range, and the user's budget."""
-    out = []
-    for p in sorted(c.patch_sizes, reverse=True):
-        sel = c.p == p
-        out.append({"compute": float(c.C[sel][np.argmax(c.D[sel])]), "source": f"largest budget at p={int(p)}"})
-    lo, hi = float(c.C.min()), float(c.C.max())
-    for C in np.geomspace(lo, hi, n_log):
-        if all(abs(math.log(C / e["compute"])) > 0.05 for e in out):
-            out.append({"compute": float(C), "source": "log-spaced in the covered range"})
-    if extra is not None:
-        out.append({"compute": float(extra), "source": "requested (--budget)"})
-    return sorted(out, key=lambda e: e["compute"])
-
-
-# --------------------------------------------------------------------------- frontier
-
-def frontier(cost, loss) -> list[int]:
-    """Indices on the loss-vs-compute frontier: no other point is cheaper and better."""
-    cost, loss = np.asarray(cost, np.float64), np.asarray(loss, np.float64)
-    best, keep = np.inf, []
-    for i in np.lexsort((loss, cost)):
-        if loss[i] < best:
-            keep.append(int(i))
-            best = loss[i]
-    return keep

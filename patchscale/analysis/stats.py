@@ -1,6 +1,6 @@
-"""Small statistics helpers shared by the analysis modules: t quantiles, mean intervals, JSON numbers.
+"""Small statistics helpers shared by the analysis modules: t quantiles, mean intervals, JSON-safe values.
 
-Kept apart so that laws.py, joint.py and convergence.py can use them without importing each
+Kept apart so that the law, joint-law and convergence modules can use them without importing each
 other's concerns.
 """
 
@@ -18,6 +18,19 @@ def json_number(x) -> float | None:
         return None
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def json_safe(value):
+    """Nested containers with NaN and ±inf replaced by None, numpy scalars by Python ones."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def t_quantile(df: float, level: float = 0.95) -> float:

@@ -20,7 +20,9 @@ import numpy as np
 from etils import epath
 
 from patchscale.analysis import collect
-from patchscale.analysis.joint import Cells, Context, frontier, predict
+from patchscale.analysis.cells import Cells
+from patchscale.analysis.joint import Context, predict
+from patchscale.analysis.optimal import frontier
 from patchscale.reporting import figures
 
 
