@@ -5,7 +5,10 @@ that are identified agree to RELATIVE (float summation order and vector widths d
 do not); a parameter that is not identified (its interval is None, or it is listed in `at_bound`)
 lies anywhere along a flat valley of the fit, so only its flag is compared, and a note about it
 may come or go with where it landed ("alpha at its lower bound" on one CPU, α = 1.05·10⁻³ on
-another). Numbers printed inside notes agree to their last printed digit.
+another). Numbers printed inside notes agree to their last printed digit. The compute view's joint
+laws are iterative fits from several starts, refitted once per left-out cell, on surfaces with flat
+valleys; their numbers agree to RELATIVE_JOINT (an Intel and an AMD CPU gave leave-one-cell-out
+comparisons 2.7e-6 apart, relative: results/mnist_limited_reference, `comparisons.additive.interval`).
 """
 
 import json
@@ -21,6 +24,7 @@ from tests.conftest import REPO
 
 STUDIES = ["mnist_limited_reference", "mnist_input_size", "mnist_s2", "mnist_sweep_reference"]
 RELATIVE = 1e-6
+RELATIVE_JOINT = 1e-4  # Numbers under fit.json's "compute" (the joint laws and what they predict).
 ABSOLUTE = 1e-12
 NUMBER = re.compile(r"[-+−]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
@@ -96,7 +100,8 @@ def assert_same(new, old, where="fit.json", skip=frozenset()):
         if where.rsplit(".", 1)[-1] in skip and where.rsplit(".", 2)[-2] in ("params", "standard_errors"):
             assert isinstance(new, (int, float)) or new is None, where  # Not identified: lands anywhere.
             return
-        assert isinstance(new, (int, float)) and math.isclose(new, old, rel_tol=RELATIVE, abs_tol=ABSOLUTE), \
+        rel = RELATIVE_JOINT if where.startswith("fit.json.compute.") else RELATIVE
+        assert isinstance(new, (int, float)) and math.isclose(new, old, rel_tol=rel, abs_tol=ABSOLUTE), \
             f"{where}: {new!r} vs {old!r}"
     elif isinstance(old, str) and isinstance(new, str):
         assert _same_text(new, old), f"{where}: {new!r} vs {old!r}"

@@ -231,8 +231,10 @@ def fit_form(c: Cells, form: Form, ctx: Context, s2: float | None, df_pe: int, r
         vanished_terms["B"] = ["beta"] + (["gamma"] if form.k == 6 else [])
         notes.append("B ≈ 0: the budget term vanishes, β not identified")
     unident = at_bound | vanished
+    # A vanished term's scale and exponents are free along a flat valley: where they land (on a bound
+    # or just off it) differs between CPUs, so they are named as vanished, never as on a bound.
     on_bound = {}
-    for i in np.flatnonzero(at_bound):
+    for i in np.flatnonzero(at_bound & ~vanished):
         name = form.names[i]
         side = "lower" if abs(theta[i] - lo[i]) <= abs(theta[i] - hi[i]) else "upper"
         on_bound[name] = side
