@@ -30,7 +30,10 @@ depth 2) at 4 epochs instead of 16. What is left out, and why (times on this 2-c
   law is claimed for a group that is not converged.
 
 The ViT at p = 16 has one patch token: an MLP with a 256 → 64 bottleneck. It does not beat the
-MLP baseline (docs/results.md); every run with more than one patch token does.
+MLP baseline (docs/results.md); every run with more than one patch token does. A longer default
+would not change that: at 8 epochs the MLP reaches 0.084–0.087 and the one-token ViT 0.081–0.084
+(results/archive/mlp_8_epochs, against the 16-epoch study's 8-epoch branches), too close to beat it
+reliably.
 
 Baselines: the linear one at lr 0.1 and the MLP at 3e-3, each the best of a learning-rate check
 at 4 epochs, seed 0, by validation loss (linear: 0.1 → 0.563, 1e-2 → 0.575, 3e-3 → 0.585; MLP:
