@@ -55,3 +55,20 @@ def test_with_steps_drops_the_branches_it_cannot_keep():
     short = spec.with_steps(10, 1)
     assert (short.total_steps, short.warmup_steps, short.branches) == (10, 1, ())
     assert short.train_flops_per_image == spec.train_flops_per_image
+
+
+def test_the_32_epoch_study_repeats_the_16_epoch_schedule_up_to_16_epochs():
+    """mnist_rich_16_long's first budgets must be the 16-epoch study's, branch for branch, so that
+    the two are one schedule (same warm-up, same cooldown starts and ends) up to 16 epochs."""
+    def spec(name):
+        path = str(pathlib.Path(DEFAULT_EXPERIMENT).parent / f"{name}.py")
+        return RunSpec.from_config(config_lib.experiment_config(config_lib.load_module(path), path))
+
+    short, long = spec("mnist_rich_16"), spec("mnist_rich_16_long")
+    assert long.total_steps == 2 * short.total_steps and long.warmup_steps == short.warmup_steps
+    extra = {start: end for start, end in long.cooldown_branches.items() if start not in short.cooldown_branches}
+    assert {s: long.cooldown_branches[s] for s in short.cooldown_branches} == short.cooldown_branches
+    [(start, end)] = extra.items()  # The 16-epoch budget: the short run's own final decay.
+    assert end == short.total_steps
+    first_start, first_end = min(short.cooldown_branches.items())
+    assert abs(start / end - first_start / first_end) < 1e-3  # Decays over the same fraction of its budget.
