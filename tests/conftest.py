@@ -16,17 +16,21 @@ DEFAULT_EXPERIMENT = REPO / "experiments" / "mnist_vit.py"
 CACHE_ENV = "PATCHSCALE_COMPILATION_CACHE"
 TEST_CACHE_ENV = "PATCHSCALE_TEST_COMPILATION_CACHE"  # A developer's own cache for tests, reused between runs.
 OWNED_CACHE_ENV = "PATCHSCALE_TEST_OWNS_CACHE"  # Set by the process that made this run's temporary cache.
+# LLVM's backend optimisation off: compiling is most of the tier's time and no test measures speed.
+QUICK_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 
 def pytest_configure(config):
     """A compilation cache of this test run only, so no test run reads or fills the user's cache.
 
     With it a run's time does not depend on what compiled before, and the user's cache never
-    gains entries from test shapes. The first process (the xdist controller) makes the directory;
-    the workers and the CLI subprocesses inherit it through the environment.
+    gains entries from test shapes. The first process (the xdist controller) makes the directory
+    and adds the quick-compile flags to any XLA_FLAGS of the user's; the workers and the CLI
+    subprocesses inherit both through the environment.
     """
     if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get(OWNED_CACHE_ENV):
         return
+    os.environ["XLA_FLAGS"] = with_xla_flags(os.environ.get("XLA_FLAGS", ""), QUICK_COMPILE_FLAGS)
     chosen = os.environ.get(TEST_CACHE_ENV)
     directory = chosen or tempfile.mkdtemp(prefix="patchscale-test-xla-")
     os.environ[CACHE_ENV] = directory
@@ -97,8 +101,16 @@ def get_sweep():
     return path
 
 
+def with_xla_flags(current: str, extra: str) -> str:
+    """`current` XLA flags with those of `extra` that it lacks, so neither set overrides the other."""
+    present = current.split()
+    return " ".join(present + [flag for flag in extra.split() if flag not in present])
+
+
 def run_cli(*args, env_extra=None, timeout=600) -> subprocess.CompletedProcess:
     env = dict(os.environ, **(env_extra or {}))
+    if env_extra and "XLA_FLAGS" in env_extra:  # Added to this run's flags, not in place of them.
+        env["XLA_FLAGS"] = with_xla_flags(os.environ.get("XLA_FLAGS", ""), env_extra["XLA_FLAGS"])
     return subprocess.run([sys.executable, "-m", "patchscale.cli", *map(str, args)], capture_output=True,
                           text=True, env=env, timeout=timeout, cwd=REPO)
 
