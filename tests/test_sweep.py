@@ -121,7 +121,7 @@ def test_sweep_records_failures_skips_finished_and_resumes_partial(tmp_path, mni
     failure = json.loads((bad / "failed.json").read_text())
     assert "training loss is nan" in failure["error"].lower() and failure["overrides"]["model.patch_size"] == 8
     assert json.loads((res / "sweep.json").read_text())["experiment"] == "tiny"
-    assert "every run is done" in first.stdout  # So the sweep fitted what it could.
+    assert "every run has ended (1 failed, left out)" in first.stdout  # So the sweep fitted what it could.
     fit = json.loads((res / "fit.json").read_text())
     assert "at least 3" in fit["fits"]["attention-pico-r32"]["error"]  # One finished run: no fit.
     page = (res / "report.html").read_text()  # The page comes with the fit, failures named.
