@@ -309,6 +309,12 @@ def test_baselines_and_under_trained_runs():
     assert "under-trained by definition" in text and "under-trained: vit-p1-s0" in text
 
 
+def test_no_run_compared_with_a_linear_baseline_is_never_said_to_beat_it():
+    only_baselines = compute.analyse(baseline_runs(error=0.10), n_draws=10)["baselines"]
+    assert only_baselines["note"] == "no run was checked against a linear baseline"
+    assert not only_baselines["runs"] and not only_baselines["under_trained"]
+
+
 def test_too_few_budgets_for_a_joint_law():
     runs = make_runs(budgets=(75_000, 150_000))
     analysis = compute.analyse(runs, n_draws=100)

@@ -353,6 +353,11 @@ def baseline_comparison(grouped: dict, baselines: dict, metric: str = "test_loss
                          "test_error": err, "linear_baseline": label, "linear_error": linear, "under_trained": bad})
             if bad:
                 under.append(r.name)
-    return {"metric": metric, "baselines": out, "runs": runs, "under_trained": under,
-            "note": (f"{len(under)} run(s) worse than the linear baseline: under-trained by definition"
-                     if under else "every checked run beats the linear baseline"), "notes": notes}
+    checked = sum(r["under_trained"] is not None for r in runs)
+    if under:
+        note = f"{len(under)} run(s) worse than the linear baseline: under-trained by definition"
+    elif checked:
+        note = "every checked run beats the linear baseline"
+    else:  # Never "every run beats it" when no run was compared with one.
+        note = "no run was checked against a linear baseline"
+    return {"metric": metric, "baselines": out, "runs": runs, "under_trained": under, "note": note, "notes": notes}
