@@ -102,7 +102,11 @@ def get_sweep():
 
 
 def with_xla_flags(current: str, extra: str) -> str:
-    """`current` XLA flags with those of `extra` that it lacks, so neither set overrides the other."""
+    """`current` XLA flags followed by those of `extra` that it lacks.
+
+    XLA reads the flags in order and the last wins, so for a flag set in both with different
+    values, `extra`'s value holds (the test run's, or a test's own device count).
+    """
     present = current.split()
     return " ".join(present + [flag for flag in extra.split() if flag not in present])
 
