@@ -5,9 +5,10 @@
 Each pixel of the 16×16 input at least as bright as `data.pixel_threshold` (128 of 255) is
 labelled with its digit's class, every other pixel is background (11 classes;
 patchscale/segmentation.py; the labels are computed from the pixels the model sees, so the ±1
-px shifts move image and labels together). The default study's ViT and data-rich recipe
-(experiments/mnist_sweep.py: all 50,000 images, 1/2/4-epoch budgets) at patch sizes 8, 4, 2 with two heads: `dense_linear` (one linear layer from each token to its
-p×p pixels' logits, the study's decoder-free head) and `dense_decoder` (a small conv decoder,
+px shifts move image and labels together). The default study's ViT and data-rich recipe cut at
+4 epochs (experiments/mnist_sweep.py's `recipe(epochs=4)`: all 50,000 images, 1/2/4-epoch
+budgets) at patch sizes 8, 4, 2 with two heads: `dense_linear` (one linear layer from each token
+to its p×p pixels' logits, the study's decoder-free head) and `dense_decoder` (a small conv decoder,
 0.08–0.15 M parameters at these patch sizes). Per-pixel cross-entropy and pixel accuracy over every pixel of
 the 10,000 test images, and mIoU (summary.json: test_miou). What the study reports: the
 decoder's advantage shrinks as the patch shrinks, until the linear head matches it at p = 1.
@@ -24,7 +25,7 @@ HEADS = ("dense_linear", "dense_decoder")
 
 
 def get_config(arg=None):
-    c = mnist_sweep.get_config(arg)  # 16×16, data-rich.
+    c = mnist_sweep.recipe(arg, epochs=4.0)  # 16×16, data-rich.
     c.model.pool = "gap"  # No class token: every token is a patch of pixels.
     c.model.head = "dense_linear"
     return c

@@ -2,12 +2,13 @@
 
     patchscale sweep experiments/mnist_extend.py
 
-At the default study's 16×16 input and data-rich recipe (experiments/mnist_sweep.py: all 50,000
-images with ±1 px shifts, 1/2/4-epoch budgets, baselines, convergence verdict), each mixer sees
+At the default study's 16×16 input and data-rich recipe cut at 4 epochs (experiments/mnist_sweep.py's
+`recipe(epochs=4)`: all 50,000 images with ±1 px shifts, 1/2/4-epoch budgets, baselines,
+convergence verdict), each mixer sees
 4 and 16 patch tokens in two ways:
 
 * by scaling: smaller patches, p = 16, 8, 4 (1, 4, 16 tokens): more tokens *and* more pixels
-  per token position (the default study's own points);
+  per token position;
 * by extending (`model.extend_tokens`): a larger patch whose grid of embeddings is interpolated
   bilinearly to the token count of the smaller patch, p = 16 at 2× (4 tokens), p = 16 at 4× and
   p = 8 at 2× (16 tokens): the sequence of a smaller patch, no new pixels.
@@ -18,8 +19,8 @@ information, not sequence length. How to read the results: `patchscale fit` grou
 everything but patch size and seed, so each extension factor is its own group; compare
 `tokens_per_image` rows across groups (the fit table's per-patch-size means with intervals).
 
-Cost here: about twice the default study (its per-run times at the same token counts), so
-about an hour on this project's 2-core CPU, 3 seeds of both mixers plus 6 baseline runs.
+Cost here: about twice the 4-epoch default of results/archive/mnist_sweep_p16_8_4 (its per-run
+times at the same token counts), so about an hour on this project's 2-core CPU, 3 seeds of both mixers plus 6 baseline runs.
 NOT RUN yet.
 """
 
@@ -30,7 +31,7 @@ EXTENDING = ((16, 2), (16, 4), (8, 2))
 
 
 def get_config(arg=None):
-    return mnist_sweep.get_config(arg)
+    return mnist_sweep.recipe(arg, epochs=4.0)
 
 
 def get_sweep():

@@ -4,8 +4,8 @@
 
 ViTs of three sizes (width 32 depth 2, width 64 depth 2, width 128 depth 4; 4 heads, MLP 4×)
 at patch sizes 16, 8, 4, 2 (1 to 64 patch tokens), the default study's data-rich recipe
-otherwise (experiments/mnist_sweep.py: all 50,000 images with ±1 px shifts, 1/2/4-epoch
-budgets), three seeds. Each model size is its own patch-size group in
+otherwise, cut at 4 epochs (experiments/mnist_sweep.py's `recipe(epochs=4)`: all 50,000 images
+with ±1 px shifts, 1/2/4-epoch budgets), three seeds. Each model size is its own patch-size group in
 `patchscale fit`; `patchscale plot DIR` puts every group's loss and accuracy against training FLOPs and against parameters on
 shared axes (groups_vs_compute.png), and `patchscale fit DIR` lists every cell by FLOPs, so
 the two ways of spending compute meet on one axis. What the study reports: at equal
@@ -25,7 +25,7 @@ MODELS = ({"model.width": 32, "model.depth": 2, "model.heads": 4, "model.mlp_dim
 
 
 def get_config(arg=None):
-    return mnist_sweep.get_config(arg)  # The default study's data-rich recipe at 16×16.
+    return mnist_sweep.recipe(arg, epochs=4.0)  # The default study's data-rich recipe at 16×16, 4 epochs.
 
 
 def get_sweep():

@@ -57,18 +57,27 @@ def test_with_steps_drops_the_branches_it_cannot_keep():
     assert short.train_flops_per_image == spec.train_flops_per_image
 
 
-def test_the_32_epoch_study_repeats_the_16_epoch_schedule_up_to_16_epochs():
-    """mnist_rich_16_long's first budgets must be the 16-epoch study's, branch for branch, so that
-    the two are one schedule (same warm-up, same cooldown starts and ends) up to 16 epochs."""
-    def spec(name):
-        path = str(pathlib.Path(DEFAULT_EXPERIMENT).parent / f"{name}.py")
-        return RunSpec.from_config(config_lib.experiment_config(config_lib.load_module(path), path))
+def _experiment_spec(name):
+    path = str(pathlib.Path(DEFAULT_EXPERIMENT).parent / f"{name}.py")
+    return RunSpec.from_config(config_lib.experiment_config(config_lib.load_module(path), path))
 
-    short, long = spec("mnist_rich_16"), spec("mnist_rich_16_long")
+
+def _assert_schedule_is_a_prefix(short, long):
+    """`long` runs `short`'s schedule (same warm-up, same cooldown starts and ends) and goes on
+    twice as far: its one extra branch is `short`'s own final decay."""
     assert long.total_steps == 2 * short.total_steps and long.warmup_steps == short.warmup_steps
     extra = {start: end for start, end in long.cooldown_branches.items() if start not in short.cooldown_branches}
     assert {s: long.cooldown_branches[s] for s in short.cooldown_branches} == short.cooldown_branches
-    [(start, end)] = extra.items()  # The 16-epoch budget: the short run's own final decay.
+    [(start, end)] = extra.items()  # The short run's own final decay.
     assert end == short.total_steps
     first_start, first_end = min(short.cooldown_branches.items())
     assert abs(start / end - first_start / first_end) < 1e-3  # Decays over the same fraction of its budget.
+
+
+def test_the_32_epoch_study_repeats_the_16_epoch_schedule_up_to_16_epochs():
+    _assert_schedule_is_a_prefix(_experiment_spec("mnist_rich_16"), _experiment_spec("mnist_rich_16_long"))
+
+
+def test_the_default_retraces_the_16_epoch_study_up_to_8_epochs():
+    """The default's docstring says each of its runs retraces the 16-epoch study's 8-epoch branch."""
+    _assert_schedule_is_a_prefix(_experiment_spec("mnist_sweep"), _experiment_spec("mnist_rich_16"))

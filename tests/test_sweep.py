@@ -8,6 +8,8 @@ from patchscale import sweep
 from patchscale.sweep import cost, runner
 from patchscale.sweep import points as points_lib
 from patchscale.errors import UserError
+from patchscale.models import sizes
+from patchscale.run_spec import RunSpec
 
 EXPERIMENT = '''
 from patchscale.defaults import base_config
@@ -153,19 +155,23 @@ def test_default_experiment_is_the_promised_sweep():
 
     points = sweep.expand(str(REPO / "experiments" / "mnist_sweep.py"))
     models = [p for p in points if p.config.model.baseline == "none"]
-    assert len(points) == 24 and len(models) == 18
+    assert len(points) == 18 and len(models) == 12
     assert {(p.config.model.mixer, p.config.model.patch_size) for p in models} == {
-        (mixer, ps) for mixer in ("attention", "mamba2") for ps in (16, 8, 4)}
+        (mixer, ps) for mixer in ("attention", "mamba2") for ps in (8, 4)}
     assert {p.config.data.image_size for p in points} == {16}
-    assert len({(p.config.train.epochs, p.config.train.budgets, p.config.train.learning_rate) for p in models}) == 1
+    # No bottleneck at the largest patch: its p²·C pixels fit the width (the reason p = 16 is out).
+    specs = [RunSpec.from_config(p.config) for p in models]
+    assert all(sizes.resolve(s.config.model).width >= s.config.model.patch_size ** 2 * s.channels for s in specs)
+    assert {(p.config.train.epochs, p.config.train.budgets, p.config.train.learning_rate) for p in models} == {
+        (8.0, (0.25, 0.5), 3e-3)}
     assert {p.config.train.label_smoothing for p in points} == {0.0}
     assert {p.config.data.eval_examples for p in points} == {None}  # The whole test split.
     # Data-rich: every training image, shifted, so that no model memorises its data.
     assert {(p.config.data.train_examples, p.config.data.random_shift) for p in points} == {(None, 1)}
     assert {p.name for p in points[:6]} == {f"baseline-{k}-s{s}" for k in ("linear", "mlp") for s in range(3)}
-    assert [p.config.seed for p in models[:6]] == [0] * 6  # Seed-major: a stopped sweep keeps whole curves.
-    assert models[3].name == "mamba2-adv-mu-p16-s0" and models[3].config.model.norm == "rmsnorm"
-    assert models[3].config.model.patch_embed_init == "lecun_normal"
+    assert [p.config.seed for p in models[:4]] == [0] * 4  # Seed-major: a stopped sweep keeps whole curves.
+    assert models[2].name == "mamba2-adv-mu-p8-s0" and models[2].config.model.norm == "rmsnorm"
+    assert models[2].config.model.patch_embed_init == "lecun_normal"
 
 
 def test_data_limited_contrast_keeps_its_recipe():
