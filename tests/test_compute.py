@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from patchscale.analysis import compute, convergence, joint
+from patchscale.analysis import baselines, compute, convergence, joint
 from patchscale.analysis.cells import cells
 from patchscale.analysis.optimal import optimal
 from patchscale.analysis.collect import Budget, Run
@@ -328,7 +328,7 @@ def test_too_few_budgets_for_a_joint_law():
 def test_plots_written(tmp_path, synthetic):
     runs, analysis = synthetic
     runs = runs + baseline_runs()
-    analysis = dict(analysis, baselines=convergence.baseline_comparison(
+    analysis = dict(analysis, baselines=baselines.baseline_comparison(
         {"vit-pico-r8": runs[:-3]}, {"baseline-linear-r8": runs[-3:]}, "test_loss"))
     written = compute_plots.plot_compute(tmp_path, runs, analysis)
     assert sorted(p.rsplit(".", 1)[1] for p in written) == ["png", "svg"]

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from patchscale.analysis import convergence
+from patchscale.analysis import baselines, convergence
 from patchscale.analysis.collect import Budget, Run
 
 BUDGETS = (18_750, 37_500, 75_000, 150_000)  # Doublings: D/2 of the largest is on the grid.
@@ -167,10 +167,10 @@ def test_not_checkable_without_half_budget():
 ])
 def test_baselines_are_one_patch_size(curve, words):
     members = runs({8: curve}, baseline="linear")
-    assert convergence._baseline_convergence(members).startswith(words)
+    assert baselines._baseline_convergence(members).startswith(words)
     single = runs({8: curve[-1:]}, budgets=BUDGETS[-1:], baseline="linear")
-    assert "not checkable" in convergence._baseline_convergence(single)
-    out = convergence.baseline_comparison({"vit-pico-r8": runs({8: [0.2, 0.1, 0.12, 0.13]})},
+    assert "not checkable" in baselines._baseline_convergence(single)
+    out = baselines.baseline_comparison({"vit-pico-r8": runs({8: [0.2, 0.1, 0.12, 0.13]})},
                                           {"baseline-linear-r8": members})
     assert out["baselines"]["baseline-linear-r8"]["convergence"].startswith(words)
     json.dumps(out, allow_nan=False)
@@ -183,3 +183,17 @@ def test_half_budget_rounded_up_by_a_step_is_still_d_over_2():
     out = convergence.convergence(runs({8: [0.30, 0.15, 0.09], 4: [0.33, 0.16, 0.09]}, budgets=grid))
     assert {e["half_budget"] for e in out["patch_sizes"]} == {100_096}
     assert "from 100,096 to 200,064 images" in out["reason"]
+
+
+def test_every_run_is_checked_against_the_best_mlp_run():
+    """The MLP is the bar of issue 27's default: a run that does not beat its best seed is named."""
+    mlp = runs({8: [0.40, 0.30, 0.25, 0.20]}, baseline="mlp")  # Best seed ends at 0.20·e^−0.02 ≈ 0.196.
+    group = runs({8: [0.30, 0.20, 0.15, 0.10], 4: [0.30, 0.25, 0.22, 0.197]})  # p = 4: 0.193, 0.197, 0.201.
+    out = baselines.baseline_comparison({"vit-pico-r8": group}, {"baseline-mlp-r8": mlp})["mlp"]
+    assert out["checked"] == 6 and out["not_beating"] == ["vit-p4-s1", "vit-p4-s2"]
+    assert out["note"] == "2 of 6 run(s) do not beat the MLP baseline's best run in test loss"
+    clear = baselines.baseline_comparison({"vit-pico-r8": group[:3]}, {"baseline-mlp-r8": mlp})["mlp"]
+    assert clear["not_beating"] == [] and clear["note"].startswith("every run beats the MLP baseline's best run")
+    assert "closest: vit-p8-s" in clear["note"]
+    none = baselines.baseline_comparison({"vit-pico-r8": group}, {})["mlp"]
+    assert none == {"checked": 0, "not_beating": [], "note": "no run was checked against an MLP baseline"}

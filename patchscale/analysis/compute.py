@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from patchscale.analysis import collect
-from patchscale.analysis.convergence import TOLERANCE, baseline_comparison, convergence
+from patchscale.analysis.baselines import baseline_comparison
+from patchscale.analysis.convergence import TOLERANCE, convergence
 from patchscale.analysis.cells import cells
 from patchscale.analysis.joint import IDENTIFIED, REFUSED, TOO_FEW, fit_joint
 from patchscale.analysis.optimal import N_DRAWS, compute_budgets, iso_flop, optimal, outside_range

@@ -39,7 +39,7 @@ BRACKETED, STILL_FALLING, PAST = "bracketed", "still falling", "past optimum"  #
 CLASSES = (BRACKETED, STILL_FALLING, PAST)
 
 
-def _final(run, metric: str) -> float:
+def selected_value(run, metric: str) -> float:
     """A run's metric at its selected budget (collect.select), else its whole budget."""
     if run.budgets and run.selected_steps is None:
         value = run.budgets[-1].metric(metric)
@@ -101,7 +101,7 @@ def _in_se(z) -> str:
     return "no seed spread" if z is None else f"{z:+.1f} SE"
 
 
-def _change(rel, z) -> str:
+def change_words(rel, z) -> str:
     """D/2 → D in words: 'fell by 3.1% (1.2 SE)' or 'rose by ...' (rel: relative improvement)."""
     if rel is None:
         return "changed by -"
@@ -197,7 +197,7 @@ def _falling_words(e: dict, allowance: float, tolerance: float) -> str:
     seeds = (f"; {e['seeds_at_largest']} of {len(e['chosen_budgets'])} seeds chose the largest budget"
              if e["chosen_budgets"] else "")
     return (f"p = {e['patch_size']} (from {e['half_budget']:,} to {e['budget']:,} images it"
-            f" {_change(e['relative_improvement'], e['improvement_se'])}: ≥ {tolerance:.0%} and"
+            f" {change_words(e['relative_improvement'], e['improvement_se'])}: ≥ {tolerance:.0%} and"
             f" > {allowance:g} SE{seeds})")
 
 
@@ -206,7 +206,7 @@ def _past_words(e: dict) -> str:
     rel = None if step["improvement_percent"] is None else step["improvement_percent"] / 100
     seeds = f"; {e['seeds_at_smallest']} of {len(e['chosen_budgets'])} seeds chose it" if e["chosen_budgets"] else ""
     return (f"p = {e['patch_size']} (from {e['budgets'][0]:,} to {e['budgets'][1]:,} images it"
-            f" {_change(rel, step['improvement_se'])}{seeds})")
+            f" {change_words(rel, step['improvement_se'])}{seeds})")
 
 
 def _flip_words(f: dict) -> str:
@@ -285,7 +285,7 @@ def convergence(group_runs, metric: str = "val_loss", tolerance: float = TOLERAN
         interior = [e["patch_size"] for e in per_p if e["minimum"] == "interior"]
         where = ([f"interior at p = {_sizes(interior)}"] if interior else []) + (
             ["flat at the largest budget at " + "; ".join(
-                f"p = {e['patch_size']} (D/2 → D {_change(e['relative_improvement'], e['improvement_se'])})"
+                f"p = {e['patch_size']} (D/2 → D {change_words(e['relative_improvement'], e['improvement_se'])})"
                 for e in flat)] if flat else [])
         ignored = len(flips) - len(counted)
         parts = [f"the minimum of {used} is bracketed at every patch size (" + "; ".join(where) + ")"
@@ -301,63 +301,3 @@ def convergence(group_runs, metric: str = "val_loss", tolerance: float = TOLERAN
                                               " deviation per patch size; SE of a difference of two seed means"
                                               if group_sd is not None else "none (one seed per cell)"),
             "notes": notes + c.notes}
-
-
-# --------------------------------------------------------------------------- baselines
-
-def _baseline_convergence(members) -> str:
-    """The criterion applied to one baseline (a single 'patch size'), in words that fit a baseline."""
-    result = convergence(members, "val_loss")
-    entry = result["patch_sizes"][0] if result["patch_sizes"] else None
-    if entry is None or entry["classification"] is None:
-        return "convergence not checkable (needs two budgets a factor ≥ 2 apart)"
-    metric = result["metric"]
-    change = (f"doubling the budget: {metric} {_change(entry['relative_improvement'], entry['improvement_se'])}"
-              f" (tolerance {result['tolerance']:.0%}, allowance {result['allowance_se']:g} SE)"
-              ) if entry["half_budget"] is not None else ""
-    if entry["classification"] == BRACKETED:
-        where = "an interior budget" if entry["minimum"] == "interior" else "the top (flat)"
-        return f"converged: minimum bracketed at {where}" + (f"; {change}" if change else "")
-    if entry["classification"] == STILL_FALLING:
-        return f"not converged: still falling; {change}"
-    return ("not converged: past optimum: the smallest budget is best (minimum below the grid)"
-            + (f"; {change}" if change else ""))
-
-
-def baseline_comparison(grouped: dict, baselines: dict, metric: str = "test_loss") -> dict:
-    """Baselines' seed means with t-intervals; runs worse than the linear baseline (test error) listed."""
-    out: dict = {}
-    linear_by_size: dict[int, str] = {}
-    for label, members in sorted(baselines.items()):
-        kind = members[0].baseline
-        size = members[0].image_size
-        out[label] = {"kind": kind, "image_size": size, "runs": [r.name for r in members],
-                      "test_loss": json_mean_interval([_final(r, "test_loss") for r in members]),
-                      "test_error": json_mean_interval([_final(r, "test_error") for r in members]),
-                      "reference": json_number(np.mean([_final(r, metric) for r in members])),
-                      # A baseline is a fair reference only when it is itself converged.
-                      "convergence": _baseline_convergence(members)}
-        if kind == "linear":
-            linear_by_size.setdefault(size, label)
-    runs, under, notes = [], [], []
-    for group, members in sorted(grouped.items()):
-        size = members[0].image_size
-        label = linear_by_size.get(size)
-        if label is None:
-            notes.append(f"{group}: no linear baseline at input size {size}: under-training not checked")
-        linear = out[label]["test_error"]["mean"] if label else None
-        for r in sorted(members, key=lambda r: (-r.patch_size, r.seed)):
-            err = _final(r, "test_error")
-            bad = None if linear is None else bool(err > linear)
-            runs.append({"group": group, "patch_size": r.patch_size, "seed": r.seed, "run": r.name,
-                         "test_error": err, "linear_baseline": label, "linear_error": linear, "under_trained": bad})
-            if bad:
-                under.append(r.name)
-    checked = sum(r["under_trained"] is not None for r in runs)
-    if under:
-        note = f"{len(under)} run(s) worse than the linear baseline: under-trained by definition"
-    elif checked:
-        note = "every checked run beats the linear baseline"
-    else:  # Never "every run beats it" when no run was compared with one.
-        note = "no run was checked against a linear baseline"
-    return {"metric": metric, "baselines": out, "runs": runs, "under_trained": under, "note": note, "notes": notes}

@@ -96,6 +96,9 @@ def table(analysis: dict) -> str:
         lines.append(f"  {base['note']}")
         for name in base["under_trained"]:
             lines.append(f"    under-trained: {name}")
+        lines.append(f"  {base['mlp']['note']}")
+        for name in base["mlp"]["not_beating"]:
+            lines.append(f"    not below the MLP: {name}")
     for note in base["notes"]:
         lines.append(f"  note: {note}")
     return "\n".join(lines)
