@@ -335,3 +335,12 @@ def test_plots_written(tmp_path, synthetic):
     for path in written:
         assert (tmp_path / path.rsplit("/", 1)[1]).stat().st_size > 1000
     assert not list(tmp_path.glob(".*tmp*"))  # Atomic: no temporary file left behind.
+
+
+def test_a_fit_json_from_before_the_mlp_check_still_formats():
+    """`patchscale report` formats a stored fit.json without refitting; older ones have no `mlp`."""
+    runs = make_runs() + baseline_runs(error=0.10)
+    analysis = compute.analyse(runs, n_draws=100)
+    old = dict(analysis, baselines={k: v for k, v in analysis["baselines"].items() if k != "mlp"})
+    assert "MLP baseline" not in compute_table.table(old)
+    assert "no run was checked against an MLP baseline" in compute_table.table(analysis)

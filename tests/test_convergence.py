@@ -191,9 +191,10 @@ def test_every_run_is_checked_against_the_best_mlp_run():
     group = runs({8: [0.30, 0.20, 0.15, 0.10], 4: [0.30, 0.25, 0.22, 0.197]})  # p = 4: 0.193, 0.197, 0.201.
     out = baselines.baseline_comparison({"vit-pico-r8": group}, {"baseline-mlp-r8": mlp})["mlp"]
     assert out["checked"] == 6 and out["not_beating"] == ["vit-p4-s1", "vit-p4-s2"]
-    assert out["note"] == "2 of 6 run(s) do not beat the MLP baseline's best run in test loss"
+    assert out["note"] == "2 of 6 checked run(s) do not beat the MLP baseline's best run in test loss"
     clear = baselines.baseline_comparison({"vit-pico-r8": group[:3]}, {"baseline-mlp-r8": mlp})["mlp"]
-    assert clear["not_beating"] == [] and clear["note"].startswith("every run beats the MLP baseline's best run")
+    assert clear["not_beating"] == [] and clear["note"].startswith("every checked run beats the MLP baseline's best run")
     assert "closest: vit-p8-s" in clear["note"]
     none = baselines.baseline_comparison({"vit-pico-r8": group}, {})["mlp"]
-    assert none == {"checked": 0, "not_beating": [], "note": "no run was checked against an MLP baseline"}
+    assert none["checked"] == 0 and none["note"] == "no run was checked against an MLP baseline"
+    assert none["notes"] == ["vit-pico-r8: no MLP baseline at input size 8: not checked against one"]

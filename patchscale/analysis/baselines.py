@@ -7,6 +7,8 @@ pixels, the bar every tokenisation should clear. Both run through the same train
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from patchscale.analysis import convergence
@@ -84,24 +86,27 @@ def _against_the_mlp(grouped: dict, baselines: dict, metric: str) -> dict:
             for r in members:
                 value = convergence.selected_value(r, metric)
                 size = members[0].image_size
-                if size not in best_by_size or value < best_by_size[size][0]:
+                if math.isfinite(value) and (size not in best_by_size or value < best_by_size[size][0]):
                     best_by_size[size] = (value, r.name)
-    losing, checked, worst = [], 0, None
-    for members in grouped.values():
+    losing, checked, worst, notes = [], 0, None, []
+    for group, members in sorted(grouped.items()):
         best = best_by_size.get(members[0].image_size)
-        for r in members if best else ():
+        if best is None:
+            notes.append(f"{group}: no MLP baseline at input size {members[0].image_size}: not checked against one")
+            continue
+        for r in members:
             value = convergence.selected_value(r, metric)
             checked += 1
-            if worst is None or value - best[0] > worst[0] - worst[2]:
-                worst = (value, r.name, best[0], best[1])
-            if value >= best[0]:
+            if not value < best[0]:  # A tie, or a non-finite value, does not beat it.
                 losing.append(r.name)
+            elif worst is None or value - best[0] > worst[0] - worst[2]:
+                worst = (value, r.name, best[0], best[1])
     metric_words = metric.replace("_", " ")
     if not checked:
         note = "no run was checked against an MLP baseline"
     elif losing:
-        note = f"{len(losing)} of {checked} run(s) do not beat the MLP baseline's best run in {metric_words}"
+        note = f"{len(losing)} of {checked} checked run(s) do not beat the MLP baseline's best run in {metric_words}"
     else:
-        note = (f"every run beats the MLP baseline's best run in {metric_words} (closest: {worst[1]}"
+        note = (f"every checked run beats the MLP baseline's best run in {metric_words} (closest: {worst[1]}"
                 f" {worst[0]:.4g} against {worst[3]} {worst[2]:.4g})")
-    return {"checked": checked, "not_beating": sorted(losing), "note": note}
+    return {"checked": checked, "not_beating": sorted(losing), "note": note, "notes": notes}

@@ -1,4 +1,4 @@
-"""Is a group's sweep converged, and does it beat its baselines? Checks before any claim about the law.
+"""Is a group's sweep converged? The check before any claim about the law (baselines: baselines.py).
 
 * `convergence`: per patch size, where the minimum of the seed-mean loss curve over the budget grid
   lies, judged against the seed noise. Three parts:
@@ -15,9 +15,6 @@
   The group is `converged` (a law claim is allowed) only when every patch size is bracketed and no
   ranking flip counts; otherwise `budget-limited` (some size still falls, or the ranking reverses),
   `past optimum` (some size's minimum lies below the grid) or `not checkable`.
-* `baseline_comparison`: baselines' means with t-intervals; runs worse than the linear
-  baseline (by test error) are under-trained by definition.
-
 docs/compute.md explains the statistics. Outputs are JSON-able with None for a missing number.
 """
 
@@ -28,7 +25,7 @@ import math
 import numpy as np
 
 from patchscale.analysis.cells import cells
-from patchscale.analysis.stats import json_mean_interval, json_number
+from patchscale.analysis.stats import json_number
 
 TOLERANCE = 0.05  # Relative improvement from doubling the budget below which the top of a curve counts as flat.
 ALLOWANCE_SE = 2.0  # Differences within this many standard errors of a difference of two seed means are noise.

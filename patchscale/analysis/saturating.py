@@ -213,7 +213,7 @@ def fit(m: Means, level: float):
     if outside:  # The bounded fit is itself outside the region around the better, unbounded one.
         notes.append(f"the estimate of {', '.join(outside)} lies outside its interval: the fit holds E below"
                      " the smallest mean, the region does not, and the fit with E above it is better by more"
-                     " than the threshold (the law misses the means: see lack of fit)")
+                     " than the threshold (the law may miss the means: see lack of fit)")
     return params, intervals, band, upper or None, notes, not unidentified & {"alpha", "A"}
 
 

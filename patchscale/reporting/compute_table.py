@@ -96,9 +96,11 @@ def table(analysis: dict) -> str:
         lines.append(f"  {base['note']}")
         for name in base["under_trained"]:
             lines.append(f"    under-trained: {name}")
-        lines.append(f"  {base['mlp']['note']}")
-        for name in base["mlp"]["not_beating"]:
-            lines.append(f"    not below the MLP: {name}")
+        mlp = base.get("mlp")  # Absent from a fit.json written before the MLP check.
+        if mlp:
+            lines.append(f"  {mlp['note']}")
+            lines.extend(f"    not below the MLP: {name}" for name in mlp["not_beating"])
+            lines.extend(f"  note: {note}" for note in mlp["notes"])
     for note in base["notes"]:
         lines.append(f"  note: {note}")
     return "\n".join(lines)
