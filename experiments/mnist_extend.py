@@ -19,9 +19,8 @@ information, not sequence length. How to read the results: `patchscale fit` grou
 everything but patch size and seed, so each extension factor is its own group; compare
 `tokens_per_image` rows across groups (the fit table's per-patch-size means with intervals).
 
-Cost here: about twice the 4-epoch default of results/archive/mnist_sweep_p16_8_4 (its per-run
-times at the same token counts), so about an hour on this project's 2-core CPU, 3 seeds of both mixers plus 6 baseline runs.
-NOT RUN yet.
+Cost here: 42 runs, 35 minutes of summed wall time on this project's 2-core CPU (shared).
+Run on 2026-12-07: results/mnist_extend (provenance.json; docs/results.md has the reading).
 """
 
 from . import mnist_limited, mnist_sweep
