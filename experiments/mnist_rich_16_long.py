@@ -10,9 +10,11 @@ the 16-epoch study, validation loss fell 20–54% from 8 to 16 epochs (relative 
 value; results/mnist_rich_16/runs/*/metrics.jsonl and summary.json), the MLP 1–11%.
 
 Cost: twice the 16-epoch study's (whose checkpoints were not kept, so it cannot be continued):
-about 40 CPU-minutes per ViT run at p = 2 and over three hours per Adventurer run at p = 2 on this
-project's 2-core CPU, some 15 core-hours in all; minutes on an accelerator
-(`scripts/device_sweep.sh experiments/mnist_rich_16_long.py OUT`). NOT RUN yet.
+its fastest p = 2 runs took 31 minutes (ViT, shared CPU) and 33 (Adventurer, idle CPU) here, so
+about an hour per p = 2 run and some 9 hours in all on this project's CPU; minutes on an accelerator
+(`scripts/device_sweep.sh experiments/mnist_rich_16_long.py OUT`). IN PROGRESS since
+2026-12-07, in the background, resumably: results/mnist_rich_16_long/provenance.json says which
+runs have finished; no fit until all 30 have.
 """
 
 from . import mnist_rich_16
