@@ -27,9 +27,9 @@ depth 2) cut at 8 epochs: the same schedule, so each model run here retraces the
   experiments/mnist_rich_32.py).
 * p = 2 (64 patch tokens) does not fit the hour: about 15–17 minutes per 8-epoch run of either
   mixer here (half the 16-epoch study's p = 2 runs, results/mnist_rich_16), 1½ hours for six.
-  It would clear the MLP bar: after 8 epochs of the same schedule the 16-epoch
-  study's p = 2 runs are at test loss 0.058–0.071 (ViT) and 0.037–0.055 (Adventurer), below the
-  MLP; at 4 epochs the ViT at p = 2 was not (seed 1: 0.137; results/archive/mnist_sweep_p8_4_2_stopped).
+  It would clear the MLP bar: after 8 epochs of the same schedule the 16-epoch study's p = 2
+  runs are at test loss 0.058–0.071 (ViT) and 0.037–0.055 (Adventurer), below the MLP; at 4
+  epochs the ViT at p = 2 was not (seed 1: 0.137; results/archive/mnist_sweep_p8_4_2_stopped).
 * p = 1 (256 patch tokens): hours per run here; experiments/mnist_rich_32.py (native 32×32, to
   p = 1) is the accelerator experiment.
 

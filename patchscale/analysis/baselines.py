@@ -22,7 +22,8 @@ def _baseline_convergence(members) -> str:
     if entry is None or entry["classification"] is None:
         return "convergence not checkable (needs two budgets a factor ≥ 2 apart)"
     metric = result["metric"]
-    change = (f"doubling the budget: {metric} {convergence.change_words(entry['relative_improvement'], entry['improvement_se'])}"
+    words = convergence.change_words(entry["relative_improvement"], entry["improvement_se"])
+    change = (f"doubling the budget: {metric} {words}"
               f" (tolerance {result['tolerance']:.0%}, allowance {result['allowance_se']:g} SE)"
               ) if entry["half_budget"] is not None else ""
     if entry["classification"] == convergence.BRACKETED:
@@ -38,17 +39,23 @@ def baseline_comparison(grouped: dict, baselines: dict, metric: str = "test_loss
     """Baselines' seed means with t-intervals; runs worse than the linear baseline (test error) listed."""
     out: dict = {}
     linear_by_size: dict[int, str] = {}
+    best_mlp_by_size: dict[int, tuple[float, str]] = {}  # The lowest finite value of any MLP seed.
     for label, members in sorted(baselines.items()):
         kind = members[0].baseline
         size = members[0].image_size
+        values = [convergence.selected_value(r, metric) for r in members]
         out[label] = {"kind": kind, "image_size": size, "runs": [r.name for r in members],
                       "test_loss": json_mean_interval([convergence.selected_value(r, "test_loss") for r in members]),
                       "test_error": json_mean_interval([convergence.selected_value(r, "test_error") for r in members]),
-                      "reference": json_number(np.mean([convergence.selected_value(r, metric) for r in members])),
+                      "reference": json_number(np.mean(values)),
                       # A baseline is a fair reference only when it is itself converged.
                       "convergence": _baseline_convergence(members)}
         if kind == "linear":
             linear_by_size.setdefault(size, label)
+        if kind == "mlp":
+            for value, r in zip(values, members):
+                if math.isfinite(value) and (size not in best_mlp_by_size or value < best_mlp_by_size[size][0]):
+                    best_mlp_by_size[size] = (value, r.name)
     runs, under, notes = [], [], []
     for group, members in sorted(grouped.items()):
         size = members[0].image_size
@@ -70,24 +77,17 @@ def baseline_comparison(grouped: dict, baselines: dict, metric: str = "test_loss
         note = "every checked run beats the linear baseline"
     else:  # Never "every run beats it" when no run was compared with one.
         note = "no run was checked against a linear baseline"
-    mlp = _against_the_mlp(grouped, baselines, metric)
+    mlp = _against_the_mlp(grouped, best_mlp_by_size, metric)
     return {"metric": metric, "baselines": out, "runs": runs, "under_trained": under, "note": note, "notes": notes,
             "mlp": mlp}
 
 
-def _against_the_mlp(grouped: dict, baselines: dict, metric: str) -> dict:
-    """Every run against the best MLP baseline run at its input size, in the fitted metric.
+def _against_the_mlp(grouped: dict, best_by_size: dict, metric: str) -> dict:
+    """Every run against the best MLP baseline run at its input size (`best_by_size`: size → (value,
+    run name)), in the fitted metric.
 
     The MLP is the strongest simple baseline on the same pixels: a run that does not beat its best
     seed learned nothing a patch-free model could not. Lower is better (loss, error)."""
-    best_by_size: dict[int, tuple[float, str]] = {}
-    for members in baselines.values():
-        if members[0].baseline == "mlp":
-            for r in members:
-                value = convergence.selected_value(r, metric)
-                size = members[0].image_size
-                if math.isfinite(value) and (size not in best_by_size or value < best_by_size[size][0]):
-                    best_by_size[size] = (value, r.name)
     losing, checked, worst, notes = [], 0, None, []
     for group, members in sorted(grouped.items()):
         best = best_by_size.get(members[0].image_size)

@@ -208,8 +208,8 @@ def fit(m: Means, level: float):
             notes.append(_E_NOTES["near"].format(p=_p_low(m)))
     for name in unidentified:
         intervals[name] = None
-    outside = [name for name, (lo, hi) in ((k, v) for k, v in intervals.items() if v is not None)
-               if not lo * (1 - 1e-6) <= params[name] <= hi * (1 + 1e-6)]
+    outside = [name for name, interval in intervals.items()
+               if interval is not None and not interval[0] * (1 - 1e-6) <= params[name] <= interval[1] * (1 + 1e-6)]
     if outside:  # The bounded fit is itself outside the region around the better, unbounded one.
         notes.append(f"the estimate of {', '.join(outside)} lies outside its interval: the fit holds E below"
                      " the smallest mean, the region does not, and the fit with E above it is better by more"
