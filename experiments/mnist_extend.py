@@ -35,7 +35,7 @@ def get_config(arg=None):
 
 def get_sweep():
     """Baselines, then by scaling and by extending, cheapest first, both mixers, every seed."""
-    baselines = [point for point in mnist_limited.get_sweep() if "model.baseline" in point]
+    baselines = mnist_limited.baseline_points()
     runs = [{**mixer, "model.patch_size": p, "model.extend_tokens": f, "seed": seed}
-            for p, f in SCALING + EXTENDING for seed in mnist_limited.SEEDS for mixer in mnist_limited._mixer_settings()]
+            for p, f in SCALING + EXTENDING for seed in mnist_limited.SEEDS for mixer in mnist_limited.mixer_settings()]
     return baselines + runs

@@ -78,15 +78,26 @@ def get_config(arg=None):
     return c
 
 
-def _mixer_settings() -> list[dict]:
+def mixer_settings() -> list[dict]:
     """Attention as in the base config; Adventurer's block keys (norm, SwiGLU, CLS last, size)."""
     return [{"model.mixer": "attention"}, {**presets.ADVENTURER_BLOCK, "model.size": "adv-mu"}]
 
 
+def baseline_points(baselines=None) -> list[dict]:
+    """The linear and MLP baselines (each at its own learning rate), seed-major."""
+    baselines = BASELINES if baselines is None else baselines
+    return [{"model.baseline": kind, **recipe, "seed": seed} for seed in SEEDS for kind, recipe in baselines.items()]
+
+
+def patch_major_sweep(patch_sizes) -> list[dict]:
+    """The baselines, then every seed and mixer of a patch size before the next (list the sizes cheapest first)."""
+    return baseline_points() + [{**mixer, "model.patch_size": p, "seed": seed}
+                                for p in patch_sizes for seed in SEEDS for mixer in mixer_settings()]
+
+
 def get_sweep():
     """Seed-major order (a sweep stopped early has whole curves); the cheap baselines first."""
-    baselines = [{"model.baseline": kind, **recipe, "seed": seed} for seed in SEEDS for kind, recipe in BASELINES.items()]
-    vit, adv = _mixer_settings()
+    vit, adv = mixer_settings()
     runs = [{**mixer, "model.patch_size": p, "seed": seed}
             for seed in SEEDS for mixer, sizes in ((vit, PATCH_SIZES), (adv, ADVENTURER_PATCH_SIZES)) for p in sizes]
-    return baselines + runs
+    return baseline_points() + runs

@@ -29,7 +29,7 @@ def get_config(arg=None):
 
 
 def get_sweep():
-    baselines = [point for point in mnist_limited.get_sweep() if "model.baseline" in point]
+    baselines = mnist_limited.baseline_points()
     runs = [{"model.mixer": "attention", **model, "model.patch_size": p, "seed": seed}
             for p in PATCH_SIZES for model in MODELS for seed in mnist_limited.SEEDS]
     return baselines + runs

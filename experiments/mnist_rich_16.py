@@ -37,7 +37,4 @@ def get_config(arg=None):
 
 def get_sweep():
     """The baselines, then every seed and mixer of a patch size before the next, cheapest first."""
-    baselines = [point for point in mnist_limited.get_sweep() if "model.baseline" in point]
-    runs = [{**mixer, "model.patch_size": p, "seed": seed}
-            for p in PATCH_SIZES for seed in mnist_limited.SEEDS for mixer in mnist_limited._mixer_settings()]
-    return baselines + runs
+    return mnist_limited.patch_major_sweep(PATCH_SIZES)

@@ -24,4 +24,4 @@ def get_config(arg=None):
 
 def get_sweep():
     return [{**mixer, "model.patch_size": p, "train.learning_rate": lr, "seed": 0}
-            for p in (8, 2) for mixer in mnist_limited._mixer_settings() for lr in LEARNING_RATES]
+            for p in (8, 2) for mixer in mnist_limited.mixer_settings() for lr in LEARNING_RATES]

@@ -37,6 +37,6 @@ def get_config(arg=None):
 
 
 def get_sweep():
-    baselines = [point for point in mnist_limited.get_sweep() if "model.baseline" in point]
+    baselines = mnist_limited.baseline_points()
     return baselines + [{"model.mixer": "attention", **point, "seed": seed}
                         for point in POINTS for seed in mnist_limited.SEEDS]

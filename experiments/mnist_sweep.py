@@ -69,8 +69,7 @@ def get_config(arg=None):
 
 def get_sweep():
     """Seed-major (a sweep stopped early has whole curves), the cheap baselines first."""
-    baselines = [{"model.baseline": kind, **settings, "seed": seed}
-                 for seed in mnist_limited.SEEDS for kind, settings in BASELINES.items()]
+    baselines = mnist_limited.baseline_points(BASELINES)
     runs = [{**mixer, "model.patch_size": p, "seed": seed}
-            for seed in mnist_limited.SEEDS for mixer in mnist_limited._mixer_settings() for p in PATCH_SIZES]
+            for seed in mnist_limited.SEEDS for mixer in mnist_limited.mixer_settings() for p in PATCH_SIZES]
     return baselines + runs

@@ -32,7 +32,4 @@ def get_config(arg=None):
 
 def get_sweep():
     """The 8×8 study's points with the 16×16 patch sizes, cheapest patch size first."""
-    baselines = [point for point in mnist_limited.get_sweep() if "model.baseline" in point]
-    runs = [{**mixer, "model.patch_size": p, "seed": seed}
-            for p in PATCH_SIZES for seed in mnist_limited.SEEDS for mixer in mnist_limited._mixer_settings()]
-    return baselines + runs
+    return mnist_limited.patch_major_sweep(PATCH_SIZES)
