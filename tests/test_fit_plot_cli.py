@@ -163,6 +163,17 @@ def test_failed_and_unfinished_runs_are_left_out_with_a_warning(tmp_path, capsys
     assert done.returncode == 0 and "warning: attention-pico-p1-s0: failed" in done.stdout
 
 
+def test_runs_the_sweep_lists_but_has_not_started_are_named_in_one_warning(tmp_path):
+    root = make_results(tmp_path / "demo")
+    names = sorted(p.name for p in (root / "runs").iterdir())
+    (root / "sweep.json").write_text(json.dumps({"experiment": "demo", "runs": names + ["attention-pico-p1-s9"]}))
+    runs, warnings = collect.load(root)
+    assert len(runs) == len(names)
+    assert warnings == [f"1 of the sweep's {len(names) + 1} runs not started (attention-pico-p1-s9); left out"]
+    (root / "sweep.json").write_text(json.dumps({"experiment": "demo", "runs": names}))
+    assert collect.load(root)[1] == []
+
+
 def corrupt_truncated(root):
     path = root / "runs" / "attention-pico-p4-s1" / "summary.json"
     path.write_text(path.read_text()[:40])

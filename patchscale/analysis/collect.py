@@ -1,8 +1,9 @@
 """Read a sweep's results directory back: one record per finished run, with clear errors.
 
-Finished runs (summary.json) are returned; failed and unfinished ones are listed as warnings
-and left out, never silently. A summary that does not parse, lacks a metric, or a run
-directory that belongs to another experiment is an error naming the file.
+Finished runs (summary.json) are returned; failed and unfinished ones, and the runs sweep.json
+lists that have not started, are listed as warnings and left out, never silently. A summary
+that does not parse, lacks a metric, or a run directory that belongs to another experiment is
+an error naming the file.
 
 Groups: runs share a fit when they differ only in patch size and seed. The group is defined
 by every other key the sweep point overrides (point.json), plus mixer, model size and input
@@ -135,7 +136,8 @@ def load(results_dir) -> tuple[list[Run], list[str]]:
     if not runs_dir.is_dir():
         raise UserError(f"{results_dir} has no runs/ directory: not a patchscale results directory")
     manifest = root / results.SWEEP
-    experiment = results.read_json(manifest).get("experiment") if manifest.exists() else None
+    sweep = (results.read_json(manifest) or {}) if manifest.exists() else {}
+    experiment = sweep.get("experiment")
     finished, warnings = [], []
     for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         point_file = run_dir / results.POINT
@@ -172,9 +174,18 @@ def load(results_dir) -> tuple[list[Run], list[str]]:
                 baseline=None if baseline in (None, "none") else baseline, budgets=_budgets(summary)))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{run_dir}: config.json or summary.json is malformed ({type(e).__name__}: {e})") from None
+    warnings.extend(_not_started(runs_dir, sweep.get("runs") or []))
     if not finished:
         raise UserError(f"{results_dir}: no finished runs to use" + (f" ({len(warnings)} left out)" if warnings else ""))
     return finished, warnings
+
+
+def _not_started(runs_dir: epath.Path, names: list[str]) -> list[str]:
+    """One warning naming the sweep's runs that have no directory yet (a sweep still running, or stopped)."""
+    missing = [name for name in names if not (runs_dir / name).is_dir()]
+    if not missing:
+        return []
+    return [f"{len(missing)} of the sweep's {len(names)} runs not started ({', '.join(missing)}); left out"]
 
 
 def select(runs: list[Run], how: str = "auto") -> tuple[list[Run], str]:
