@@ -9,6 +9,10 @@
 * `log_steps`, `budget_steps`: the steps of the metrics records written before the save. A run
   resumes from step s only when metrics.jsonl still holds them, so no history is lost silently
   (a summary would otherwise drop every budget evaluated before s).
+* `elapsed_s`, `segments`: the run's wall time up to the save, summed over the processes
+  (segments) that trained it so far, each counted up to the checkpoint the next one resumed
+  from (work lost to a kill is counted once, when it is redone). summary.json's `wall_time_s`
+  and `wall_time_segments` continue them, so a resumed run reports its whole training time.
 
 Steps saved before this file existed have no entry and are restored unchecked.
 """
@@ -16,6 +20,7 @@ Steps saved before this file existed have no entry and are restored unchecked.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 
 import jax
@@ -68,12 +73,40 @@ def entry(run_dir, step: int) -> dict | None:
     return _read(run_dir).get(str(step))
 
 
-def record(run_dir, step: int, state_digest: str, records: list[dict], kept_steps) -> None:
+@dataclasses.dataclass(frozen=True)
+class Elapsed:
+    """Wall time of a run's segments; `segments` None: an earlier segment's time is not known."""
+
+    seconds: float = 0.0
+    segments: int | None = 0
+
+    def plus(self, seconds: float) -> Elapsed:
+        """With one more segment of `seconds` (only that one when the earlier time is not known)."""
+        if self.segments is None:
+            return Elapsed(seconds, None)
+        return Elapsed(self.seconds + seconds, self.segments + 1)
+
+    def summary(self) -> dict:
+        return {"wall_time_s": self.seconds, "wall_time_segments": self.segments}
+
+
+def elapsed(run_dir, step: int) -> Elapsed:
+    """The wall time recorded with checkpoint `step`; unknown for a step saved before it was recorded."""
+    saved = entry(run_dir, step) or {}
+    if "elapsed_s" not in saved:
+        return Elapsed(0.0, None)
+    return Elapsed(float(saved["elapsed_s"]), int(saved["segments"]))
+
+
+def record(run_dir, step: int, state_digest: str, records: list[dict], kept_steps,
+           elapsed: Elapsed | None = None) -> None:
     """Write the entry of a step about to be saved (before orbax writes it); drop entries of steps gone."""
     index = {k: v for k, v in _read(run_dir).items() if int(k) in set(kept_steps)}
     index[str(step)] = {"digest": state_digest,
                         "log_steps": sorted(r["step"] for r in records if "budget_steps" not in r),
                         "budget_steps": sorted(r["step"] for r in records if "budget_steps" in r)}
+    if elapsed is not None and elapsed.segments is not None:
+        index[str(step)].update(elapsed_s=elapsed.seconds, segments=elapsed.segments)
     results.write_json_atomic(epath.Path(run_dir) / INDEX, index)
 
 

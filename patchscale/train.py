@@ -49,6 +49,8 @@ class Trainer:
         self.is_main = jax.process_index() == 0
         self.events = None  # events.EventLog of process 0, opened when the run starts or resumes.
         self.restored_step = None  # The checkpoint this segment resumed from (named if the loss turns NaN).
+        self.segment_start = time.time()
+        self.earlier = checkpoint_index.Elapsed()  # Wall time of the segments before this one (none yet).
         self.steps = None  # program.Steps, compiled when the run starts.
         # Opening the sources is cheap (and prepares the embedded MNIST on first use); doing it
         # before the run directory exists keeps data errors from leaving a half-made run behind.
@@ -87,7 +89,7 @@ class Trainer:
     def run(self) -> dict:
         """Train (or resume) the run; `train()` has checked that it is not finished and its config fits."""
         c, t = self.config, self.config.train
-        wall_start = time.time()
+        self.segment_start = time.time()
         state = self.program.init_state()  # A model that cannot be built fails here, before any file is written.
         if t.init_from:
             state = init_from.start_from(self.program, state, t.init_from, self.workdir)
@@ -106,6 +108,8 @@ class Trainer:
                 state = restored
                 self.restored_step = restored_step
                 self._check_history(restored_step)
+                if self.is_main:
+                    self.earlier = checkpoint_index.elapsed(self.workdir, restored_step)
                 console().log(f"patchscale: resuming {self.workdir} from step {restored_step}", flush=True)
             if self.is_main:  # Records after the checkpoint (or all, when starting over) would repeat.
                 results.truncate_metrics(self.workdir, restored_step or 0)
@@ -131,7 +135,7 @@ class Trainer:
             ckpt.close()  # Also on errors: orbax's background threads must not outlive the run.
             if self.events is not None:
                 self.events.close()
-        summary = self._summary(state, eval_metrics, wall_start, compile_seconds)
+        summary = self._summary(state, eval_metrics, compile_seconds)
         if self.is_main:
             results.write_json_atomic(self.workdir / results.SUMMARY, summary)
         console().clear("run")
@@ -170,8 +174,12 @@ class Trainer:
         state_digest = checkpoint_index.digest(state)
         if self.is_main:
             checkpoint_index.record(self.workdir, step, state_digest, results.read_metrics(self.workdir),
-                                    kept_steps=ckpt.all_steps())
+                                    kept_steps=ckpt.all_steps(), elapsed=self._elapsed())
         checkpoint.save(ckpt, step, state, data)
+
+    def _elapsed(self) -> checkpoint_index.Elapsed:
+        """The run's wall time so far: the earlier segments' (up to the checkpoint resumed from) and this one's."""
+        return self.earlier.plus(time.time() - self.segment_start)
 
     def _resume_facts(self, start: int) -> tuple[set[int], bool]:
         """(cooldown branches already evaluated, whether step `start` was evaluated) when resuming at `start`.
@@ -344,7 +352,7 @@ class Trainer:
             out["xla_forward_flops_per_image"] = forward / self.config.train.eval_batch_size
         return out
 
-    def _summary(self, state, eval_metrics, wall_start, compile_seconds) -> dict:
+    def _summary(self, state, eval_metrics, compile_seconds) -> dict:
         m = self.config.model
         args = (m, self.image_size, self.spec.channels, self.spec.head_classes)
         device = jax.devices()[0]
@@ -363,7 +371,7 @@ class Trainer:
             "train_flops_per_image": self.spec.train_flops_per_image,
             "train_flops_total": self.spec.train_flops_total,
             **self._xla_flops(),
-            "wall_time_s": time.time() - wall_start,
+            **self._elapsed().summary(),
             "compile_time_s": compile_seconds,
             "device_kind": device.device_kind,
             "device_count": jax.device_count(),

@@ -40,6 +40,7 @@ def test_end_to_end_run_writes_config_metrics_summary_and_checkpoints(finished_r
     assert summary["params"] == summary["params_embedding"] + summary["params_non_embedding"]
     for key in ("forward_flops_per_image", "wall_time_s", "device_kind", "device_count", "jax_version", "git_commit"):
         assert key in summary
+    assert summary["wall_time_segments"] == 1
     records = read_metrics(run_dir)
     assert [r["step"] for r in records] == [10, 20, 30, 40, 50, 60]
     for key in ("train_loss", "learning_rate", "grad_norm", "step_time_s", "images_per_s"):
@@ -86,6 +87,7 @@ def test_resume_after_sigkill_ends_with_identical_metrics(finished_run, mnist_di
     run_dir = tmp_path / "killed"
     train_until_then_kill(small_overrides(mnist_dir, **SCANNED), run_dir, run_dir / "checkpoints" / "20")
     assert not (run_dir / "summary.json").exists()
+    first_segment = json.loads((run_dir / "checkpoint_index.json").read_text())
 
     resumed = run_cli("train", DEFAULT_EXPERIMENT, *small_overrides(mnist_dir, **SCANNED), "--workdir", run_dir)
     assert resumed.returncode == 0, resumed.stderr
@@ -96,6 +98,9 @@ def test_resume_after_sigkill_ends_with_identical_metrics(finished_run, mnist_di
     expected = json.loads((reference_dir / "summary.json").read_text())
     actual = json.loads((run_dir / "summary.json").read_text())
     assert (actual["test_loss"], actual["test_accuracy"]) == (expected["test_loss"], expected["test_accuracy"])
+    before = first_segment[str(resumed_from)]  # The killed process's time up to the step resumed from counts.
+    assert before["segments"] == 1 and actual["wall_time_segments"] == 2
+    assert actual["wall_time_s"] > before["elapsed_s"] > 0
     strip = lambda rs: [(r["step"], r["train_loss"], r["grad_norm"], r.get("test_loss")) for r in rs]
     assert strip(read_metrics(run_dir)) == strip(read_metrics(reference_dir))
     assert_events_mirror_metrics(run_dir)  # Rewritten at the resume: no step twice.
