@@ -63,7 +63,7 @@ def cmd_sweep(args) -> int:
     if args.dry_run:
         from patchscale.sweep import cost
 
-        cost.print_dry_run(mine, not args.no_compile, args.rate_tflops)
+        cost.print_dry_run(mine, not args.no_compile, args.rate_tflops, results_dir)
         return 0
     from patchscale.sweep import runner
 
@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workers", type=int, default=1,
                        help="runs trained at once on this machine, each pinned to its share of the CPU cores"
                             " (small models on CPUs; docs/sweeps.md)")
-    sweep.add_argument("--dry-run", action="store_true", help="print each run's size and cost; train nothing")
+    sweep.add_argument("--dry-run", action="store_true", help="print each run's size, cost and state, and what is left of the sweep; train nothing")
     sweep.add_argument("--preflight", action="store_true",
                        help="check data, results path, mesh and compiled memory of every distinct setup, one"
                             " PASS/FAIL line each; train nothing; exit 1 if any fails (docs/scale-out.md)")

@@ -98,6 +98,25 @@ def test_dry_run_prints_costs_and_writes_nothing(tmp_path, mnist_dir, capsys):
     assert not (tmp_path / "res").exists()
 
 
+def test_dry_run_says_where_each_run_stands_and_what_is_left(tmp_path, mnist_dir, capsys):
+    from tests.conftest import run_in_process
+
+    exp, res = tiny_experiment(tmp_path, mnist_dir), tmp_path / "res"
+    (res / "runs" / "attention-pico-p16-s0").mkdir(parents=True)
+    (res / "runs" / "attention-pico-p16-s0" / "summary.json").write_text(json.dumps({"wall_time_s": 60.0}))
+    (res / "runs" / "attention-pico-p8-s0" / "checkpoints" / "6").mkdir(parents=True)  # Half of its 12 steps.
+    done = run_in_process(capsys, "sweep", exp, "--dry-run", "--no-compile", "--results", res)
+    assert done.returncode == 0, done.stderr
+    states = {line.split()[0]: line.split("  ")[-1].strip() for line in done.stdout.splitlines()
+              if line.startswith("attention-")}
+    assert states == {"attention-pico-p16-s0": "finished", "attention-pico-p8-s0": "partial 6/12"}
+    left = next(line for line in done.stdout.splitlines() if line.startswith(f"in {res}:"))
+    assert left.startswith(f"in {res}: 1 finished, 1 partial;")
+    # One finished run: its 60 s are all fixed cost per run (cost.estimate_remaining), and one run is left.
+    assert "about 1m00s one run at a time at the pace of the 1 finished runs" in left
+    assert sorted(p.name for p in (res / "runs").iterdir()) == ["attention-pico-p16-s0", "attention-pico-p8-s0"]
+
+
 def test_only_keeps_the_named_runs_in_sweep_order(tmp_path, mnist_dir, capsys):
     from tests.conftest import run_in_process
 

@@ -1,18 +1,22 @@
 """What a sweep's runs will cost: analytic FLOPs for the ETA, and the dry run's table.
 
-`patchscale sweep --dry-run` prints, per run, parameters, tokens, training FLOPs and (unless
---no-compile) the compiled step's activation memory per image, without training anything.
+`patchscale sweep --dry-run` prints, per run, parameters, tokens, training FLOPs, (unless
+--no-compile) the compiled step's activation memory per image, and where the run stands in the
+results directory; then what is left of the sweep, without training anything.
 """
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
+from etils import epath
 from flax import nnx
 
-from patchscale import partitioning
+from patchscale import partitioning, results
 from patchscale.models import build_model
 from patchscale.program import Program, param_counts
+from patchscale.progress import format_duration
 from patchscale.run_spec import RunSpec
 from patchscale.sweep.points import Point
 
@@ -60,18 +64,55 @@ def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
     return row
 
 
-def print_dry_run(points: list[Point], compile_memory: bool, rate_tflops: float) -> None:
-    """One line per run, then the projected cost of them all at an assumed rate."""
-    total = 0.0
-    header = f"{'run':<40} {'params':>10} {'non-emb':>10} {'tokens':>7} {'train GFLOP/img':>16} {'act. MiB/img':>12}"
+def run_state(run_dir: epath.Path, total_steps: int) -> tuple[str, float]:
+    """(what the dry run says of a run, the fraction of its training left): finished, failed, partial, new."""
+    state = results.status(run_dir)
+    if state == "partial":
+        steps = [int(p.name) for p in (run_dir / results.CHECKPOINTS).iterdir() if p.name.isdigit()]
+        if steps and total_steps:
+            return f"partial {max(steps)}/{total_steps}", max(1.0 - max(steps) / total_steps, 0.0)
+        return "partial", 1.0
+    return state, 1.0 if state == "new" else 0.0
+
+
+def print_dry_run(points: list[Point], compile_memory: bool, rate_tflops: float, results_dir=None) -> None:
+    """One line per run, then the projected cost of them all at an assumed rate, and what is left."""
+    total, left, finished = 0.0, [], []
+    states = collections.Counter()
+    runs = epath.Path(results_dir) / results.RUNS if results_dir else None
+    header = (f"{'run':<40} {'params':>10} {'non-emb':>10} {'tokens':>7} {'train GFLOP/img':>16} {'act. MiB/img':>12}"
+              f"  state")
     print(header)
     for point in points:
         row = describe_point(point, compile_memory)
         total += row["train_flops_total"]
+        state, fraction = run_state(runs / point.name, row["steps"]) if runs else ("new", 1.0)
+        states[state.split()[0]] += 1
+        if fraction > 0:
+            left.append(fraction * row["train_flops_total"])
+        if state == "finished":
+            summary = results.read_summary(runs / point.name, warn=False) or {}
+            if summary.get("wall_time_s"):
+                finished.append((float(summary["wall_time_s"]), row["train_flops_total"]))
         memory = (f"{row['activation_bytes_per_image'] / 2**20:12.1f}" if "activation_bytes_per_image" in row
                   else f"{'-':>12}")
         print(f"{row['name']:<40} {row['params']:>10,} {row['params_non_embedding']:>10,} "
-              f"{row['tokens_per_image']:>7} {row['train_flops_per_image'] / 1e9:>16.3f} {memory}", flush=True)
+              f"{row['tokens_per_image']:>7} {row['train_flops_per_image'] / 1e9:>16.3f} {memory}  {state}", flush=True)
     hours = total / (rate_tflops * 1e12) / 3600
     print(f"projected cost: {total / 1e15:.3f} PFLOP of training, {hours:.2f} device-hours at an assumed"
           f" {rate_tflops:g} TFLOP/s achieved (--rate-tflops)")
+    if states["new"] < len(points):
+        print(_left_line(states, left, total, finished, results_dir))
+
+
+def _left_line(states, left: list[float], total: float, finished: list[tuple[float, float]], results_dir) -> str:
+    """What is left of a sweep under way, and how long it takes at the pace of its finished runs."""
+    counts = ", ".join(f"{states[k]} {k}" for k in ("finished", "partial", "failed", "new") if states[k])
+    line = (f"in {results_dir}: {counts}; {sum(left) / 1e15:.3f} of {total / 1e15:.3f} PFLOP left to train"
+            " (partial runs from their last checkpoint; failed runs only with --retry-failed)")
+    if finished and left:
+        seconds = estimate_remaining([d for d, _ in finished], [c for _, c in finished] + left)
+        if seconds is not None:
+            line += (f"; about {format_duration(seconds)} one run at a time at the pace of the {len(finished)}"
+                     " finished runs (their summary.json wall_time_s)")
+    return line
