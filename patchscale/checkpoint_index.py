@@ -13,6 +13,8 @@
   (segments) that trained it so far, each counted up to the checkpoint the next one resumed
   from (work lost to a kill is counted once, when it is redone). summary.json's `wall_time_s`
   and `wall_time_segments` continue them, so a resumed run reports its whole training time.
+  They are absent where the time is not known: a step saved before they were recorded, and every
+  step of a run that resumed from one.
 
 Steps saved before this file existed have no entry and are restored unchecked.
 """
@@ -91,7 +93,7 @@ class Elapsed:
 
 
 def elapsed(run_dir, step: int) -> Elapsed:
-    """The wall time recorded with checkpoint `step`; unknown for a step saved before it was recorded."""
+    """The wall time recorded with checkpoint `step`; unknown where none was (no entry, or no time in it)."""
     saved = entry(run_dir, step) or {}
     if "elapsed_s" not in saved:
         return Elapsed(0.0, None)
@@ -99,14 +101,14 @@ def elapsed(run_dir, step: int) -> Elapsed:
 
 
 def record(run_dir, step: int, state_digest: str, records: list[dict], kept_steps,
-           elapsed: Elapsed | None = None) -> None:
+           wall: Elapsed | None = None) -> None:
     """Write the entry of a step about to be saved (before orbax writes it); drop entries of steps gone."""
     index = {k: v for k, v in _read(run_dir).items() if int(k) in set(kept_steps)}
     index[str(step)] = {"digest": state_digest,
                         "log_steps": sorted(r["step"] for r in records if "budget_steps" not in r),
                         "budget_steps": sorted(r["step"] for r in records if "budget_steps" in r)}
-    if elapsed is not None and elapsed.segments is not None:
-        index[str(step)].update(elapsed_s=elapsed.seconds, segments=elapsed.segments)
+    if wall is not None and wall.segments is not None:
+        index[str(step)].update(elapsed_s=wall.seconds, segments=wall.segments)
     results.write_json_atomic(epath.Path(run_dir) / INDEX, index)
 
 

@@ -61,8 +61,9 @@ def cmd_sweep(args) -> int:
     print(f"[sweep] {args.config}: {len(points)} runs" + (f", shard {index}/{count}: {len(mine)}" if count > 1 else "")
           + f" → {results_dir}/runs/", flush=True)
     if args.dry_run:
-        from patchscale.sweep import cost
+        from patchscale.sweep import cost, runner
 
+        runner.check_configs(points, results_dir)  # What the sweep itself would refuse, the dry run refuses too.
         cost.print_dry_run(mine, not args.no_compile, args.rate_tflops, results_dir)
         return 0
     from patchscale.sweep import runner

@@ -50,7 +50,9 @@ class Trainer:
         self.events = None  # events.EventLog of process 0, opened when the run starts or resumes.
         self.restored_step = None  # The checkpoint this segment resumed from (named if the loss turns NaN).
         self.segment_start = time.time()
-        self.earlier = checkpoint_index.Elapsed()  # Wall time of the segments before this one (none yet).
+        # Wall time of the segments before this one; process 0 reads it (the index is its file), and
+        # the others' summaries, never written, time their own segment.
+        self.earlier = checkpoint_index.Elapsed()
         self.steps = None  # program.Steps, compiled when the run starts.
         # Opening the sources is cheap (and prepares the embedded MNIST on first use); doing it
         # before the run directory exists keeps data errors from leaving a half-made run behind.
@@ -174,7 +176,7 @@ class Trainer:
         state_digest = checkpoint_index.digest(state)
         if self.is_main:
             checkpoint_index.record(self.workdir, step, state_digest, results.read_metrics(self.workdir),
-                                    kept_steps=ckpt.all_steps(), elapsed=self._elapsed())
+                                    kept_steps=ckpt.all_steps(), wall=self._elapsed())
         checkpoint.save(ckpt, step, state, data)
 
     def _elapsed(self) -> checkpoint_index.Elapsed:

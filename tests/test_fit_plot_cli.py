@@ -172,6 +172,11 @@ def test_runs_the_sweep_lists_but_has_not_started_are_named_in_one_warning(tmp_p
     assert warnings == [f"1 of the sweep's {len(names) + 1} runs not started (attention-pico-p1-s9); left out"]
     (root / "sweep.json").write_text(json.dumps({"experiment": "demo", "runs": names}))
     assert collect.load(root)[1] == []
+    empty = tmp_path / "empty"
+    (empty / "runs").mkdir(parents=True)
+    (empty / "sweep.json").write_text(json.dumps({"experiment": "demo", "runs": ["a", "b", "c"]}))
+    with pytest.raises(UserError, match=r"no finished runs to use \(3 left out\)"):
+        collect.load(empty)
 
 
 def corrupt_truncated(root):

@@ -162,14 +162,14 @@ def test_the_index_keeps_only_the_steps_still_kept(tmp_path):
 
 def test_the_wall_time_continues_across_segments_and_says_when_an_earlier_one_is_unknown(tmp_path):
     first = checkpoint_index.Elapsed().plus(100.0)
-    checkpoint_index.record(tmp_path, 10, "d", [], kept_steps=[], elapsed=first)
+    checkpoint_index.record(tmp_path, 10, "d", [], kept_steps=[], wall=first)
     resumed = checkpoint_index.elapsed(tmp_path, 10)
     assert resumed == checkpoint_index.Elapsed(100.0, 1)
     assert resumed.plus(50.0).summary() == {"wall_time_s": 150.0, "wall_time_segments": 2}
     # A step saved before the wall time was recorded: the summary has this segment's time only.
     unknown = checkpoint_index.elapsed(tmp_path, 30)
     assert unknown.plus(50.0).summary() == {"wall_time_s": 50.0, "wall_time_segments": None}
-    checkpoint_index.record(tmp_path, 40, "d", [], kept_steps=[10], elapsed=unknown.plus(50.0))
+    checkpoint_index.record(tmp_path, 40, "d", [], kept_steps=[10], wall=unknown.plus(50.0))
     assert checkpoint_index.elapsed(tmp_path, 40).segments is None  # Stays unknown at later saves.
 
 

@@ -110,11 +110,16 @@ def test_dry_run_says_where_each_run_stands_and_what_is_left(tmp_path, mnist_dir
     states = {line.split()[0]: line.split("  ")[-1].strip() for line in done.stdout.splitlines()
               if line.startswith("attention-")}
     assert states == {"attention-pico-p16-s0": "finished", "attention-pico-p8-s0": "partial 6/12"}
-    left = next(line for line in done.stdout.splitlines() if line.startswith(f"in {res}:"))
-    assert left.startswith(f"in {res}: 1 finished, 1 partial;")
+    left = next(line for line in done.stdout.splitlines() if line.startswith(f"in {res},"))
+    flops = {p.name: cost.describe_point(p, compile_memory=False)["train_flops_total"] for p in sweep.expand(str(exp))}
+    assert left.startswith(f"in {res}, of these 2 runs: 1 finished, 1 partial;"
+                           f" {flops['attention-pico-p8-s0'] / 2:.3g} of {sum(flops.values()):.3g} training FLOPs left")
     # One finished run: its 60 s are all fixed cost per run (cost.estimate_remaining), and one run is left.
     assert "about 1m00s one run at a time at the pace of the 1 finished runs" in left
     assert sorted(p.name for p in (res / "runs").iterdir()) == ["attention-pico-p16-s0", "attention-pico-p8-s0"]
+    partial = sweep.expand(str(exp))[1]  # What the sweep's ETA charges it: the half left; in another directory, all.
+    assert cost.cost_left(partial, res) == cost.run_cost(partial) / 2
+    assert cost.cost_left(partial, tmp_path / "elsewhere") == cost.run_cost(partial)
 
 
 def test_only_keeps_the_named_runs_in_sweep_order(tmp_path, mnist_dir, capsys):

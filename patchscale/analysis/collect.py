@@ -174,18 +174,14 @@ def load(results_dir) -> tuple[list[Run], list[str]]:
                 baseline=None if baseline in (None, "none") else baseline, budgets=_budgets(summary)))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{run_dir}: config.json or summary.json is malformed ({type(e).__name__}: {e})") from None
-    warnings.extend(_not_started(runs_dir, sweep.get("runs") or []))
+    names = sweep.get("runs") or []
+    missing = [name for name in names if not (runs_dir / name).is_dir()]  # A sweep still running, or stopped.
     if not finished:
-        raise UserError(f"{results_dir}: no finished runs to use" + (f" ({len(warnings)} left out)" if warnings else ""))
+        left_out = len(warnings) + len(missing)
+        raise UserError(f"{results_dir}: no finished runs to use" + (f" ({left_out} left out)" if left_out else ""))
+    if missing:
+        warnings.append(f"{len(missing)} of the sweep's {len(names)} runs not started ({', '.join(missing)}); left out")
     return finished, warnings
-
-
-def _not_started(runs_dir: epath.Path, names: list[str]) -> list[str]:
-    """One warning naming the sweep's runs that have no directory yet (a sweep still running, or stopped)."""
-    missing = [name for name in names if not (runs_dir / name).is_dir()]
-    if not missing:
-        return []
-    return [f"{len(missing)} of the sweep's {len(names)} runs not started ({', '.join(missing)}); left out"]
 
 
 def select(runs: list[Run], how: str = "auto") -> tuple[list[Run], str]:

@@ -29,6 +29,15 @@ def run_cost(point: Point) -> float:
         return 1.0
 
 
+def cost_left(point: Point, results_dir) -> float:
+    """Training FLOPs still to spend on a run: all of a new one, a partial one's from its last checkpoint."""
+    try:
+        total_steps = RunSpec.from_config(point.config).total_steps
+    except Exception:  # noqa: BLE001 - as in run_cost.
+        total_steps = 0
+    return run_state(epath.Path(results_dir) / results.RUNS / point.name, total_steps)[1] * run_cost(point)
+
+
 def estimate_remaining(durations: list[float], costs: list[float]) -> float | None:
     """Seconds left for runs len(durations): from the finished runs' durations and every run's FLOPs.
 
@@ -65,7 +74,10 @@ def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
 
 
 def run_state(run_dir: epath.Path, total_steps: int) -> tuple[str, float]:
-    """(what the dry run says of a run, the fraction of its training left): finished, failed, partial, new."""
+    """(what the dry run says of a run, the fraction of its training left): finished, failed, partial, new.
+
+    A partial run with no checkpoint yet (or steps not known) has all of its training left.
+    """
     state = results.status(run_dir)
     if state == "partial":
         steps = [int(p.name) for p in (run_dir / results.CHECKPOINTS).iterdir() if p.name.isdigit()]
@@ -76,7 +88,11 @@ def run_state(run_dir: epath.Path, total_steps: int) -> tuple[str, float]:
 
 
 def print_dry_run(points: list[Point], compile_memory: bool, rate_tflops: float, results_dir=None) -> None:
-    """One line per run, then the projected cost of them all at an assumed rate, and what is left."""
+    """One line per run, then the projected cost of them all at an assumed rate, and what is left.
+
+    The pace comes from finished runs whose wall_time_s covers the whole run: a summary with
+    `wall_time_segments` null timed only its last segment and is left out of it.
+    """
     total, left, finished = 0.0, [], []
     states = collections.Counter()
     runs = epath.Path(results_dir) / results.RUNS if results_dir else None
@@ -92,7 +108,8 @@ def print_dry_run(points: list[Point], compile_memory: bool, rate_tflops: float,
             left.append(fraction * row["train_flops_total"])
         if state == "finished":
             summary = results.read_summary(runs / point.name, warn=False) or {}
-            if summary.get("wall_time_s"):
+            whole = "wall_time_segments" not in summary or summary["wall_time_segments"] is not None
+            if summary.get("wall_time_s") and whole:
                 finished.append((float(summary["wall_time_s"]), row["train_flops_total"]))
         memory = (f"{row['activation_bytes_per_image'] / 2**20:12.1f}" if "activation_bytes_per_image" in row
                   else f"{'-':>12}")
@@ -102,14 +119,16 @@ def print_dry_run(points: list[Point], compile_memory: bool, rate_tflops: float,
     print(f"projected cost: {total / 1e15:.3f} PFLOP of training, {hours:.2f} device-hours at an assumed"
           f" {rate_tflops:g} TFLOP/s achieved (--rate-tflops)")
     if states["new"] < len(points):
-        print(_left_line(states, left, total, finished, results_dir))
+        print(_left_line(states, left, total, finished, results_dir, len(points)))
 
 
-def _left_line(states, left: list[float], total: float, finished: list[tuple[float, float]], results_dir) -> str:
+def _left_line(states, left: list[float], total: float, finished: list[tuple[float, float]], results_dir,
+               count: int) -> str:
     """What is left of a sweep under way, and how long it takes at the pace of its finished runs."""
     counts = ", ".join(f"{states[k]} {k}" for k in ("finished", "partial", "failed", "new") if states[k])
-    line = (f"in {results_dir}: {counts}; {sum(left) / 1e15:.3f} of {total / 1e15:.3f} PFLOP left to train"
-            " (partial runs from their last checkpoint; failed runs only with --retry-failed)")
+    line = (f"in {results_dir}, of these {count} runs: {counts}; {sum(left):.3g} of {total:.3g} training FLOPs"
+            " left (partial runs from their last checkpoint; failed runs not counted: they run again only with"
+            " --retry-failed)")
     if finished and left:
         seconds = estimate_remaining([d for d, _ in finished], [c for _, c in finished] + left)
         if seconds is not None:

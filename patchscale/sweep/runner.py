@@ -68,7 +68,7 @@ def run(points: list[Point], results_dir, experiment: str, *, retry_failed: bool
     """
     results_dir = epath.Path(results_dir)
     outcome, todo = split_done(points, results_dir, retry_failed)
-    costs = [cost.run_cost(point) for point in todo]
+    costs = [cost.cost_left(point, results_dir) for point in todo]  # Durations time this process's part only.
     durations: list[float] = []
     for k, point in enumerate(todo, 1):
         source = source_run(point)
