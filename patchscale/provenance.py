@@ -46,7 +46,7 @@ def versions() -> dict[str, str]:
 
 
 def cpu() -> dict[str, object]:
-    """Host CPU model, core count and the vector features XLA:CPU's kernels depend on."""
+    """Host CPU model, core counts and the vector features XLA:CPU's kernels depend on."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as f:
@@ -59,7 +59,10 @@ def cpu() -> dict[str, object]:
                     flags = set(value.split())
     except OSError:  # Not Linux: the model from platform is what there is.
         pass
-    return {"model": model, "cores": os.cpu_count(), "machine": platform.machine(),
+    # The cores this process may run on (a `--workers` run is pinned to its share): XLA:CPU splits
+    # its work over as many threads, and another split rounds float32 sums differently.
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"model": model, "cores": os.cpu_count(), "cores_usable": usable, "machine": platform.machine(),
             "features": sorted(f for f in CPU_FLAGS_OF_INTEREST if f in flags)}
 
 
