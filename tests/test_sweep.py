@@ -120,6 +120,8 @@ def test_dry_run_says_where_each_run_stands_and_what_is_left(tmp_path, mnist_dir
     partial = sweep.expand(str(exp))[1]  # What the sweep's ETA charges it: the half left; in another directory, all.
     assert cost.cost_left(partial, res) == cost.run_cost(partial) / 2
     assert cost.cost_left(partial, tmp_path / "elsewhere") == cost.run_cost(partial)
+    (res / "runs" / "attention-pico-p8-s0" / "failed.json").write_text("{}")  # Retried: resumes from step 6.
+    assert cost.cost_left(partial, res) == cost.run_cost(partial) / 2
 
 
 def test_only_keeps_the_named_runs_in_sweep_order(tmp_path, mnist_dir, capsys):

@@ -30,12 +30,13 @@ def run_cost(point: Point) -> float:
 
 
 def cost_left(point: Point, results_dir) -> float:
-    """Training FLOPs still to spend on a run: all of a new one, a partial one's from its last checkpoint."""
+    """Training FLOPs still to spend on a run about to train (new, partial, or failed and retried)."""
     try:
-        total_steps = RunSpec.from_config(point.config).total_steps
+        spec = RunSpec.from_config(point.config)
     except Exception:  # noqa: BLE001 - as in run_cost.
-        total_steps = 0
-    return run_state(epath.Path(results_dir) / results.RUNS / point.name, total_steps)[1] * run_cost(point)
+        return 1.0
+    run_dir = epath.Path(results_dir) / results.RUNS / point.name
+    return _fraction_left(run_dir, spec.total_steps) * spec.train_flops_total
 
 
 def estimate_remaining(durations: list[float], costs: list[float]) -> float | None:
@@ -73,17 +74,28 @@ def describe_point(point: Point, compile_memory: bool = True) -> dict[str, Any]:
     return row
 
 
+def _last_checkpoint(run_dir: epath.Path) -> int | None:
+    directory = run_dir / results.CHECKPOINTS
+    steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit()] if directory.is_dir() else []
+    return max(steps, default=None)
+
+
+def _fraction_left(run_dir: epath.Path, total_steps: int) -> float:
+    """Of a run's training, what comes after its last checkpoint (all of it without one)."""
+    last = _last_checkpoint(run_dir)
+    return max(1.0 - last / total_steps, 0.0) if last is not None and total_steps else 1.0
+
+
 def run_state(run_dir: epath.Path, total_steps: int) -> tuple[str, float]:
     """(what the dry run says of a run, the fraction of its training left): finished, failed, partial, new.
 
-    A partial run with no checkpoint yet (or steps not known) has all of its training left.
+    Finished and failed runs have nothing left (a failed one trains again only with --retry-failed).
     """
     state = results.status(run_dir)
     if state == "partial":
-        steps = [int(p.name) for p in (run_dir / results.CHECKPOINTS).iterdir() if p.name.isdigit()]
-        if steps and total_steps:
-            return f"partial {max(steps)}/{total_steps}", max(1.0 - max(steps) / total_steps, 0.0)
-        return "partial", 1.0
+        last = _last_checkpoint(run_dir)
+        shown = f"partial {last}/{total_steps}" if last is not None and total_steps else "partial"
+        return shown, _fraction_left(run_dir, total_steps)
     return state, 1.0 if state == "new" else 0.0
 
 
