@@ -199,7 +199,7 @@ def plot_compute(results_dir_path, runs, analysis: dict, colors: dict | None = N
             continue
         members = grouped.get(label, [])
         image_size = members[0].image_size if members else None
-        fig, axes = plt.subplots(1, 3, figsize=(18, 5))
+        fig, axes = plt.subplots(1, 3, figsize=(18, 5), layout="constrained")  # Keeps (b)'s y label off (a).
         _panel_patch(axes[0], g, analysis["metric"], cmap)
         _panel_flops(axes[1], g, analysis["metric"], cmap, analysis["baselines"]["baselines"], image_size,
                      (colors or {}).get(label))
