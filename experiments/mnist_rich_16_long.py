@@ -12,9 +12,9 @@ value; results/mnist_rich_16/runs/*/metrics.jsonl and summary.json), the MLP 1â€
 Cost: twice the 16-epoch study's (whose checkpoints were not kept, so it cannot be continued):
 its fastest p = 2 runs took 31 minutes (ViT, shared CPU) and 33 (Adventurer, idle CPU) here, so
 about an hour per p = 2 run and some 9 hours in all on this project's CPU; minutes on an accelerator
-(`scripts/device_sweep.sh experiments/mnist_rich_16_long.py OUT`). IN PROGRESS since
-2026-12-07, in the background, resumably: results/mnist_rich_16_long/provenance.json says which
-runs have finished; no fit until all 30 have.
+(`scripts/device_sweep.sh experiments/mnist_rich_16_long.py OUT`). Run here 2026-12-07/08
+(results/mnist_rich_16_long, docs/results.md): still budget-limited at 32 epochs, and p = 2 is
+level with p = 4 where at 16 epochs it was behind.
 """
 
 from . import mnist_rich_16

@@ -23,7 +23,7 @@ from patchscale.analysis.stats import json_safe
 from tests.conftest import REPO
 
 STUDIES = ["mnist_limited_reference", "mnist_input_size", "mnist_s2", "mnist_sweep_reference", "mnist_rich_16",
-           "mnist_rich_16_mlp", "mnist_extend"]
+           "mnist_rich_16_mlp", "mnist_extend", "mnist_rich_16_long"]
 RELATIVE = 1e-6
 RELATIVE_JOINT = 1e-4  # Numbers under fit.json's "compute" (the joint laws and what they predict).
 ABSOLUTE = 1e-12
