@@ -99,6 +99,23 @@ def test_fall_within_the_noise_allowance_is_flat_at_the_top():
     assert by_p(out)[8]["classification"] == "still falling" and out["verdict"] == "budget-limited"
 
 
+def test_flat_only_within_the_noise_while_every_seed_still_falls_is_said():
+    # Each seed falls 11% (of its D value) from D/2 to D, but the seeds sit a factor e^±0.2 apart: 0.65 SE, so the
+    # class is "flat" by the allowance; the reason must not let that pass for a minimum found.
+    curve, sigma = [0.40, 0.34, 0.30, 0.27], 0.2
+    group = [_run(8, s, [m * math.exp(sigma * (s - 1)) for m in curve]) for s in range(3)]
+    group += [_run(4, s, [m * math.exp(0.01 * (s - 1)) for m in (0.40, 0.30, 0.32, 0.35)]) for s in range(3)]
+    out = convergence.convergence(group)
+    e = by_p(out)[8]
+    assert e["minimum"] == "largest budget, flat" and e["seeds_at_largest"] == 3
+    assert "flat only within the seed noise at p = 8 (D/2 → D fell by 11.1% (0.6 SE), 3 of 3 seeds" in out["reason"]
+    assert "minimum may lie above the grid" in out["reason"]
+
+    # A fall below the tolerance is flat in its own right: nothing to add.
+    group = [_run(8, s, [m * math.exp(sigma * (s - 1)) for m in (0.40, 0.34, 0.30, 0.29)]) for s in range(3)]
+    assert "within the seed noise" not in convergence.convergence(group)["reason"]
+
+
 def test_interior_minimum_is_converged():
     out = convergence.convergence(runs({8: [0.40, 0.30, 0.32, 0.35], 4: [0.35, 0.25, 0.26, 0.30]}))
     assert out["verdict"] == "converged" and out["converged"], out["reason"]

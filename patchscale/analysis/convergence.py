@@ -255,6 +255,11 @@ def convergence(group_runs, metric: str = "val_loss", tolerance: float = TOLERAN
     else:
         tol_words = f"tolerance {tolerance:.0%} = {tol_se_range[0]:.1f}–{tol_se_range[1]:.1f} SE"
     flat = [e for e in per_p if e["minimum"] == "largest budget, flat"]
+    # Flat only because the seeds are noisy: the mean fell by more than the tolerance and every seed
+    # still chose the largest budget. The class stands (the noise allowance is the rule), but a
+    # reader must not take it for a minimum found.
+    noisy_flat = [e for e in flat if (e["relative_improvement"] or 0) >= tolerance
+                  and e["chosen_budgets"] and e["seeds_at_largest"] == len(e["chosen_budgets"])]
 
     parts = []
     if by_class[STILL_FALLING]:
@@ -289,6 +294,11 @@ def convergence(group_runs, metric: str = "val_loss", tolerance: float = TOLERAN
                  f" and no ranking flip between D/2 and D exceeds {allowance:g} SE"
                  + (f" ({ignored} within-noise flip(s) ignored)" if ignored else "")]
     reason = f"{head}: " + "; and ".join(parts) + f" ({tol_words}, allowance {allowance:g} SE)"
+    if noisy_flat:
+        reason += ("; flat only within the seed noise at " + "; ".join(
+            f"p = {e['patch_size']} (D/2 → D {change_words(e['relative_improvement'], e['improvement_se'])},"
+            f" {e['seeds_at_largest']} of {len(e['chosen_budgets'])} seeds chose the largest budget)"
+            for e in noisy_flat) + ": its minimum may lie above the grid")
     rank = lambda key: [e["patch_size"] for e in sorted(checked, key=lambda e: e[key])]  # noqa: E731
     return {"metric": used, "tolerance": tolerance, "tolerance_se": tol_se_range, "allowance_se": allowance,
             "verdict": verdict, "converged": verdict == "converged", "reason": reason,
