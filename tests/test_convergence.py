@@ -109,11 +109,19 @@ def test_flat_only_within_the_noise_while_every_seed_still_falls_is_said():
     e = by_p(out)[8]
     assert e["minimum"] == "largest budget, flat" and e["seeds_at_largest"] == 3
     assert "flat only within the seed noise at p = 8 (D/2 → D fell by 11.1% (0.6 SE), 3 of 3 seeds" in out["reason"]
-    assert "minimum may lie above the grid" in out["reason"]
+    assert "the minimum may lie above the grid" in out["reason"]
+
+    # The same curve as a baseline says so in the baseline's words.
+    members = [_run(8, s, [m * math.exp(sigma * (s - 1)) for m in curve], baseline="mlp") for s in range(3)]
+    assert baselines._baseline_convergence(members).startswith(
+        "converged: minimum bracketed at the top (flat only within the seed noise; every seed chose")
 
     # A fall below the tolerance is flat in its own right: nothing to add.
-    group = [_run(8, s, [m * math.exp(sigma * (s - 1)) for m in (0.40, 0.34, 0.30, 0.29)]) for s in range(3)]
+    flat = (0.40, 0.34, 0.30, 0.29)
+    group = [_run(8, s, [m * math.exp(sigma * (s - 1)) for m in flat]) for s in range(3)]
     assert "within the seed noise" not in convergence.convergence(group)["reason"]
+    members = [_run(8, s, [m * math.exp(sigma * (s - 1)) for m in flat], baseline="mlp") for s in range(3)]
+    assert baselines._baseline_convergence(members).startswith("converged: minimum bracketed at the top (flat);")
 
 
 def test_interior_minimum_is_converged():

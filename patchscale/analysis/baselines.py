@@ -28,6 +28,9 @@ def _baseline_convergence(members) -> str:
               ) if entry["half_budget"] is not None else ""
     if entry["classification"] == convergence.BRACKETED:
         where = "an interior budget" if entry["minimum"] == "interior" else "the top (flat)"
+        if convergence.flat_only_by_noise(entry, result["tolerance"]):
+            where = ("the top (flat only within the seed noise; every seed chose the largest budget,"
+                     " so the minimum may lie above the grid)")
         return f"converged: minimum bracketed at {where}" + (f"; {change}" if change else "")
     if entry["classification"] == convergence.STILL_FALLING:
         return f"not converged: still falling; {change}"

@@ -106,6 +106,14 @@ def change_words(rel, z) -> str:
     return f"{'fell' if rel >= 0 else 'rose'} by {abs(100 * rel):.1f}% ({size})"
 
 
+def flat_only_by_noise(entry: dict, tolerance: float = TOLERANCE) -> bool:
+    """Flat at the top only because the seeds are noisy: the mean fell by more than the tolerance and
+    every seed still chose the largest budget. The class stands (the noise allowance is the rule), but
+    a reader must not take it for a minimum found."""
+    return (entry.get("minimum") == "largest budget, flat" and (entry["relative_improvement"] or 0) >= tolerance
+            and bool(entry["chosen_budgets"]) and entry["seeds_at_largest"] == len(entry["chosen_budgets"]))
+
+
 def _sizes(ps) -> str:
     return ", ".join(map(str, ps))
 
@@ -255,11 +263,7 @@ def convergence(group_runs, metric: str = "val_loss", tolerance: float = TOLERAN
     else:
         tol_words = f"tolerance {tolerance:.0%} = {tol_se_range[0]:.1f}–{tol_se_range[1]:.1f} SE"
     flat = [e for e in per_p if e["minimum"] == "largest budget, flat"]
-    # Flat only because the seeds are noisy: the mean fell by more than the tolerance and every seed
-    # still chose the largest budget. The class stands (the noise allowance is the rule), but a
-    # reader must not take it for a minimum found.
-    noisy_flat = [e for e in flat if (e["relative_improvement"] or 0) >= tolerance
-                  and e["chosen_budgets"] and e["seeds_at_largest"] == len(e["chosen_budgets"])]
+    noisy_flat = [e for e in flat if flat_only_by_noise(e, tolerance)]
 
     parts = []
     if by_class[STILL_FALLING]:
@@ -298,7 +302,7 @@ def convergence(group_runs, metric: str = "val_loss", tolerance: float = TOLERAN
         reason += ("; flat only within the seed noise at " + "; ".join(
             f"p = {e['patch_size']} (D/2 → D {change_words(e['relative_improvement'], e['improvement_se'])},"
             f" {e['seeds_at_largest']} of {len(e['chosen_budgets'])} seeds chose the largest budget)"
-            for e in noisy_flat) + ": its minimum may lie above the grid")
+            for e in noisy_flat) + ": the minimum may lie above the grid")
     rank = lambda key: [e["patch_size"] for e in sorted(checked, key=lambda e: e[key])]  # noqa: E731
     return {"metric": used, "tolerance": tolerance, "tolerance_se": tol_se_range, "allowance_se": allowance,
             "verdict": verdict, "converged": verdict == "converged", "reason": reason,
