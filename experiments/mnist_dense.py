@@ -14,7 +14,8 @@ the 10,000 test images, and mIoU (summary.json: test_miou). What the study repor
 decoder's advantage shrinks as the patch shrinks, until the linear head matches it at p = 1.
 
 Groups: each head is its own patch-size group. Cost here: about 1 hour (18 runs; the six at
-p = 2, 64 tokens, take most of it). NOT RUN yet. Fine-tuning from a classification run (`train.init_from`), as the
+p = 2, 64 tokens, take most of it). IN PROGRESS since 2026-12-08, in the background, resumably:
+results/mnist_dense/provenance.json says which runs have finished; no fit until all 18 have. Fine-tuning from a classification run (`train.init_from`), as the
 study does on ADE20k, is left to the accelerator config; the miniature trains from scratch.
 """
 
